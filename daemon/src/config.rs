@@ -1,0 +1,595 @@
+//! `tweetpipe.toml`: the typed configuration and the errors that point at the key.
+//!
+//! Unknown keys and wrong types are rejected with the file, line and column, the
+//! key path and what was expected. Relative paths resolve against the directory
+//! of the config file, so a config and its data can move together.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where posts come from.
+    #[serde(default)]
+    pub source: SourcesConfig,
+    /// What carries messages from ingest to process.
+    #[serde(default)]
+    pub broker: BrokerConfig,
+    /// The plugin chain, in order.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// How rows are grouped before they reach the sink.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Where rows are committed.
+    pub sink: SinkConfig,
+    /// Where messages that cannot be processed are kept.
+    pub dead_letter: DeadLetterConfig,
+    /// Process-stage settings.
+    #[serde(default)]
+    pub process: ProcessConfig,
+    /// Log level and destination.
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+/// `[source.*]`: each present table is one source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesConfig {
+    pub replay: Option<ReplayConfig>,
+}
+
+/// `[source.replay]`: JSONL files (X v2 stream messages or v1.1 statuses).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// A file, a directory of `*.jsonl` files, or `-` for standard input.
+    pub path: PathBuf,
+    /// Posts per second; absent or 0 replays as fast as the pipeline takes them.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Start again at the beginning after the last line.
+    #[serde(default, rename = "loop")]
+    pub loop_forever: bool,
+}
+
+/// `[broker]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub kind: BrokerKind,
+    /// Embedded queue: messages queued or in flight before ingest waits.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+    /// Deliveries of one message before it goes to the dead-letter destination.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            kind: BrokerKind::Embedded,
+            capacity: default_capacity(),
+            max_deliveries: default_max_deliveries(),
+        }
+    }
+}
+
+fn default_capacity() -> usize {
+    10_000
+}
+
+fn default_max_deliveries() -> u32 {
+    5
+}
+
+/// The broker implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerKind {
+    /// A bounded in-process queue: no cloud account needed.
+    Embedded,
+}
+
+/// One `[[plugins]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The name used in logs and dead letters; defaults to the file stem.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The `.wasm` component.
+    pub path: PathBuf,
+    /// Settings handed to the plugin's `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// What happens to a post when the plugin fails on it.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// CPU time one batch call may take before it is interrupted.
+    #[serde(default, with = "opt_duration_ms", rename = "timeout_ms")]
+    pub timeout: Option<Duration>,
+    /// The most linear memory the plugin may grow to, in MiB.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+impl PluginConfig {
+    /// The configured name, or the file stem.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.path.display().to_string())
+        })
+    }
+}
+
+/// `on_error` for a plugin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Send the post to the dead-letter destination with the plugin's error.
+    #[default]
+    DeadLetter,
+    /// Drop the post, counting it as dropped by the plugin.
+    Drop,
+    /// Keep the post unchanged, as if the plugin were not there.
+    Pass,
+}
+
+/// `[batch]`: a batch is flushed when any limit is reached, and at shutdown.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    #[serde(default = "default_max_age", with = "duration_ms", rename = "max_age_ms")]
+    pub max_age: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+fn default_max_rows() -> usize {
+    500
+}
+
+fn default_max_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+fn default_max_age() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `[process]`: how posts are pulled and run through the plugin chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Posts handed to the plugin chain in one call.
+    #[serde(default = "default_chain_batch")]
+    pub chain_batch: usize,
+    /// Parallel workers running the chain.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+impl Default for ProcessConfig {
+    fn default() -> Self {
+        ProcessConfig {
+            chain_batch: default_chain_batch(),
+            workers: default_workers(),
+        }
+    }
+}
+
+fn default_chain_batch() -> usize {
+    256
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+/// `[sink.*]`: exactly one table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub sqlite: Option<SqliteSinkConfig>,
+    pub jsonl: Option<JsonlSinkConfig>,
+    pub stdout: Option<StdoutSinkConfig>,
+}
+
+/// `[sink.sqlite]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSinkConfig {
+    /// The database file; created with its table when missing.
+    pub path: PathBuf,
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Also store the original message in a `raw` column.
+    #[serde(default)]
+    pub store_raw: bool,
+}
+
+fn default_table() -> String {
+    "posts".to_owned()
+}
+
+/// `[sink.jsonl]`: one JSON row per line, rotated by size or age.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlSinkConfig {
+    /// The directory the files are written to.
+    pub dir: PathBuf,
+    /// File name prefix (`posts` gives `posts-20260101T120000Z-0001.jsonl`).
+    #[serde(default = "default_table")]
+    pub prefix: String,
+    /// Start a new file past this many bytes.
+    #[serde(default = "default_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// Start a new file when the current one is this old, in seconds.
+    #[serde(default)]
+    pub rotate_secs: Option<u64>,
+    /// Include the original message as `raw`.
+    #[serde(default)]
+    pub store_raw: bool,
+}
+
+fn default_rotate_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
+/// `[sink.stdout]`: one JSON row per line on standard output.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    #[serde(default)]
+    pub store_raw: bool,
+}
+
+/// The one sink a config selects.
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Sqlite(SqliteSinkConfig),
+    Jsonl(JsonlSinkConfig),
+    Stdout(StdoutSinkConfig),
+}
+
+/// `[dead_letter]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// The JSONL file dead letters are appended to.
+    pub path: PathBuf,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` wins when set.
+    #[serde(default = "default_level")]
+    pub level: LevelName,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            level: default_level(),
+        }
+    }
+}
+
+fn default_level() -> LevelName {
+    LevelName::Info
+}
+
+/// A log level as written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LevelName {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl From<LevelName> for log::LevelFilter {
+    fn from(level: LevelName) -> Self {
+        match level {
+            LevelName::Error => log::LevelFilter::Error,
+            LevelName::Warn => log::LevelFilter::Warn,
+            LevelName::Info => log::LevelFilter::Info,
+            LevelName::Debug => log::LevelFilter::Debug,
+            LevelName::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// A config that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config: cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, or a key is unknown or of the wrong type.
+    #[error("{}", render_parse_error(path, line_col, key, message))]
+    Parse {
+        path: PathBuf,
+        line_col: Option<(usize, usize)>,
+        key: String,
+        message: String,
+    },
+    /// The values parse but do not make a pipeline.
+    #[error("config: {}: {key}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+fn render_parse_error(
+    path: &Path,
+    line_col: &Option<(usize, usize)>,
+    key: &str,
+    message: &str,
+) -> String {
+    let mut out = format!("config: {}", path.display());
+    if let Some((line, column)) = line_col {
+        out.push_str(&format!(":{line}:{column}"));
+    }
+    if !key.is_empty() && key != "." {
+        out.push_str(&format!(": {key}"));
+    }
+    out.push_str(": ");
+    out.push_str(message);
+    out
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, resolving relative paths against
+    /// the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut config = Config::parse(&text, path)?;
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            line_col: error.span().map(|span| line_col(text, span.start)),
+            key: String::new(),
+            message: first_line(error.message()),
+        })?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+            let key = error.path().to_string();
+            let inner = error.into_inner();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line_col: inner.span().map(|span| line_col(text, span.start)),
+                key,
+                message: first_line(inner.message()),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        self.sink_kind().map_err(|message| invalid("sink", message))?;
+        if self.source.replay.is_none() {
+            return Err(invalid(
+                "source",
+                "no source is configured (add a [source.replay] table with `path = \"posts.jsonl\"`)"
+                    .to_owned(),
+            ));
+        }
+        if let Some(replay) = &self.source.replay {
+            if let Some(rate) = replay.rate
+                && !(rate.is_finite() && rate >= 0.0)
+            {
+                return Err(invalid(
+                    "source.replay.rate",
+                    format!("expected a number of posts per second ≥ 0, found {rate}"),
+                ));
+            }
+        }
+        if self.broker.capacity == 0 {
+            return Err(invalid("broker.capacity", "must be at least 1".to_owned()));
+        }
+        if self.broker.max_deliveries == 0 {
+            return Err(invalid(
+                "broker.max_deliveries",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.batch.max_rows == 0 {
+            return Err(invalid("batch.max_rows", "must be at least 1".to_owned()));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(invalid("batch.max_bytes", "must be at least 1".to_owned()));
+        }
+        if self.process.chain_batch == 0 {
+            return Err(invalid(
+                "process.chain_batch",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.process.workers == 0 {
+            return Err(invalid("process.workers", "must be at least 1".to_owned()));
+        }
+        let mut names = BTreeMap::new();
+        for (index, plugin) in self.plugins.iter().enumerate() {
+            let name = plugin.display_name();
+            if let Some(first) = names.insert(name.clone(), index) {
+                return Err(invalid(
+                    &format!("plugins[{index}].name"),
+                    format!(
+                        "plugin name `{name}` is already used by plugins[{first}]; give one of them a distinct `name`"
+                    ),
+                ));
+            }
+            if plugin.memory_mb == Some(0) {
+                return Err(invalid(
+                    &format!("plugins[{index}].memory_mb"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if plugin.timeout == Some(Duration::ZERO) {
+                return Err(invalid(
+                    &format!("plugins[{index}].timeout_ms"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The single sink this config selects.
+    pub fn sink_kind(&self) -> Result<SinkKind, String> {
+        let mut kinds = Vec::new();
+        if let Some(sqlite) = &self.sink.sqlite {
+            kinds.push(SinkKind::Sqlite(sqlite.clone()));
+        }
+        if let Some(jsonl) = &self.sink.jsonl {
+            kinds.push(SinkKind::Jsonl(jsonl.clone()));
+        }
+        if let Some(stdout) = &self.sink.stdout {
+            kinds.push(SinkKind::Stdout(stdout.clone()));
+        }
+        match kinds.len() {
+            1 => Ok(kinds.remove(0)),
+            0 => Err("no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout])".to_owned()),
+            n => Err(format!(
+                "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout]"
+            )),
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() && path.as_os_str() != "-" {
+                *path = base.join(&*path);
+            }
+        };
+        if let Some(replay) = &mut self.source.replay {
+            resolve(&mut replay.path);
+        }
+        for plugin in &mut self.plugins {
+            resolve(&mut plugin.path);
+        }
+        if let Some(sqlite) = &mut self.sink.sqlite {
+            resolve(&mut sqlite.path);
+        }
+        if let Some(jsonl) = &mut self.sink.jsonl {
+            resolve(&mut jsonl.dir);
+        }
+        resolve(&mut self.dead_letter.path);
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.trim().lines().next().unwrap_or("").to_owned()
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.chars().count(), |newline| {
+            before[newline + 1..].chars().count()
+        })
+        + 1;
+    (line, column)
+}
+
+impl fmt::Display for SinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SinkKind::Sqlite(sqlite) => write!(
+                f,
+                "sqlite {} (table {})",
+                sqlite.path.display(),
+                sqlite.table
+            ),
+            SinkKind::Jsonl(jsonl) => write!(
+                f,
+                "jsonl {}/{}-*.jsonl (rotate at {} bytes{})",
+                jsonl.dir.display(),
+                jsonl.prefix,
+                jsonl.rotate_bytes,
+                jsonl
+                    .rotate_secs
+                    .map(|secs| format!(" or {secs} s"))
+                    .unwrap_or_default()
+            ),
+            SinkKind::Stdout(_) => write!(f, "stdout (one JSON row per line)"),
+        }
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(deserializer).map(|ms| ms.map(Duration::from_millis))
+    }
+}
