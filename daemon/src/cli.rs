@@ -1,1 +1,229 @@
-//! placeholder
+//! The `tweetpipe` command line: parse arguments, run a command, map the result to an exit code.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigError};
+use crate::plugins::LoadedChain;
+use crate::sample::{SampleOptions, write_sample};
+use crate::sources::ReplaySource;
+use crate::{logging, pipeline, summary};
+
+/// The config file a packaged install uses.
+pub const DEFAULT_CONFIG: &str = "/etc/tweetpipe/tweetpipe.toml";
+
+/// Stream posts from X or a replay file through WebAssembly plugins into BigQuery, SQLite or JSONL.
+#[derive(Debug, Parser)]
+#[command(name = "tweetpipe", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline until its sources end or SIGINT/SIGTERM, then drain and report.
+    Run {
+        /// The configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Do not print the run summary.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Validate a configuration and print the pipeline it describes.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Write deterministic synthetic posts (X API v2 stream shape) as JSONL.
+    Sample {
+        /// How many posts.
+        #[arg(short = 'n', long, default_value_t = 3000)]
+        count: usize,
+        /// The random seed; the same seed gives the same file.
+        #[arg(short, long, default_value_t = 42)]
+        seed: u64,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Code for a runtime failure.
+const EXIT_FAILURE: u8 = 1;
+/// Code for bad usage or configuration.
+const EXIT_USAGE: u8 = 2;
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return match error.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    match cli.command {
+        Command::Run { config, quiet } => run(&config, quiet),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|error| {
+        eprintln!("error: {error}");
+        if matches!(error, ConfigError::Read { .. }) && path == Path::new(DEFAULT_CONFIG) {
+            eprintln!("hint: pass the config file with --config PATH");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Checks what the config points at: input files and plugins.
+fn preflight(config: &Config) -> Result<LoadedChain, String> {
+    if let Some(replay) = &config.source.replay {
+        ReplaySource::new(replay.clone())
+            .files()
+            .map_err(|error| format!("source.replay.path: {error}"))?;
+    }
+    LoadedChain::load(&config.plugins).map_err(|error| error.to_string())
+}
+
+fn run(config_path: &Path, quiet: bool) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    logging::init(config.logging.level);
+    let chain = match preflight(&config) {
+        Ok(chain) => chain,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("tweetpipe")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    log::info!(
+        "tweetpipe {} starting with {}",
+        env!("CARGO_PKG_VERSION"),
+        config_path.display()
+    );
+    let outcome = runtime.block_on(pipeline::run(&config, chain, shutdown_signal()));
+    match outcome {
+        Ok(outcome) => {
+            log::info!(
+                "pipeline drained: {} read, {} written, {} dead-lettered",
+                outcome.stats.read,
+                outcome.stats.written,
+                outcome.stats.dead_lettered
+            );
+            if !quiet {
+                let report = summary::render(&outcome);
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(report.as_bytes());
+                let _ = stdout.flush();
+            }
+            if outcome.abandoned > 0 {
+                eprintln!(
+                    "error: {} messages were not committed before shutdown (the sink kept failing); run the same input again to finish them",
+                    outcome.abandoned
+                );
+                return ExitCode::from(EXIT_FAILURE);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            log::error!("pipeline failed: {error}");
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        log::warn!("cannot listen for SIGINT/SIGTERM; stop the process with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn check_config(config_path: &Path) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let chain = match preflight(&config) {
+        Ok(chain) => chain,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    print!("{}", summary::describe(config_path, &config, &chain));
+    ExitCode::SUCCESS
+}
+
+fn sample(count: usize, seed: u64, out: Option<&Path>) -> ExitCode {
+    let options = SampleOptions {
+        count,
+        seed,
+        ..SampleOptions::default()
+    };
+    let written = match out {
+        Some(path) => std::fs::File::create(path).and_then(|file| {
+            let mut writer = std::io::BufWriter::new(file);
+            let summary = write_sample(&options, &mut writer)?;
+            writer.flush()?;
+            Ok(summary)
+        }),
+        None => {
+            let mut writer = std::io::BufWriter::new(std::io::stdout().lock());
+            write_sample(&options, &mut writer).and_then(|summary| {
+                writer.flush()?;
+                Ok(summary)
+            })
+        }
+    };
+    match written {
+        Ok(summary) => {
+            eprintln!("{summary:?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: writing the sample failed: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

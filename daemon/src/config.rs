@@ -28,6 +28,7 @@ pub struct Config {
     #[serde(default)]
     pub batch: BatchConfig,
     /// Where rows are committed.
+    #[serde(default)]
     pub sink: SinkConfig,
     /// Where messages that cannot be processed are kept.
     pub dead_letter: DeadLetterConfig,
@@ -155,7 +156,11 @@ pub struct BatchConfig {
     pub max_rows: usize,
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
-    #[serde(default = "default_max_age", with = "duration_ms", rename = "max_age_ms")]
+    #[serde(
+        default = "default_max_age",
+        with = "duration_ms",
+        rename = "max_age_ms"
+    )]
     pub max_age: Duration,
 }
 
@@ -399,13 +404,27 @@ impl Config {
             message: first_line(error.message()),
         })?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|error| {
-            let key = error.path().to_string();
+            let mut key = error.path().to_string();
             let inner = error.into_inner();
+            let mut message = first_line(inner.message());
+            // serde says "missing field `path`"; say which key, and that it is required.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.strip_suffix('`'))
+            {
+                key = if key.is_empty() || key == "." {
+                    field.to_owned()
+                } else {
+                    format!("{key}.{field}")
+                };
+                message =
+                    "is required but missing (see the reference config for an example)".to_owned();
+            }
             ConfigError::Parse {
                 path: path.to_owned(),
                 line_col: inner.span().map(|span| line_col(text, span.start)),
                 key,
-                message: first_line(inner.message()),
+                message,
             }
         })?;
         config.validate(path)?;
@@ -418,7 +437,8 @@ impl Config {
             key: key.to_owned(),
             message,
         };
-        self.sink_kind().map_err(|message| invalid("sink", message))?;
+        self.sink_kind()
+            .map_err(|message| invalid("sink", message))?;
         if self.source.replay.is_none() {
             return Err(invalid(
                 "source",
@@ -426,15 +446,14 @@ impl Config {
                     .to_owned(),
             ));
         }
-        if let Some(replay) = &self.source.replay {
-            if let Some(rate) = replay.rate
-                && !(rate.is_finite() && rate >= 0.0)
-            {
-                return Err(invalid(
-                    "source.replay.rate",
-                    format!("expected a number of posts per second ≥ 0, found {rate}"),
-                ));
-            }
+        if let Some(replay) = &self.source.replay
+            && let Some(rate) = replay.rate
+            && !(rate.is_finite() && rate >= 0.0)
+        {
+            return Err(invalid(
+                "source.replay.rate",
+                format!("expected a number of posts per second ≥ 0, found {rate}"),
+            ));
         }
         if self.broker.capacity == 0 {
             return Err(invalid("broker.capacity", "must be at least 1".to_owned()));
@@ -501,7 +520,10 @@ impl Config {
         }
         match kinds.len() {
             1 => Ok(kinds.remove(0)),
-            0 => Err("no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout])".to_owned()),
+            0 => Err(
+                "no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout])"
+                    .to_owned(),
+            ),
             n => Err(format!(
                 "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout]"
             )),

@@ -14,6 +14,7 @@
 //! - [`dead_letter`] keeps every message that could not be processed, with why.
 //! - [`pipeline`] wires the stages together once and drains them on shutdown.
 //! - [`stats`] counts what happened, for the run summary and metrics.
+//! - [`summary`] renders the run summary and the resolved pipeline.
 //! - [`cli`] is the command line; `main.rs` only calls it.
 
 pub mod batcher;
@@ -29,3 +30,4 @@ pub mod sample;
 pub mod sinks;
 pub mod sources;
 pub mod stats;
+pub mod summary;

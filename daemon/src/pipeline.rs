@@ -1,1 +1,531 @@
-//! placeholder
+//! Wires source → broker → plugin chain → batcher → sink once, and drains it on shutdown.
+//!
+//! Stages talk over bounded channels, so a slow sink slows the source instead of
+//! growing memory. Every message's [`AckToken`] travels with its row; it is acked
+//! only after the sink commits the row or the dead-letter file holds the message.
+//! Shutdown is passed in as a future (a signal in the daemon, anything in tests):
+//! it stops the sources, and the rest drains as channels close.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::{Batcher, FlushCause};
+use crate::broker::{self, AckToken, Delivery, Publisher, Subscriber};
+use crate::config::{Config, SinkKind};
+use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
+use crate::plugins::{LoadedChain, PluginError, Verdict};
+use crate::post::{Post, decode};
+use crate::sinks::{self, Sink, SinkError};
+use crate::sources::{ReplaySource, SourceError};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Why the pipeline could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("dead letters: {0}")]
+    DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("a pipeline task failed: {0}")]
+    Task(String),
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub stats: StatsSnapshot,
+    pub elapsed: Duration,
+    /// Messages left uncommitted because the sink failed during shutdown.
+    pub abandoned: u64,
+    /// True when shutdown was requested before the sources ended.
+    pub interrupted: bool,
+    pub sink: SinkKind,
+}
+
+/// A row on its way to the sink, with the obligation to settle its message.
+#[derive(Debug)]
+struct Row {
+    post: Post,
+    token: AckToken,
+    bytes: usize,
+}
+
+/// A message that goes to the dead-letter file, with its obligation.
+type Letter = (DeadLetter, AckToken);
+
+/// Runs the configured pipeline until its sources end or `shutdown` completes,
+/// then drains: everything read is committed or dead-lettered before this returns.
+pub async fn run(
+    config: &Config,
+    chain: LoadedChain,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunOutcome, PipelineError> {
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let sink_kind = config.sink_kind().map_err(PipelineError::Config)?;
+
+    let replay = config
+        .source
+        .replay
+        .clone()
+        .map(ReplaySource::new)
+        .ok_or_else(|| PipelineError::Config("no source is configured".to_owned()))?;
+    // Fail before anything is read when the input is missing.
+    replay.files()?;
+
+    let sink = sinks::build(&sink_kind).await?;
+    let dead_letters = DeadLetterFile::open(&config.dead_letter.path)?;
+    let mut first_runner = Some(chain.instantiate()?);
+
+    let (publisher, subscriber) = broker::embedded(config.broker.capacity, stats.clone());
+    let broker_control = subscriber.closer();
+    let closer = broker_control.clone();
+    let subscriber = Arc::new(Mutex::new(Subscriber::Embedded(subscriber)));
+
+    let cancel = CancellationToken::new();
+    let (row_tx, row_rx) = mpsc::channel::<Row>(config.batch.max_rows.max(64) * 2);
+    let (letter_tx, letter_rx) = mpsc::channel::<Letter>(1024);
+
+    let letters_task = tokio::spawn(dead_letter_stage(dead_letters, letter_rx, stats.clone()));
+    let sink_task = tokio::spawn(sink_stage(SinkStage {
+        sink,
+        batcher: Batcher::new(&config.batch),
+        rows: row_rx,
+        letters: letter_tx.clone(),
+        stats: stats.clone(),
+        cancel: cancel.clone(),
+        close_broker: Box::new(move || closer.close()),
+    }));
+
+    let mut workers = Vec::new();
+    for _ in 0..config.process.workers {
+        let runner = match first_runner.take() {
+            Some(runner) => runner,
+            None => chain.instantiate()?,
+        };
+        workers.push(tokio::spawn(process_worker(ProcessWorker {
+            subscriber: subscriber.clone(),
+            runner: Some(runner),
+            chain_batch: config.process.chain_batch,
+            max_deliveries: config.broker.max_deliveries,
+            rows: row_tx.clone(),
+            letters: letter_tx.clone(),
+            stats: stats.clone(),
+        })));
+    }
+    drop(row_tx);
+    drop(letter_tx);
+    drop(subscriber);
+
+    let stop = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown => {
+                log::info!("shutdown requested: stopping sources, draining the pipeline");
+                stop.cancel();
+            }
+            _ = stop.cancelled() => {}
+        }
+    });
+
+    let source_result = replay
+        .run(
+            Publisher::Embedded(publisher),
+            stats.clone(),
+            cancel.clone(),
+        )
+        .await;
+    let interrupted = cancel.is_cancelled();
+    let mut first_error: Option<PipelineError> = source_result.err().map(PipelineError::from);
+
+    for worker in workers {
+        if let Err(error) = flatten(worker.await) {
+            log::error!("process worker stopped: {error}");
+            first_error.get_or_insert(error);
+        }
+    }
+    if let Err(error) = flatten(sink_task.await) {
+        first_error.get_or_insert(error);
+    }
+    if let Err(error) = flatten(letters_task.await) {
+        first_error.get_or_insert(error);
+    }
+    cancel.cancel();
+    let _ = watcher.await;
+
+    let abandoned = broker_control.abandoned();
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    Ok(RunOutcome {
+        stats: stats.snapshot(),
+        elapsed: started.elapsed(),
+        abandoned,
+        interrupted,
+        sink: sink_kind,
+    })
+}
+
+fn flatten(
+    joined: Result<Result<(), PipelineError>, tokio::task::JoinError>,
+) -> Result<(), PipelineError> {
+    joined.map_err(|error| PipelineError::Task(error.to_string()))?
+}
+
+struct ProcessWorker {
+    subscriber: Arc<Mutex<Subscriber>>,
+    runner: Option<crate::plugins::ChainRunner>,
+    chain_batch: usize,
+    max_deliveries: u32,
+    rows: mpsc::Sender<Row>,
+    letters: mpsc::Sender<Letter>,
+    stats: Arc<Stats>,
+}
+
+/// What the process stage decided for one message.
+// Short-lived and moved by value; boxing rows would cost an allocation per post.
+#[allow(clippy::large_enum_variant)]
+enum Processed {
+    Row(Row),
+    Dropped(AckToken),
+    Letter(Letter),
+}
+
+async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> {
+    loop {
+        let deliveries = {
+            let mut subscriber = worker.subscriber.lock().await;
+            subscriber.recv_many(worker.chain_batch).await
+        };
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        let mut runner = worker
+            .runner
+            .take()
+            .expect("the chain runner is returned after every batch");
+        let max_deliveries = worker.max_deliveries;
+        let stats = worker.stats.clone();
+        let (runner, processed) = tokio::task::spawn_blocking(move || {
+            let processed = process_batch(&mut runner, deliveries, max_deliveries, &stats);
+            (runner, processed)
+        })
+        .await
+        .map_err(|error| PipelineError::Task(error.to_string()))?;
+        worker.runner = Some(runner);
+        for item in processed {
+            match item {
+                Processed::Row(row) => {
+                    if let Err(unsent) = worker.rows.send(row).await {
+                        unsent.0.token.nack("the sink stage stopped");
+                        return Err(PipelineError::Task("the sink stage stopped".to_owned()));
+                    }
+                }
+                Processed::Dropped(token) => token.ack(),
+                Processed::Letter(letter) => {
+                    if let Err(unsent) = worker.letters.send(letter).await {
+                        unsent.0.1.nack("the dead-letter stage stopped");
+                        return Err(PipelineError::Task(
+                            "the dead-letter stage stopped".to_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decodes a batch of deliveries and runs the decodable ones through the chain.
+fn process_batch(
+    runner: &mut crate::plugins::ChainRunner,
+    deliveries: Vec<Delivery>,
+    max_deliveries: u32,
+    stats: &Stats,
+) -> Vec<Processed> {
+    let mut processed: Vec<Option<Processed>> = Vec::with_capacity(deliveries.len());
+    let mut posts = Vec::with_capacity(deliveries.len());
+    let mut tokens = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        if delivery.attempt > max_deliveries {
+            let error = format!(
+                "gave up after {} deliveries; last error: {}",
+                delivery.attempt - 1,
+                delivery.last_error.as_deref().unwrap_or("unknown")
+            );
+            log::warn!("{error}");
+            processed.push(Some(Processed::Letter((
+                DeadLetter {
+                    stage: Stage::Broker,
+                    error,
+                    plugin: None,
+                    post_id: None,
+                    message: delivery.payload,
+                    attempts: Some(delivery.attempt - 1),
+                },
+                delivery.token,
+            ))));
+            continue;
+        }
+        match decode(&delivery.payload) {
+            Ok(post) => {
+                processed.push(None);
+                posts.push(post);
+                tokens.push(delivery.token);
+            }
+            Err(error) => {
+                Stats::add(&stats.malformed, 1);
+                processed.push(Some(Processed::Letter((
+                    DeadLetter {
+                        stage: Stage::Decode,
+                        error: error.to_string(),
+                        plugin: None,
+                        post_id: None,
+                        message: delivery.payload,
+                        attempts: None,
+                    },
+                    delivery.token,
+                ))));
+            }
+        }
+    }
+    if posts.is_empty() {
+        return processed.into_iter().flatten().collect();
+    }
+    let raws: Vec<_> = posts.iter().map(|post| post.raw.clone()).collect();
+    let ids: Vec<_> = posts.iter().map(|post| post.id.clone()).collect();
+    let verdicts = runner.run(posts);
+    debug_assert_eq!(verdicts.len(), tokens.len());
+    let mut decided = verdicts
+        .into_iter()
+        .zip(tokens)
+        .zip(raws.into_iter().zip(ids))
+        .map(|((verdict, token), (raw, id))| match verdict {
+            Verdict::Keep(mut post) => {
+                Stats::add(&stats.kept, 1);
+                if post.raw.is_none() {
+                    post.raw = raw;
+                }
+                let bytes = row_bytes(&post);
+                Processed::Row(Row { post, token, bytes })
+            }
+            Verdict::Drop { plugin, reason } => {
+                Stats::add(&stats.dropped, 1);
+                log::debug!("post {id} dropped by plugin {plugin}: {reason}");
+                Processed::Dropped(token)
+            }
+            Verdict::Fail {
+                post,
+                plugin,
+                error,
+            } => {
+                Stats::add(&stats.failed, 1);
+                let message = post.raw.clone().or(raw).unwrap_or_else(|| Arc::from(""));
+                Processed::Letter((
+                    DeadLetter {
+                        stage: Stage::Plugin,
+                        error,
+                        plugin: Some(plugin),
+                        post_id: Some(id),
+                        message,
+                        attempts: None,
+                    },
+                    token,
+                ))
+            }
+        });
+    let mut out = Vec::with_capacity(processed.len());
+    for slot in processed {
+        match slot {
+            Some(item) => out.push(item),
+            None => out.extend(decided.next()),
+        }
+    }
+    out.extend(decided);
+    out
+}
+
+/// A cheap estimate of a row's size for the batcher's byte limit.
+fn row_bytes(post: &Post) -> usize {
+    256 + post.text.len()
+        + post.raw.as_ref().map_or(0, |raw| raw.len())
+        + post.hashtags.iter().map(String::len).sum::<usize>()
+        + post.urls.iter().map(String::len).sum::<usize>()
+}
+
+struct SinkStage {
+    sink: Box<dyn Sink>,
+    batcher: Batcher<Row>,
+    rows: mpsc::Receiver<Row>,
+    letters: mpsc::Sender<Letter>,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+    close_broker: Box<dyn Fn() + Send>,
+}
+
+async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
+    loop {
+        let deadline = stage.batcher.deadline();
+        let cause = tokio::select! {
+            row = stage.rows.recv() => match row {
+                Some(row) => {
+                    let bytes = row.bytes;
+                    stage.batcher.push(row, bytes)
+                }
+                None => break,
+            },
+            _ = sleep_until(deadline), if deadline.is_some() => Some(FlushCause::Age),
+        };
+        if let Some(cause) = cause {
+            flush(&mut stage, cause).await;
+        }
+    }
+    if !stage.batcher.is_empty() {
+        flush(&mut stage, FlushCause::Shutdown).await;
+    }
+    stage.sink.close().await?;
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Longest wait between two attempts at the same batch.
+const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
+
+async fn flush(stage: &mut SinkStage, cause: FlushCause) {
+    let rows = stage.batcher.take();
+    let count = rows.len();
+    let (posts, tokens): (Vec<Post>, Vec<AckToken>) =
+        rows.into_iter().map(|row| (row.post, row.token)).unzip();
+    let mut attempt = 0u32;
+    loop {
+        match stage.sink.write(&posts).await {
+            Ok(report) => {
+                log::debug!(
+                    "{}: batch of {count} rows ({}): {} written, {} duplicates, {} rejected",
+                    stage.sink.name(),
+                    cause.as_str(),
+                    report.written,
+                    report.duplicates,
+                    report.rejected.len()
+                );
+                Stats::add(&stage.stats.written, report.written as u64);
+                Stats::add(&stage.stats.duplicates, report.duplicates as u64);
+                Stats::add(&stage.stats.rejected, report.rejected.len() as u64);
+                Stats::add(&stage.stats.batches, 1);
+                let mut tokens: Vec<Option<AckToken>> = tokens.into_iter().map(Some).collect();
+                for rejected in report.rejected {
+                    let Some(token) = tokens.get_mut(rejected.index).and_then(Option::take) else {
+                        continue;
+                    };
+                    let post = &posts[rejected.index];
+                    log::warn!(
+                        "{}: row {} rejected: {}",
+                        stage.sink.name(),
+                        post.id,
+                        rejected.reason
+                    );
+                    let letter = DeadLetter {
+                        stage: Stage::Sink,
+                        error: rejected.reason,
+                        plugin: None,
+                        post_id: Some(post.id.clone()),
+                        message: post.raw.clone().unwrap_or_else(|| Arc::from("")),
+                        attempts: None,
+                    };
+                    if let Err(unsent) = stage.letters.send((letter, token)).await {
+                        unsent.0.1.nack("the dead-letter stage stopped");
+                    }
+                }
+                for token in tokens.into_iter().flatten() {
+                    token.ack();
+                }
+                return;
+            }
+            Err(error) if error.is_retriable() && !stage.cancel.is_cancelled() => {
+                attempt += 1;
+                Stats::add(&stage.stats.sink_retries, 1);
+                let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(9)))
+                    .min(MAX_SINK_BACKOFF);
+                log::warn!(
+                    "{}: writing {count} rows failed (attempt {attempt}), retrying in {backoff:?}: {error}",
+                    stage.sink.name()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stage.cancel.cancelled() => {}
+                }
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                if stage.cancel.is_cancelled() {
+                    log::error!(
+                        "{}: {count} rows not committed at shutdown; their messages stay unacknowledged: {error}",
+                        stage.sink.name()
+                    );
+                    (stage.close_broker)();
+                } else {
+                    log::error!(
+                        "{}: writing {count} rows failed; their messages will be delivered again: {error}",
+                        stage.sink.name()
+                    );
+                }
+                for token in tokens {
+                    token.nack(&reason);
+                }
+                return;
+            }
+        }
+    }
+}
+
+async fn dead_letter_stage(
+    mut file: DeadLetterFile,
+    mut letters: mpsc::Receiver<Letter>,
+    stats: Arc<Stats>,
+) -> Result<(), PipelineError> {
+    let mut buffer = Vec::with_capacity(256);
+    loop {
+        buffer.clear();
+        if letters.recv_many(&mut buffer, 256).await == 0 {
+            return Ok(());
+        }
+        let written = buffer
+            .iter()
+            .try_for_each(|(letter, _)| file.append(letter))
+            .and_then(|()| file.commit());
+        match written {
+            Ok(()) => {
+                Stats::add(&stats.dead_lettered, buffer.len() as u64);
+                for (_, token) in buffer.drain(..) {
+                    token.ack();
+                }
+            }
+            Err(error) => {
+                log::error!(
+                    "dead letters: writing {} messages failed; they will be delivered again: {error}",
+                    buffer.len()
+                );
+                let reason = error.to_string();
+                for (_, token) in buffer.drain(..) {
+                    token.nack(&reason);
+                }
+            }
+        }
+    }
+}

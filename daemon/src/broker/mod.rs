@@ -1,1 +1,121 @@
-//! placeholder
+//! The broker carries raw messages from ingest to process, with an ack contract.
+//!
+//! Every [`Delivery`] carries an [`AckToken`]. The process stage acks it only when
+//! every row the message produced is committed by the sink or written to the
+//! dead-letter destination; a token dropped unresolved is a nack, so a message can
+//! be delivered twice but never lost. The embedded broker is a bounded in-process
+//! queue with the same contract Pub/Sub has.
+
+use std::sync::Arc;
+
+use crate::stats::Stats;
+
+pub mod embedded;
+
+pub use embedded::{EmbeddedPublisher, EmbeddedSubscriber, embedded};
+
+/// Settles one delivery with the broker it came from.
+pub trait Acker: Send + 'static {
+    /// The message is done with: never deliver it again.
+    fn ack(self: Box<Self>);
+    /// The message was not processed: deliver it again later.
+    fn nack(self: Box<Self>, reason: &str);
+}
+
+/// The obligation to settle a delivery; dropping it unresolved nacks.
+pub struct AckToken {
+    acker: Option<Box<dyn Acker>>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for AckToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckToken")
+            .field("settled", &self.acker.is_none())
+            .finish()
+    }
+}
+
+impl AckToken {
+    /// Wraps a broker-specific acker.
+    pub fn new(acker: Box<dyn Acker>, stats: Arc<Stats>) -> AckToken {
+        AckToken {
+            acker: Some(acker),
+            stats,
+        }
+    }
+
+    /// The message's rows are committed (or dead-lettered): release it.
+    pub fn ack(mut self) {
+        if let Some(acker) = self.acker.take() {
+            Stats::add(&self.stats.acked, 1);
+            acker.ack();
+        }
+    }
+
+    /// The message could not be committed: have it delivered again.
+    pub fn nack(mut self, reason: &str) {
+        if let Some(acker) = self.acker.take() {
+            Stats::add(&self.stats.nacked, 1);
+            acker.nack(reason);
+        }
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take() {
+            Stats::add(&self.stats.nacked, 1);
+            acker.nack("dropped before it was committed");
+        }
+    }
+}
+
+/// One message handed to the process stage.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The message as the source published it (one JSON post).
+    pub payload: Arc<str>,
+    /// 1 for the first delivery, 2 for the first redelivery, …
+    pub attempt: u32,
+    /// Why the previous delivery was nacked, if it was.
+    pub last_error: Option<String>,
+    /// Settle this once the message's rows are committed.
+    pub token: AckToken,
+}
+
+/// The broker is closed: no more messages can be published.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the broker is closed")]
+pub struct BrokerClosed;
+
+/// The ingest side of whichever broker is configured.
+#[derive(Debug, Clone)]
+pub enum Publisher {
+    Embedded(EmbeddedPublisher),
+}
+
+impl Publisher {
+    /// Publishes one message, waiting while the broker applies backpressure.
+    pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        match self {
+            Publisher::Embedded(publisher) => publisher.publish(payload).await,
+        }
+    }
+}
+
+/// The process side of whichever broker is configured.
+#[derive(Debug)]
+pub enum Subscriber {
+    Embedded(EmbeddedSubscriber),
+}
+
+impl Subscriber {
+    /// Waits for at least one message and returns up to `max` ready ones; an
+    /// empty vector means the broker is closed and drained.
+    pub async fn recv_many(&mut self, max: usize) -> Vec<Delivery> {
+        match self {
+            Subscriber::Embedded(subscriber) => subscriber.recv_many(max).await,
+        }
+    }
+}

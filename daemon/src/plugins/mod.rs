@@ -3,9 +3,40 @@
 //! The pipeline only sees [`LoadedChain`] (compiled once, shared by all workers)
 //! and [`ChainRunner`] (one per worker, owns the plugin instances). With an empty
 //! chain every post is kept unchanged.
+//!
+//! Plugins are WebAssembly components implementing `tweetpipe:plugin@0.1.0`
+//! (`plugin-sdk/wit`). Each runs in its own store with no capabilities, a CPU
+//! deadline and a memory cap. A trap, a missed deadline or memory exhaustion
+//! discards the instance; the batch is then retried post by post on fresh
+//! instances so only the poison post fails, with the plugin's name and reason.
+//!
+//! # Layout
+//!
+//! - `bindings` is the host side of the contract, generated from the WIT.
+//! - `engine` is the sandbox: the shared engine, the WASI-granting-nothing linker,
+//!   memory caps and captured stderr.
+//! - `cache` keeps compiled plugins on disk across restarts.
+//! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
+//! - `convert` moves posts in and out of the contract's record.
+//! - `cli` is `tweetpipe plugin run|check`, for plugin authors.
 
-use crate::config::PluginConfig;
+mod bindings;
+mod cache;
+pub mod cli;
+mod convert;
+mod engine;
+mod load;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use self::bindings as wit;
+use self::load::{Live, LoadedPlugin};
+use crate::config::{OnError, PluginConfig};
 use crate::post::Post;
+
+pub use self::cache::default_cache_dir;
 
 /// What the chain decided for one post.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,29 +53,114 @@ pub enum Verdict {
     },
 }
 
-/// Why a plugin chain could not be loaded.
+/// Why a plugin could not be loaded. Every message names the plugin and says
+/// what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
+    /// The file does not exist.
+    #[error(
+        "plugin {plugin}: {} does not exist; check the `path` of its [[plugins]] entry (plugins are `.wasm` files built for wasm32-wasip2)",
+        path.display()
+    )]
+    Missing { plugin: String, path: PathBuf },
+    /// The file exists but cannot be read.
+    #[error("plugin {plugin}: cannot read {}: {source}", path.display())]
+    Read {
+        plugin: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not WebAssembly at all.
+    #[error(
+        "plugin {plugin}: {} is not a WebAssembly file; point `path` at the `.wasm` produced by `cargo build --target wasm32-wasip2`",
+        path.display()
+    )]
+    NotWasm { plugin: String, path: PathBuf },
+    /// The file is a core module, not a component.
+    #[error(
+        "plugin {plugin}: {} is a core WebAssembly module, not a component; build it with the tweetpipe-plugin SDK for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)",
+        path.display()
+    )]
+    CoreModule { plugin: String, path: PathBuf },
+    /// The component does not implement this version of the contract.
+    #[error("plugin {plugin}: not a tweetpipe:plugin@0.1.0 component: {message}")]
+    Contract { plugin: String, message: String },
+    /// The component imports something the sandbox does not provide.
+    #[error(
+        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get no filesystem, network or clock): {message}"
+    )]
+    Capability { plugin: String, message: String },
+    /// Compilation failed.
+    #[error("plugin {plugin}: cannot compile: {message}")]
+    Compile { plugin: String, message: String },
+    /// Instantiation failed.
+    #[error("plugin {plugin}: cannot instantiate: {message}")]
+    Instantiate { plugin: String, message: String },
+    /// The plugin's `init` rejected its configuration.
+    #[error(
+        "plugin {plugin}: rejected its configuration: {message} (fix the `config` table of its [[plugins]] entry)"
+    )]
+    Init { plugin: String, message: String },
+    /// `info` or `init` trapped or timed out.
+    #[error("plugin {plugin}: failed its self-check: {message}")]
+    SelfCheck { plugin: String, message: String },
+    /// Anything else that prevents loading.
     #[error("plugin {plugin}: {message}")]
     Load { plugin: String, message: String },
+}
+
+/// Settings of the plugin runtime that are not per plugin.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled plugins are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// CPU time one call into a plugin may take, unless its entry sets `timeout_ms`.
+    pub default_timeout: Duration,
+    /// Linear memory a plugin may use, unless its entry sets `memory_mb`.
+    pub default_memory_mb: u64,
+}
+
+impl Default for RuntimeOptions {
+    /// The cache in [`default_cache_dir`], 1 s per call, 64 MiB per plugin.
+    fn default() -> Self {
+        RuntimeOptions {
+            cache_dir: default_cache_dir(),
+            default_timeout: Duration::from_secs(1),
+            default_memory_mb: 64,
+        }
+    }
 }
 
 /// The compiled plugin chain, shared by every worker.
 #[derive(Debug, Clone, Default)]
 pub struct LoadedChain {
     names: Vec<String>,
+    plugins: Arc<[Arc<LoadedPlugin>]>,
 }
 
 impl LoadedChain {
-    /// Compiles and validates every plugin of the chain.
+    /// [`LoadedChain::load_with`] with the default [`RuntimeOptions`].
     pub fn load(plugins: &[PluginConfig]) -> Result<LoadedChain, PluginError> {
-        if let Some(plugin) = plugins.first() {
-            return Err(PluginError::Load {
-                plugin: plugin.display_name(),
-                message: "this build has no WebAssembly plugin runtime".to_owned(),
-            });
+        LoadedChain::load_with(plugins, &RuntimeOptions::default())
+    }
+
+    /// Compiles, validates and self-checks every plugin of the chain (each one
+    /// is instantiated once and its `init` accepts its config).
+    pub fn load_with(
+        plugins: &[PluginConfig],
+        options: &RuntimeOptions,
+    ) -> Result<LoadedChain, PluginError> {
+        let loaded = plugins
+            .iter()
+            .map(|plugin| load::load_plugin(plugin, options).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        for plugin in &loaded {
+            log::info!("loaded plugin {}", plugin.describe());
         }
-        Ok(LoadedChain { names: Vec::new() })
+        Ok(LoadedChain {
+            names: loaded.iter().map(|plugin| plugin.name.clone()).collect(),
+            plugins: loaded.into(),
+        })
     }
 
     /// The plugin names, in chain order.
@@ -52,19 +168,189 @@ impl LoadedChain {
         &self.names
     }
 
+    /// One line per plugin: name, plugin name and version, contract, size.
+    pub fn describe(&self) -> Vec<String> {
+        self.plugins
+            .iter()
+            .map(|plugin| plugin.describe())
+            .collect()
+    }
+
     /// Creates the per-worker instances.
     pub fn instantiate(&self) -> Result<ChainRunner, PluginError> {
-        Ok(ChainRunner {})
+        let runners = self
+            .plugins
+            .iter()
+            .map(|plugin| {
+                Ok(PluginRunner {
+                    live: Some(plugin.instantiate()?),
+                    plugin: Arc::clone(plugin),
+                    all_fields: plugin.info.reads.contains(convert::all_fields()),
+                })
+            })
+            .collect::<Result<Vec<_>, PluginError>>()?;
+        Ok(ChainRunner { runners })
     }
 }
 
 /// One worker's instances of the chain.
 #[derive(Debug)]
-pub struct ChainRunner {}
+pub struct ChainRunner {
+    runners: Vec<PluginRunner>,
+}
 
 impl ChainRunner {
     /// Runs `posts` through the chain; returns one verdict per post, in input order.
     pub fn run(&mut self, posts: Vec<Post>) -> Vec<Verdict> {
-        posts.into_iter().map(Verdict::Keep).collect()
+        if self.runners.is_empty() {
+            return posts.into_iter().map(Verdict::Keep).collect();
+        }
+        let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(posts.len());
+        let mut records = Vec::with_capacity(posts.len());
+        let mut extras = Vec::with_capacity(posts.len());
+        let mut slots = Vec::with_capacity(posts.len());
+        for (slot, post) in posts.into_iter().enumerate() {
+            let (record, extra) = convert::to_wit(post);
+            records.push(record);
+            extras.push(extra);
+            slots.push(slot);
+            verdicts.push(None);
+        }
+
+        for runner in &mut self.runners {
+            if records.is_empty() {
+                break;
+            }
+            let outcomes = runner.process(&records);
+            let plugin = &runner.plugin;
+            let mut kept_records = Vec::with_capacity(records.len());
+            let mut kept_slots = Vec::with_capacity(records.len());
+            for ((mut record, slot), outcome) in records.into_iter().zip(slots).zip(outcomes) {
+                let verdict = match outcome {
+                    wit::Outcome::Keep(changes) => {
+                        if let Some(changes) = changes {
+                            convert::apply_changes(&mut record, changes);
+                        }
+                        None
+                    }
+                    wit::Outcome::Drop(reason) => Some(Verdict::Drop {
+                        plugin: plugin.name.clone(),
+                        reason,
+                    }),
+                    wit::Outcome::Fail(error) => match plugin.on_error {
+                        OnError::DeadLetter => Some(Verdict::Fail {
+                            post: convert::from_wit(
+                                record.clone(),
+                                std::mem::take(&mut extras[slot]),
+                            ),
+                            plugin: plugin.name.clone(),
+                            error,
+                        }),
+                        OnError::Drop => Some(Verdict::Drop {
+                            plugin: plugin.name.clone(),
+                            reason: error,
+                        }),
+                        OnError::Pass => None,
+                    },
+                };
+                match verdict {
+                    Some(verdict) => verdicts[slot] = Some(verdict),
+                    None => {
+                        kept_records.push(record);
+                        kept_slots.push(slot);
+                    }
+                }
+            }
+            records = kept_records;
+            slots = kept_slots;
+        }
+
+        for (record, slot) in records.into_iter().zip(slots) {
+            let extra = std::mem::take(&mut extras[slot]);
+            verdicts[slot] = Some(Verdict::Keep(convert::from_wit(record, extra)));
+        }
+        verdicts
+            .into_iter()
+            .map(|verdict| verdict.expect("every post of the batch got a verdict"))
+            .collect()
+    }
+}
+
+/// One plugin's instance inside a worker, re-created after any failure.
+struct PluginRunner {
+    plugin: Arc<LoadedPlugin>,
+    live: Option<Live>,
+    all_fields: bool,
+}
+
+impl std::fmt::Debug for PluginRunner {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PluginRunner")
+            .field("plugin", &self.plugin.name)
+            .field("live", &self.live.is_some())
+            .finish()
+    }
+}
+
+impl PluginRunner {
+    /// One outcome per record. A failed batch is retried post by post on fresh
+    /// instances, so only the posts that fail on their own get `fail`.
+    fn process(&mut self, records: &[wit::Post]) -> Vec<wit::Outcome> {
+        let projected: Option<Vec<wit::Post>> = (!self.all_fields).then(|| {
+            records
+                .iter()
+                .map(|record| convert::project(record, self.plugin.info.reads))
+                .collect()
+        });
+        let input = projected.as_deref().unwrap_or(records);
+        match self.call(input) {
+            Ok(outcomes) => outcomes,
+            Err(reason) if input.len() == 1 => vec![wit::Outcome::Fail(reason)],
+            Err(reason) => {
+                log::warn!(
+                    "plugin {}: a batch of {} posts failed ({reason}); retrying post by post",
+                    self.plugin.name,
+                    input.len()
+                );
+                input
+                    .iter()
+                    .map(|record| match self.call(std::slice::from_ref(record)) {
+                        Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                            wit::Outcome::Fail("returned no outcome".to_owned())
+                        }),
+                        Err(reason) => wit::Outcome::Fail(reason),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn call(&mut self, input: &[wit::Post]) -> Result<Vec<wit::Outcome>, String> {
+        let live = match &mut self.live {
+            Some(live) => live,
+            None => self.live.insert(
+                self.plugin
+                    .instantiate()
+                    .map_err(|error| format!("cannot re-create the instance: {error}"))?,
+            ),
+        };
+        match live.call(&self.plugin, |plugin, store| {
+            plugin
+                .tweetpipe_plugin_processor()
+                .call_process(store, input)
+        }) {
+            Ok(outcomes) if outcomes.len() == input.len() => Ok(outcomes),
+            Ok(outcomes) => Err(format!(
+                "returned {} outcomes for {} posts",
+                outcomes.len(),
+                input.len()
+            )),
+            Err(reason) => {
+                // The store is unusable after a trap: start over on the next call.
+                self.live = None;
+                Err(reason)
+            }
+        }
     }
 }

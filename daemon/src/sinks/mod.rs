@@ -6,9 +6,20 @@
 //! nothing in the batch may be considered committed.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
+use crate::config::SinkKind;
 use crate::post::Post;
+
+pub mod jsonl;
+pub mod row;
+pub mod sqlite;
+pub mod stdout;
+
+pub use jsonl::JsonlSink;
+pub use sqlite::{SqliteSink, SqliteSummary};
+pub use stdout::StdoutSink;
 
 /// A boxed future, as returned by [`Sink`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,6 +59,17 @@ pub enum SinkError {
         message: String,
         retriable: bool,
     },
+    /// The sink's settings cannot work (an invalid table name, a bad prefix, …).
+    #[error("{sink}: {message}")]
+    Config { sink: &'static str, message: String },
+    /// An existing SQLite table lacks columns the sink writes.
+    #[error("{}", sqlite::missing_columns_message(path, table, columns))]
+    MissingColumns {
+        path: PathBuf,
+        table: String,
+        /// The missing columns with their SQLite types.
+        columns: Vec<(String, &'static str)>,
+    },
 }
 
 impl SinkError {
@@ -60,6 +82,7 @@ impl SinkError {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
             SinkError::Other { retriable, .. } => *retriable,
+            SinkError::Config { .. } | SinkError::MissingColumns { .. } => false,
         }
     }
 }
@@ -74,4 +97,35 @@ pub trait Sink: Send {
 
     /// Flushes and releases resources at shutdown.
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+/// Opens the configured sink, creating its directory (and SQLite table) if missing.
+pub async fn build(kind: &SinkKind) -> Result<Box<dyn Sink>, SinkError> {
+    match kind {
+        SinkKind::Sqlite(config) => {
+            let config = config.clone();
+            let sink = tokio::task::spawn_blocking(move || SqliteSink::open(&config))
+                .await
+                .map_err(|error| SinkError::Other {
+                    sink: "sqlite",
+                    message: format!("opening the database failed: {error}"),
+                    retriable: false,
+                })??;
+            Ok(Box::new(sink))
+        }
+        SinkKind::Jsonl(config) => Ok(Box::new(row::blocking(|| JsonlSink::open(config))?)),
+        SinkKind::Stdout(config) => Ok(Box::new(StdoutSink::new(config))),
+    }
+}
+
+/// Creates `dir` and its parents, naming it in the error.
+pub(crate) fn create_dir(sink: &'static str, dir: &Path) -> Result<(), SinkError> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|error| SinkError::Other {
+        sink,
+        message: format!("cannot create directory {}: {error}", dir.display()),
+        retriable: false,
+    })
 }

@@ -1,0 +1,402 @@
+//! `tweetpipe plugin run|check`: what a plugin author uses to try a plugin on a
+//! file of sample posts and to validate a `.wasm` against the contract, without
+//! a config file or a running daemon.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION};
+use super::load::{load_plugin_with, name_for_path};
+use super::{LoadedChain, PluginError, RuntimeOptions, Verdict};
+use crate::config::{OnError, PluginConfig};
+use crate::post::{self, Post};
+
+/// Commands for plugin authors.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Run posts from a JSONL file through a plugin (or a chain) and print one
+    /// JSON verdict per post, then a summary on stderr.
+    Run {
+        /// The plugin(s), in chain order.
+        #[arg(value_name = "PLUGIN.wasm")]
+        plugins: Vec<PathBuf>,
+        /// A further plugin of the chain (after the positional ones); repeatable.
+        #[arg(long = "plugin", value_name = "PLUGIN.wasm")]
+        more_plugins: Vec<PathBuf>,
+        /// Posts, one JSON message per line (X API v2 stream messages or v1.1
+        /// statuses); `-` reads stdin.
+        #[arg(long, short, value_name = "FILE")]
+        input: PathBuf,
+        /// The plugin's `config` table as a JSON object; give it once per plugin,
+        /// in chain order.
+        #[arg(long = "plugin-config", value_name = "JSON")]
+        plugin_config: Vec<String>,
+        /// Posts handed to the chain in one call.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        batch: usize,
+        /// CPU time one call may take, in milliseconds.
+        #[arg(long = "timeout-ms", value_name = "MS")]
+        timeout_ms: Option<u64>,
+        /// Linear memory a plugin may use, in MiB.
+        #[arg(long = "memory-mb", value_name = "MIB")]
+        memory_mb: Option<u64>,
+    },
+    /// Validate a plugin against the contract and print its name, version,
+    /// exports, imports and size.
+    Check {
+        #[arg(value_name = "PLUGIN.wasm")]
+        plugin: PathBuf,
+        /// A `config` table (JSON object) to try the plugin's `init` with.
+        #[arg(long = "plugin-config", value_name = "JSON")]
+        plugin_config: Option<String>,
+    },
+}
+
+/// Runs a plugin command: 0 when it worked, 2 for bad usage or a plugin that
+/// does not load, 1 when the run itself failed (unreadable input, closed output).
+pub fn execute(command: PluginCommand) -> ExitCode {
+    match command {
+        PluginCommand::Run {
+            plugins,
+            more_plugins,
+            input,
+            plugin_config,
+            batch,
+            timeout_ms,
+            memory_mb,
+        } => {
+            let plugins: Vec<PathBuf> = plugins.into_iter().chain(more_plugins).collect();
+            let settings = RunSettings {
+                timeout: timeout_ms.map(Duration::from_millis),
+                memory_mb,
+                batch: batch.max(1),
+            };
+            run(&plugins, &input, &plugin_config, &settings)
+        }
+        PluginCommand::Check {
+            plugin,
+            plugin_config,
+        } => check(&plugin, plugin_config.as_deref()),
+    }
+}
+
+struct RunSettings {
+    timeout: Option<Duration>,
+    memory_mb: Option<u64>,
+    batch: usize,
+}
+
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// Builds the `[[plugins]]` entry the command line describes.
+fn plugin_entry(
+    path: &std::path::Path,
+    config_json: Option<&str>,
+    settings: Option<&RunSettings>,
+) -> Result<PluginConfig, String> {
+    let config = match config_json {
+        None => toml::Table::new(),
+        Some(json) => serde_json::from_str::<toml::Table>(json).map_err(|error| {
+            format!(
+                "--plugin-config for {}: expected a JSON object such as '{{\"lang\": \"en\"}}': {error}",
+                path.display()
+            )
+        })?,
+    };
+    Ok(PluginConfig {
+        name: Some(name_for_path(path)),
+        path: path.to_owned(),
+        config,
+        on_error: OnError::DeadLetter,
+        timeout: settings.and_then(|settings| settings.timeout),
+        memory_mb: settings.and_then(|settings| settings.memory_mb),
+    })
+}
+
+fn run(
+    plugins: &[PathBuf],
+    input: &std::path::Path,
+    configs: &[String],
+    settings: &RunSettings,
+) -> ExitCode {
+    if plugins.is_empty() {
+        return usage_error("give at least one PLUGIN.wasm (positional or --plugin)");
+    }
+    if configs.len() > plugins.len() {
+        return usage_error(format!(
+            "{} --plugin-config values for {} plugins; give at most one per plugin, in chain order",
+            configs.len(),
+            plugins.len()
+        ));
+    }
+    let entries = match plugins
+        .iter()
+        .enumerate()
+        .map(|(index, path)| {
+            plugin_entry(path, configs.get(index).map(String::as_str), Some(settings))
+        })
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(entries) => entries,
+        Err(message) => return usage_error(message),
+    };
+    let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        match std::fs::File::open(input) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(error) => {
+                return usage_error(format!("cannot open --input {}: {error}", input.display()));
+            }
+        }
+    };
+    let chain = match LoadedChain::load_with(&entries, &RuntimeOptions::default()) {
+        Ok(chain) => chain,
+        Err(error) => return usage_error(error),
+    };
+    let mut runner = match chain.instantiate() {
+        Ok(runner) => runner,
+        Err(error) => return usage_error(error),
+    };
+
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut pending: Vec<Pending> = Vec::with_capacity(settings.batch);
+    let mut posts_in_batch = 0;
+    let mut line_number = 0usize;
+    for line in reader.lines() {
+        line_number += 1;
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                eprintln!(
+                    "error: reading {} line {line_number}: {error}",
+                    input.display()
+                );
+                let _ = out.flush();
+                return ExitCode::from(1);
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        match post::decode(&line) {
+            Ok(post) => {
+                pending.push(Pending::Post(post));
+                posts_in_batch += 1;
+            }
+            Err(error) => pending.push(Pending::Undecodable {
+                line: line_number,
+                reason: error.to_string(),
+            }),
+        }
+        if posts_in_batch >= settings.batch
+            && let Err(error) = flush(&mut runner, &mut pending, &mut out, &mut summary)
+        {
+            eprintln!("error: writing the results: {error}");
+            return ExitCode::from(1);
+        }
+        if posts_in_batch >= settings.batch {
+            posts_in_batch = 0;
+        }
+    }
+    if let Err(error) =
+        flush(&mut runner, &mut pending, &mut out, &mut summary).and_then(|()| out.flush())
+    {
+        eprintln!("error: writing the results: {error}");
+        return ExitCode::from(1);
+    }
+    summary.print(chain.names(), started.elapsed());
+    ExitCode::SUCCESS
+}
+
+enum Pending {
+    Post(Post),
+    Undecodable { line: usize, reason: String },
+}
+
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    id: Option<&'a str>,
+    action: &'static str,
+    reason: Option<&'a str>,
+    plugin: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post: Option<&'a Post>,
+}
+
+fn flush(
+    runner: &mut super::ChainRunner,
+    pending: &mut Vec<Pending>,
+    out: &mut impl Write,
+    summary: &mut Summary,
+) -> std::io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let entries = std::mem::take(pending);
+    let mut ids = Vec::new();
+    let posts: Vec<Post> = entries
+        .iter()
+        .filter_map(|entry| match entry {
+            Pending::Post(post) => Some(post.clone()),
+            Pending::Undecodable { .. } => None,
+        })
+        .collect();
+    for post in &posts {
+        ids.push(post.id.clone());
+    }
+    let mut verdicts = runner.run(posts).into_iter().zip(ids);
+    for entry in &entries {
+        let line = match entry {
+            Pending::Undecodable { line, reason } => {
+                summary.undecodable += 1;
+                serde_json::to_string(&OutputLine {
+                    id: None,
+                    action: "error",
+                    reason: Some(reason),
+                    plugin: None,
+                    line: Some(*line),
+                    post: None,
+                })
+            }
+            Pending::Post(_) => {
+                let Some((verdict, id)) = verdicts.next() else {
+                    break;
+                };
+                summary.count(&verdict);
+                match &verdict {
+                    Verdict::Keep(post) => serde_json::to_string(&OutputLine {
+                        id: Some(&post.id),
+                        action: "keep",
+                        reason: None,
+                        plugin: None,
+                        line: None,
+                        post: Some(post),
+                    }),
+                    Verdict::Drop { plugin, reason } => serde_json::to_string(&OutputLine {
+                        id: Some(&id),
+                        action: "drop",
+                        reason: Some(reason),
+                        plugin: Some(plugin),
+                        line: None,
+                        post: None,
+                    }),
+                    Verdict::Fail {
+                        post,
+                        plugin,
+                        error,
+                    } => serde_json::to_string(&OutputLine {
+                        id: Some(&post.id),
+                        action: "fail",
+                        reason: Some(error),
+                        plugin: Some(plugin),
+                        line: None,
+                        post: None,
+                    }),
+                }
+            }
+        };
+        let line = line.map_err(std::io::Error::other)?;
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Summary {
+    kept: usize,
+    dropped: usize,
+    failed: usize,
+    undecodable: usize,
+    by_plugin: std::collections::BTreeMap<String, (usize, usize)>,
+}
+
+impl Summary {
+    fn count(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Keep(_) => self.kept += 1,
+            Verdict::Drop { plugin, .. } => {
+                self.dropped += 1;
+                self.by_plugin.entry(plugin.clone()).or_default().0 += 1;
+            }
+            Verdict::Fail { plugin, .. } => {
+                self.failed += 1;
+                self.by_plugin.entry(plugin.clone()).or_default().1 += 1;
+            }
+        }
+    }
+
+    fn print(&self, chain: &[String], elapsed: Duration) {
+        let posts = self.kept + self.dropped + self.failed;
+        let rate = posts as f64 / elapsed.as_secs_f64().max(1e-9);
+        eprintln!(
+            "{posts} posts through {}: {} kept, {} dropped, {} failed, {} lines not decodable ({:.1} ms, {rate:.0} posts/s)",
+            chain.join(" → "),
+            self.kept,
+            self.dropped,
+            self.failed,
+            self.undecodable,
+            elapsed.as_secs_f64() * 1000.0,
+        );
+        for (plugin, (dropped, failed)) in &self.by_plugin {
+            eprintln!("  {plugin}: {dropped} dropped, {failed} failed");
+        }
+    }
+}
+
+fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
+    let entry = match plugin_entry(path, config_json, None) {
+        Ok(entry) => entry,
+        Err(message) => return usage_error(message),
+    };
+    let plugin = match load_plugin_with(&entry, &RuntimeOptions::default(), false) {
+        Ok(plugin) => plugin,
+        Err(error) => return usage_error(error),
+    };
+    let reads = super::convert::field_names(plugin.info.reads);
+    println!("plugin:   {}", plugin.name);
+    println!("name:     {}", plugin.info.name);
+    println!("version:  {}", plugin.info.version);
+    println!("contract: {CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
+    println!("file:     {}", plugin.path.display());
+    println!("size:     {} bytes", plugin.size);
+    println!("sha256:   {}", plugin.sha256);
+    println!("exports:  {}", plugin.exports.join(", "));
+    println!(
+        "imports:  {}",
+        if plugin.imports.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{} (linked, granting nothing)", plugin.imports.join(", "))
+        }
+    );
+    println!("reads:    {}", reads.join(", "));
+    match plugin.instantiate() {
+        Ok(_) => {
+            println!(
+                "init:     accepts {}",
+                config_json.unwrap_or("an empty config")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(PluginError::Init { message, .. }) if config_json.is_none() => {
+            println!(
+                "init:     rejects an empty config ({message}); pass --plugin-config to check yours"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => usage_error(error),
+    }
+}

@@ -1,0 +1,363 @@
+//! Turning a `.wasm` file into a validated, ready-to-instantiate plugin: read
+//! it, tell apart "not Wasm", "core module" and "component", compile it (or load
+//! the cached compilation), check it implements this version of the contract,
+//! link it, and run its self-check (`info` and `init` with its config).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
+use super::cache::{ComponentCache, sha256_hex};
+use super::engine::{EPOCH_TICK, HostState, engine, linker};
+use super::{PluginError, RuntimeOptions, bindings as wit};
+use crate::config::{OnError, PluginConfig};
+
+/// A compiled, linked and self-checked plugin, shared by every worker.
+pub(crate) struct LoadedPlugin {
+    pub(crate) name: String,
+    pub(crate) path: PathBuf,
+    pub(crate) pre: PluginPre<HostState>,
+    pub(crate) info: wit::PluginInfo,
+    pub(crate) config_json: String,
+    pub(crate) on_error: OnError,
+    pub(crate) timeout: Duration,
+    pub(crate) memory_bytes: usize,
+    pub(crate) exports: Vec<String>,
+    pub(crate) imports: Vec<String>,
+    pub(crate) size: u64,
+    pub(crate) sha256: String,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("version", &self.info.version)
+            .field("on_error", &self.on_error)
+            .field("timeout", &self.timeout)
+            .field("memory_bytes", &self.memory_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A live instance of a plugin: its own store (memory, limits) and exports.
+pub(crate) struct Live {
+    pub(crate) store: Store<HostState>,
+    pub(crate) plugin: Plugin,
+}
+
+/// Loads and self-checks the plugin of one `[[plugins]]` entry.
+pub(crate) fn load_plugin(
+    config: &PluginConfig,
+    options: &RuntimeOptions,
+) -> Result<LoadedPlugin, PluginError> {
+    load_plugin_with(config, options, true)
+}
+
+/// Loads a plugin; with `run_init` false its configuration is not tried yet.
+pub(crate) fn load_plugin_with(
+    config: &PluginConfig,
+    options: &RuntimeOptions,
+    run_init: bool,
+) -> Result<LoadedPlugin, PluginError> {
+    let name = config.display_name();
+    let path = config.path.clone();
+    let load_error = |message: String| PluginError::Load {
+        plugin: name.clone(),
+        message,
+    };
+    let bytes = std::fs::read(&path).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => PluginError::Missing {
+            plugin: name.clone(),
+            path: path.clone(),
+        },
+        _ => PluginError::Read {
+            plugin: name.clone(),
+            path: path.clone(),
+            source: error,
+        },
+    })?;
+    match wasm_kind(&bytes) {
+        WasmKind::Component => {}
+        WasmKind::CoreModule => {
+            return Err(PluginError::CoreModule { plugin: name, path });
+        }
+        WasmKind::NotWasm => return Err(PluginError::NotWasm { plugin: name, path }),
+    }
+
+    let engine = engine();
+    let sha256 = sha256_hex(&bytes);
+    let cache = options
+        .cache_dir
+        .clone()
+        .map(|dir| ComponentCache::new(dir, engine));
+    let cached = cache.as_ref().and_then(|cache| cache.load(engine, &sha256));
+    let component = match cached {
+        Some(component) => component,
+        None => {
+            let component =
+                Component::new(engine, &bytes).map_err(|error| PluginError::Compile {
+                    plugin: name.clone(),
+                    message: format!("{error:#}"),
+                })?;
+            if let Some(cache) = &cache {
+                cache.store(&sha256, &component);
+            }
+            component
+        }
+    };
+    check_contract(&component, &name)?;
+    let component_type = component.component_type();
+    let exports = component_type
+        .exports(engine)
+        .map(|(export, _)| export.to_owned())
+        .collect();
+    let imports = component_type
+        .imports(engine)
+        .map(|(import, _)| import.to_owned())
+        .collect();
+
+    let linker = linker().map_err(load_error)?;
+    let instance_pre =
+        linker
+            .instantiate_pre(&component)
+            .map_err(|error| PluginError::Capability {
+                plugin: name.clone(),
+                message: format!("{error:#}"),
+            })?;
+    let pre = PluginPre::new(instance_pre).map_err(|error| PluginError::Contract {
+        plugin: name.clone(),
+        message: format!("{error:#}"),
+    })?;
+    let config_json = serde_json::to_string(&config.config)
+        .map_err(|error| load_error(format!("cannot pass its config as JSON: {error}")))?;
+
+    let mut plugin = LoadedPlugin {
+        name: name.clone(),
+        path,
+        pre,
+        info: wit::PluginInfo {
+            name: String::new(),
+            version: String::new(),
+            reads: super::convert::all_fields(),
+        },
+        config_json,
+        on_error: config.on_error,
+        timeout: config.timeout.unwrap_or(options.default_timeout),
+        memory_bytes: usize::try_from(
+            config
+                .memory_mb
+                .unwrap_or(options.default_memory_mb)
+                .saturating_mul(1024 * 1024),
+        )
+        .unwrap_or(usize::MAX),
+        exports,
+        imports,
+        size: bytes.len() as u64,
+        sha256,
+    };
+    // The self-check: describe yourself, then accept your configuration.
+    let mut live = plugin.instantiate_uninit()?;
+    let info = live
+        .call(&plugin, |plugin, store| {
+            plugin.tweetpipe_plugin_processor().call_info(store)
+        })
+        .map_err(|reason| PluginError::SelfCheck {
+            plugin: name.clone(),
+            message: format!("`info` failed: {reason}"),
+        })?;
+    plugin.info = info;
+    if run_init {
+        live.init(&plugin)?;
+    }
+    Ok(plugin)
+}
+
+impl LoadedPlugin {
+    /// A fresh instance, initialised with the plugin's config.
+    pub(crate) fn instantiate(&self) -> Result<Live, PluginError> {
+        let mut live = self.instantiate_uninit()?;
+        live.init(self)?;
+        Ok(live)
+    }
+
+    fn instantiate_uninit(&self) -> Result<Live, PluginError> {
+        let mut store = Store::new(engine(), HostState::new(self.memory_bytes));
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.timeout));
+        let plugin =
+            self.pre
+                .instantiate(&mut store)
+                .map_err(|error| PluginError::Instantiate {
+                    plugin: self.name.clone(),
+                    message: describe_failure(&error, &mut store, self.timeout),
+                })?;
+        Ok(Live { store, plugin })
+    }
+
+    /// One line describing the plugin for logs and `plugin check`.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} ({} {}, contract {CONTRACT_PACKAGE}@{CONTRACT_VERSION}, {} bytes)",
+            self.name, self.info.name, self.info.version, self.size
+        )
+    }
+}
+
+impl Live {
+    /// Runs `call` under the plugin's CPU deadline; a failure is described as the
+    /// reason that goes into the dead letter. After a failure the instance must
+    /// be discarded.
+    pub(crate) fn call<R>(
+        &mut self,
+        plugin: &LoadedPlugin,
+        call: impl FnOnce(&Plugin, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, String> {
+        self.store
+            .set_epoch_deadline(deadline_ticks(plugin.timeout));
+        call(&self.plugin, &mut self.store)
+            .map_err(|error| describe_failure(&error, &mut self.store, plugin.timeout))
+    }
+
+    fn init(&mut self, plugin: &LoadedPlugin) -> Result<(), PluginError> {
+        let config = plugin.config_json.clone();
+        match self.call(plugin, |bindings, store| {
+            bindings
+                .tweetpipe_plugin_processor()
+                .call_init(store, &config)
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(PluginError::Init {
+                plugin: plugin.name.clone(),
+                message,
+            }),
+            Err(reason) => Err(PluginError::SelfCheck {
+                plugin: plugin.name.clone(),
+                message: format!("`init` failed: {reason}"),
+            }),
+        }
+    }
+}
+
+/// Epoch ticks for a timeout: rounded up, plus one because the first tick may
+/// come at any moment.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    let tick = EPOCH_TICK.as_millis().max(1);
+    let ticks = timeout.as_millis().div_ceil(tick);
+    u64::try_from(ticks).unwrap_or(u64::MAX).saturating_add(1)
+}
+
+/// Why a call into a plugin failed, in words fit for a dead letter.
+pub(crate) fn describe_failure(
+    error: &wasmtime::Error,
+    store: &mut Store<HostState>,
+    timeout: Duration,
+) -> String {
+    let state = store.data_mut();
+    let stderr = state.stderr.take();
+    if state.limiter.hit {
+        state.limiter.hit = false;
+        return format!(
+            "exceeded its memory cap of {} MiB",
+            state.limiter.max_bytes / (1024 * 1024)
+        );
+    }
+    let trap = error.downcast_ref::<Trap>();
+    if trap == Some(&Trap::Interrupt) {
+        return format!("exceeded its CPU deadline of {} ms", timeout.as_millis());
+    }
+    if let Some(panic) = panic_message(&stderr) {
+        return format!("panicked: {panic}");
+    }
+    let what = match trap {
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{:#}", error)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    if stderr.is_empty() {
+        what
+    } else {
+        let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
+        format!("{what} (stderr: {tail})")
+    }
+}
+
+/// The message of a Rust panic printed by the guest's panic hook.
+fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.rfind("panicked at ")?;
+    let rest = &stderr[start + "panicked at ".len()..];
+    let (location, message) = rest.split_once(":\n")?;
+    let message = message.split("\nnote: ").next().unwrap_or_default().trim();
+    Some(format!("{message} (at {location})"))
+}
+
+/// What the first bytes of a file say it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WasmKind {
+    NotWasm,
+    CoreModule,
+    Component,
+}
+
+pub(crate) fn wasm_kind(bytes: &[u8]) -> WasmKind {
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => WasmKind::CoreModule,
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => WasmKind::Component,
+        _ => WasmKind::NotWasm,
+    }
+}
+
+/// Checks the component exports this version of the contract, with a message
+/// that says what it is instead.
+fn check_contract(component: &Component, name: &str) -> Result<(), PluginError> {
+    let engine = engine();
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(export, _)| export.to_owned())
+        .collect();
+    let expected = format!("{PROCESSOR_INTERFACE}@{CONTRACT_VERSION}");
+    if exports.iter().any(|export| *export == expected) {
+        return Ok(());
+    }
+    let message = match exports
+        .iter()
+        .find(|export| export.starts_with(&format!("{PROCESSOR_INTERFACE}@")))
+    {
+        Some(other) => format!(
+            "it was built for contract {CONTRACT_PACKAGE}@{} but this tweetpipe implements \
+             {CONTRACT_PACKAGE}@{CONTRACT_VERSION}; rebuild it with tweetpipe-plugin {CONTRACT_VERSION}",
+            other.rsplit('@').next().unwrap_or_default()
+        ),
+        None if exports.is_empty() => format!(
+            "it exports nothing; a tweetpipe plugin exports `{expected}` (build it with the tweetpipe-plugin SDK)"
+        ),
+        None => format!(
+            "it exports {} but not `{expected}`; it is not a tweetpipe plugin (build it with the tweetpipe-plugin SDK)",
+            exports
+                .iter()
+                .map(|export| format!("`{export}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    Err(PluginError::Contract {
+        plugin: name.to_owned(),
+        message,
+    })
+}
+
+/// The display name for a plugin file given on the command line.
+pub(crate) fn name_for_path(path: &Path) -> String {
+    path.file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}

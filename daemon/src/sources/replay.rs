@@ -1,0 +1,237 @@
+//! The replay source: JSONL files of X v2 stream messages or v1.1 statuses, or stdin.
+//!
+//! Used by `make run`, by tests, and to push archived posts through new plugins.
+//! Blank lines (X's keep-alives) are skipped; every other line is published as is
+//! and judged by the decoder in the process stage, so malformed lines reach the
+//! dead-letter destination instead of vanishing here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Publisher;
+use crate::config::ReplayConfig;
+use crate::stats::Stats;
+
+/// Why the replay source stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("replay: cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "replay: {} holds no *.jsonl files (point source.replay.path at a file or a directory of .jsonl files)",
+        path.display()
+    )]
+    EmptyDirectory { path: PathBuf },
+    #[error("replay: the broker closed while posts were still being read")]
+    BrokerClosed,
+}
+
+/// Replays JSONL posts into the broker.
+#[derive(Debug, Clone)]
+pub struct ReplaySource {
+    config: ReplayConfig,
+}
+
+/// Where the replay source stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayEnd {
+    /// Every line of every file was published.
+    Finished,
+    /// Shutdown was requested first.
+    Cancelled,
+}
+
+impl ReplaySource {
+    pub fn new(config: ReplayConfig) -> ReplaySource {
+        ReplaySource { config }
+    }
+
+    /// The files this source will read, in order (`-` is standard input).
+    pub fn files(&self) -> Result<Vec<PathBuf>, SourceError> {
+        list_files(&self.config.path)
+    }
+
+    /// Publishes every non-blank line until the input ends or `cancel` fires.
+    pub async fn run(
+        self,
+        publisher: Publisher,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Result<ReplayEnd, SourceError> {
+        let files = self.files()?;
+        let mut pacer = Pacer::new(self.config.rate);
+        loop {
+            for path in &files {
+                let end = if path.as_os_str() == "-" {
+                    let stdin = tokio::io::stdin();
+                    publish_lines(path, stdin, &publisher, &stats, &cancel, &mut pacer).await?
+                } else {
+                    let file =
+                        tokio::fs::File::open(path)
+                            .await
+                            .map_err(|source| SourceError::Read {
+                                path: path.clone(),
+                                source,
+                            })?;
+                    publish_lines(path, file, &publisher, &stats, &cancel, &mut pacer).await?
+                };
+                if end == ReplayEnd::Cancelled {
+                    return Ok(ReplayEnd::Cancelled);
+                }
+            }
+            let stdin_only = files.iter().all(|path| path.as_os_str() == "-");
+            if !self.config.loop_forever || stdin_only {
+                return Ok(ReplayEnd::Finished);
+            }
+        }
+    }
+}
+
+fn list_files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
+    if path.as_os_str() == "-" {
+        return Ok(vec![path.to_owned()]);
+    }
+    let read_error = |source| SourceError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(read_error)? {
+        let entry = entry.map_err(read_error)?;
+        let file = entry.path();
+        if file.extension().is_some_and(|ext| ext == "jsonl") && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(SourceError::EmptyDirectory {
+            path: path.to_owned(),
+        });
+    }
+    Ok(files)
+}
+
+async fn publish_lines(
+    path: &Path,
+    input: impl AsyncRead + Unpin,
+    publisher: &Publisher,
+    stats: &Stats,
+    cancel: &CancellationToken,
+    pacer: &mut Pacer,
+) -> Result<ReplayEnd, SourceError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    let mut line = Vec::with_capacity(4096);
+    loop {
+        line.clear();
+        let read = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
+            read = reader.read_until(b'\n', &mut line) => read,
+        };
+        let read = read.map_err(|source| SourceError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if read == 0 {
+            return Ok(ReplayEnd::Finished);
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            continue;
+        }
+        Stats::add(&stats.read, 1);
+        if let Some(wait) = pacer.next() {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
+                _ = tokio::time::sleep_until(wait) => {}
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
+            published = publisher.publish(Arc::from(text)) => {
+                published.map_err(|_| SourceError::BrokerClosed)?;
+            }
+        }
+    }
+}
+
+/// Spaces posts evenly at a fixed rate, catching up after a slow stretch.
+#[derive(Debug)]
+struct Pacer {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Pacer {
+        let interval = rate
+            .filter(|rate| *rate > 0.0)
+            .map(|rate| Duration::from_secs_f64(1.0 / rate));
+        Pacer {
+            interval,
+            next: None,
+        }
+    }
+
+    /// When the next post may go, or `None` when unpaced.
+    fn next(&mut self) -> Option<Instant> {
+        let interval = self.interval?;
+        let now = Instant::now();
+        let due = self.next.map_or(now, |next| next.max(now - interval * 4));
+        self.next = Some(due + interval);
+        Some(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_posts_at_the_rate() {
+        let mut pacer = Pacer::new(Some(10.0));
+        let start = Instant::now();
+        let first = pacer.next().unwrap();
+        let second = pacer.next().unwrap();
+        assert_eq!(first, start);
+        assert_eq!(second - first, Duration::from_millis(100));
+        assert!(Pacer::new(None).next().is_none());
+        assert!(Pacer::new(Some(0.0)).next().is_none());
+    }
+
+    #[test]
+    fn directory_lists_jsonl_files_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), "{}\n").unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), "{}\n").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let files = list_files(dir.path()).unwrap();
+        let names: Vec<_> = files
+            .iter()
+            .map(|file| file.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.jsonl", "b.jsonl"]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            list_files(empty.path()),
+            Err(SourceError::EmptyDirectory { .. })
+        ));
+    }
+}

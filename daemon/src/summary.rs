@@ -1,0 +1,165 @@
+//! Human-readable reports: the run summary `tweetpipe run` ends with, and the
+//! resolved pipeline `tweetpipe check-config` prints.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use crate::config::{Config, SinkKind};
+use crate::pipeline::RunOutcome;
+use crate::plugins::LoadedChain;
+use crate::sinks::sqlite::{SqliteSummary, summarize};
+
+/// The end-of-run summary: counters, rate, and (for SQLite) what the table holds.
+pub fn render(outcome: &RunOutcome) -> String {
+    let stats = &outcome.stats;
+    let secs = outcome.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        stats.read as f64 / secs
+    } else {
+        0.0
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\ntweetpipe run {}",
+        if outcome.interrupted {
+            "interrupted (drained cleanly)"
+        } else {
+            "finished"
+        }
+    );
+    let rows = [
+        ("posts read", stats.read),
+        ("kept", stats.kept),
+        ("dropped by plugins", stats.dropped),
+        ("failed in plugins", stats.failed),
+        ("malformed", stats.malformed),
+        ("dead-lettered", stats.dead_lettered),
+        ("rows written", stats.written),
+        ("duplicates skipped", stats.duplicates),
+        ("rows rejected by sink", stats.rejected),
+        ("sink retries", stats.sink_retries),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {label:<22} {value:>10}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<22} {:>10.2} s ({:.0} posts/s)",
+        "elapsed", secs, rate
+    );
+    let _ = writeln!(out, "  {:<22} {}", "sink", outcome.sink);
+    if let SinkKind::Sqlite(sqlite) = &outcome.sink {
+        match summarize(&sqlite.path, &sqlite.table) {
+            Ok(table) => render_table(&mut out, &table),
+            Err(error) => {
+                let _ = writeln!(out, "\n  (could not query the table: {error})");
+            }
+        }
+    }
+    out
+}
+
+/// The seeds' classic questions, answered from the SQLite table.
+fn render_table(out: &mut String, table: &SqliteSummary) {
+    let _ = writeln!(out, "\nIn the table now: {} rows", table.total_rows);
+    let _ = writeln!(out, "\nPosts per hour (UTC)");
+    let widest = table
+        .posts_per_hour
+        .iter()
+        .map(|(_, count)| *count)
+        .max()
+        .unwrap_or(0);
+    for (hour, count) in &table.posts_per_hour {
+        let bar = if widest == 0 {
+            0
+        } else {
+            (*count * 40).div_ceil(widest) as usize
+        };
+        let _ = writeln!(out, "  {hour}  {count:>7}  {}", "#".repeat(bar));
+    }
+    let _ = writeln!(out, "\nTop 5 user locations");
+    for (location, count) in &table.top_locations {
+        let _ = writeln!(out, "  {count:>7}  {location}");
+    }
+    let _ = writeln!(out, "\nTop 5 hashtags");
+    for (hashtag, count) in &table.top_hashtags {
+        let _ = writeln!(out, "  {count:>7}  #{hashtag}");
+    }
+}
+
+/// The resolved pipeline, as `check-config` prints it.
+pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "config {} is valid", path.display());
+    if let Some(replay) = &config.source.replay {
+        let rate = replay
+            .rate
+            .filter(|rate| *rate > 0.0)
+            .map_or("as fast as the pipeline takes them".to_owned(), |rate| {
+                format!("{rate} posts/s")
+            });
+        let _ = writeln!(
+            out,
+            "source        replay {} ({rate}{})",
+            replay.path.display(),
+            if replay.loop_forever { ", looping" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "broker        embedded queue ({} messages in flight at most, {} deliveries before dead letter)",
+        config.broker.capacity, config.broker.max_deliveries
+    );
+    if config.plugins.is_empty() {
+        let _ = writeln!(out, "plugins       none (posts pass unchanged)");
+    } else {
+        let _ = writeln!(out, "plugins       (in order)");
+        for (index, (plugin, name)) in config.plugins.iter().zip(chain.names()).enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. {name:<16} {} (on_error = {:?}{}{})",
+                index + 1,
+                plugin.path.display(),
+                plugin.on_error,
+                plugin
+                    .timeout
+                    .map(|timeout| format!(", timeout {} ms", timeout.as_millis()))
+                    .unwrap_or_default(),
+                plugin
+                    .memory_mb
+                    .map(|mb| format!(", memory {mb} MiB"))
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "process       {} worker(s), {} posts per chain call",
+        config.process.workers, config.process.chain_batch
+    );
+    let _ = writeln!(
+        out,
+        "batch         flush at {} rows, {} bytes or {} ms",
+        config.batch.max_rows,
+        config.batch.max_bytes,
+        config.batch.max_age.as_millis()
+    );
+    match config.sink_kind() {
+        Ok(kind) => {
+            let _ = writeln!(out, "sink          {kind}");
+            if let SinkKind::Sqlite(_) = kind {
+                let _ = writeln!(
+                    out,
+                    "              (one row per post id; duplicates skipped)"
+                );
+            }
+        }
+        Err(error) => {
+            let _ = writeln!(out, "sink          {error}");
+        }
+    }
+    let _ = writeln!(out, "dead letters  {}", config.dead_letter.path.display());
+    let _ = writeln!(out, "logging       {:?}", config.logging.level);
+    out
+}

@@ -1,0 +1,565 @@
+//! The plugin runtime through its public API and `tweetpipe plugin run|check`:
+//! the SDK's ten-line plugin, chains, hostile plugins (loop, memory, panic,
+//! fail, a poison post in a batch) and plugin files that must be refused with a
+//! clear message.
+//!
+//! The `.wasm` files are built by `make plugins`; the tests fail (never skip)
+//! when they are missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tweetpipe::config::{OnError, PluginConfig};
+use tweetpipe::plugins::{ChainRunner, LoadedChain, PluginError, RuntimeOptions, Verdict};
+use tweetpipe::post::{AttrValue, Author, MatchingRule, Metrics, Place, Post};
+
+fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        Some(dir) => workspace.join(dir),
+        None => workspace.join("target"),
+    }
+}
+
+/// The built plugin `name` (crate name with `_`), or a failure saying how to build it.
+fn wasm(name: &str) -> PathBuf {
+    let path = target_dir()
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `make plugins` (cargo build --profile plugin --target wasm32-wasip2 --workspace --exclude tweetpipe) before these tests",
+        path.display()
+    );
+    path
+}
+
+fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
+    PluginConfig {
+        name: None,
+        path: wasm(name),
+        config: serde_json::from_value(config).expect("test config is a table"),
+        on_error: OnError::DeadLetter,
+        timeout: None,
+        memory_mb: None,
+    }
+}
+
+fn options() -> RuntimeOptions {
+    RuntimeOptions {
+        cache_dir: None,
+        default_timeout: Duration::from_millis(200),
+        default_memory_mb: 32,
+    }
+}
+
+fn runner(plugins: &[PluginConfig]) -> ChainRunner {
+    LoadedChain::load_with(plugins, &options())
+        .unwrap_or_else(|error| panic!("loading the chain: {error}"))
+        .instantiate()
+        .unwrap_or_else(|error| panic!("instantiating the chain: {error}"))
+}
+
+fn post(id: &str, lang: &str, text: &str, urls: &[&str]) -> Post {
+    Post {
+        id: id.to_owned(),
+        lang: lang.to_owned(),
+        text: text.to_owned(),
+        urls: urls.iter().map(|url| (*url).to_owned()).collect(),
+        ..Post::default()
+    }
+}
+
+fn posts(count: usize) -> Vec<Post> {
+    (0..count)
+        .map(|index| post(&index.to_string(), "en", "hello", &[]))
+        .collect()
+}
+
+/// A post with every field set, to check nothing is lost on the way through.
+fn full_post() -> Post {
+    let mut attrs = std::collections::BTreeMap::new();
+    attrs.insert("score".to_owned(), AttrValue::Float(0.25));
+    attrs.insert("flag".to_owned(), AttrValue::Bool(true));
+    attrs.insert("count".to_owned(), AttrValue::Int(-3));
+    attrs.insert("label".to_owned(), AttrValue::Str("x".to_owned()));
+    attrs.insert(
+        "tags".to_owned(),
+        AttrValue::List(vec!["a".to_owned(), "b".to_owned()]),
+    );
+    Post {
+        id: "1861000000000000002".to_owned(),
+        created_at: Some("2026-11-21T10:00:00.123Z".parse().unwrap()),
+        text: "@synth_dev what a night 🎶 #Concert https://t.co/x".to_owned(),
+        lang: "en".to_owned(),
+        author: Author {
+            id: "2244994945".to_owned(),
+            username: "synth_fan".to_owned(),
+            name: "Synthetic Fan ✨".to_owned(),
+            location: Some("London".to_owned()),
+            followers: 512,
+            verified: true,
+        },
+        metrics: Metrics {
+            retweets: 12,
+            likes: 140,
+            replies: 3,
+            quotes: 1,
+        },
+        hashtags: vec!["Concert".to_owned()],
+        mentions: vec!["synth_dev".to_owned()],
+        cashtags: vec!["ACME".to_owned()],
+        urls: vec!["https://example.com/a".to_owned()],
+        place: Some(Place {
+            id: "01a9".to_owned(),
+            full_name: "Manhattan, NY".to_owned(),
+            country_code: Some("US".to_owned()),
+        }),
+        is_retweet: false,
+        is_reply: true,
+        is_quote: true,
+        has_media: true,
+        in_reply_to_user_id: Some("1".to_owned()),
+        matching_rules: vec![MatchingRule {
+            id: "100".to_owned(),
+            tag: "music".to_owned(),
+        }],
+        attrs,
+        raw: Some("{\"raw\":true}".into()),
+    }
+}
+
+fn kept(verdict: &Verdict) -> &Post {
+    match verdict {
+        Verdict::Keep(post) => post,
+        other => panic!("expected keep, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_ten_line_plugin_keeps_english_posts_with_links() {
+    let mut chain = runner(&[entry("only_english_with_links", serde_json::json!({}))]);
+    let verdicts = chain.run(vec![
+        post("1", "en", "read this", &["https://example.com"]),
+        post("2", "en", "no link", &[]),
+        post("3", "fr", "lisez", &["https://example.fr"]),
+    ]);
+    assert_eq!(verdicts.len(), 3);
+    assert_eq!(kept(&verdicts[0]).id, "1");
+    for verdict in &verdicts[1..] {
+        match verdict {
+            Verdict::Drop { plugin, reason } => {
+                assert_eq!(plugin, "only_english_with_links");
+                assert!(reason.contains("only_english_with_links"), "{reason}");
+            }
+            other => panic!("expected drop, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_field_survives_plugins_that_read_all_or_nothing() {
+    let original = full_post();
+    for plugin in ["noop_all_fields", "noop"] {
+        let mut chain = runner(&[entry(plugin, serde_json::json!({}))]);
+        let verdicts = chain.run(vec![original.clone()]);
+        assert_eq!(kept(&verdicts[0]), &original, "through {plugin}");
+    }
+}
+
+#[test]
+fn a_chain_applies_configs_and_changes_in_order() {
+    let mut chain = runner(&[
+        entry("drop_retweets", serde_json::json!({})),
+        entry("keep_lang", serde_json::json!({ "lang": "pt" })),
+        entry(
+            "keyword_filter",
+            serde_json::json!({ "keywords": ["Rust", "wasm"] }),
+        ),
+    ]);
+    let mut retweet = post("1", "pt", "rust rt", &[]);
+    retweet.is_retweet = true;
+    let mut original = full_post();
+    original.id = "4".to_owned();
+    original.lang = "pt".to_owned();
+    original.text = "Eu gosto de WASM".to_owned();
+    let verdicts = chain.run(vec![
+        retweet,
+        post("2", "en", "rust", &[]),
+        post("3", "pt", "nada", &[]),
+        original.clone(),
+    ]);
+    let plugin_of = |verdict: &Verdict| match verdict {
+        Verdict::Drop { plugin, .. } => plugin.clone(),
+        other => panic!("expected drop, got {other:?}"),
+    };
+    assert_eq!(plugin_of(&verdicts[0]), "drop_retweets");
+    assert_eq!(plugin_of(&verdicts[1]), "keep_lang");
+    assert_eq!(plugin_of(&verdicts[2]), "keyword_filter");
+    // keyword_filter only reads the text; everything else must be intact, plus its attribute.
+    let mut expected = original;
+    expected
+        .attrs
+        .insert("keyword".to_owned(), AttrValue::Str("wasm".to_owned()));
+    assert_eq!(kept(&verdicts[3]), &expected);
+}
+
+#[test]
+fn a_panic_on_one_post_dead_letters_only_that_post_and_the_chain_recovers() {
+    let mut chain = runner(&[entry("hostile_panic", serde_json::json!({ "poison": "5" }))]);
+    let verdicts = chain.run(posts(10));
+    assert_eq!(verdicts.len(), 10);
+    for (index, verdict) in verdicts.iter().enumerate() {
+        if index == 5 {
+            match verdict {
+                Verdict::Fail {
+                    post,
+                    plugin,
+                    error,
+                } => {
+                    assert_eq!(post.id, "5");
+                    assert_eq!(plugin, "hostile_panic");
+                    assert!(
+                        error.contains("panicked") && error.contains("poison post 5"),
+                        "{error}"
+                    );
+                }
+                other => panic!("expected the poison post to fail, got {other:?}"),
+            }
+        } else {
+            let post = kept(verdict);
+            assert_eq!(post.id, index.to_string());
+            assert_eq!(post.attrs.get("survived"), Some(&AttrValue::Bool(true)));
+        }
+    }
+    // The next batch runs on a fresh instance.
+    let verdicts = chain.run(posts(5).into_iter().filter(|post| post.id != "5").collect());
+    assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+}
+
+#[test]
+fn an_infinite_loop_is_interrupted_by_the_deadline() {
+    let mut chain = runner(&[entry("hostile_loop", serde_json::json!({ "poison": "2" }))]);
+    let started = Instant::now();
+    let verdicts = chain.run(posts(4));
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    for (index, verdict) in verdicts.iter().enumerate() {
+        match verdict {
+            Verdict::Fail { plugin, error, .. } if index == 2 => {
+                assert_eq!(plugin, "hostile_loop");
+                assert!(error.contains("CPU deadline of 200 ms"), "{error}");
+            }
+            Verdict::Keep(post) if index != 2 => assert_eq!(post.id, index.to_string()),
+            other => panic!("post {index}: unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn memory_growth_stops_at_the_cap() {
+    let mut chain = runner(&[entry("hostile_memory", serde_json::json!({ "poison": "1" }))]);
+    let verdicts = chain.run(posts(3));
+    match &verdicts[1] {
+        Verdict::Fail { error, .. } => {
+            assert!(error.contains("memory cap of 32 MiB"), "{error}")
+        }
+        other => panic!("expected the poison post to fail, got {other:?}"),
+    }
+    assert_eq!(kept(&verdicts[0]).id, "0");
+    assert_eq!(kept(&verdicts[2]).id, "2");
+}
+
+#[test]
+fn fail_outcomes_follow_on_error() {
+    let mut plugin = entry("hostile_fail", serde_json::json!({ "poison": "1" }));
+    let mut run = |on_error| {
+        plugin.on_error = on_error;
+        runner(std::slice::from_ref(&plugin)).run(posts(3))
+    };
+    match &run(OnError::DeadLetter)[1] {
+        Verdict::Fail { post, error, .. } => {
+            assert_eq!(post.id, "1");
+            assert_eq!(error, "cannot score post 1");
+        }
+        other => panic!("dead-letter: unexpected {other:?}"),
+    }
+    match &run(OnError::Drop)[1] {
+        Verdict::Drop { plugin, reason } => {
+            assert_eq!(plugin, "hostile_fail");
+            assert_eq!(reason, "cannot score post 1");
+        }
+        other => panic!("drop: unexpected {other:?}"),
+    }
+    let verdicts = run(OnError::Pass);
+    assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+}
+
+#[test]
+fn throughput_recovers_after_a_poison_post() {
+    let mut chain = runner(&[entry("hostile_panic", serde_json::json!({ "poison": "poison" }))]);
+    let clean = || posts(64);
+    let time = |chain: &mut ChainRunner| {
+        let started = Instant::now();
+        for _ in 0..20 {
+            let verdicts = chain.run(clean());
+            assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+        }
+        started.elapsed()
+    };
+    let before = time(&mut chain);
+    let mut batch = clean();
+    batch[10].id = "poison".to_owned();
+    let verdicts = chain.run(batch);
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|verdict| matches!(verdict, Verdict::Fail { .. }))
+            .count(),
+        1
+    );
+    let after = time(&mut chain);
+    assert!(
+        after < before * 3 + Duration::from_millis(50),
+        "clean batches took {before:?} before the poison post and {after:?} after"
+    );
+}
+
+fn load_error(plugin: PluginConfig) -> String {
+    match LoadedChain::load_with(&[plugin], &options()) {
+        Ok(_) => panic!("the plugin loaded but should have been refused"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn bad_plugin_files_are_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_path = |name: &str, path: PathBuf| PluginConfig {
+        name: Some(name.to_owned()),
+        path,
+        config: toml::Table::new(),
+        on_error: OnError::DeadLetter,
+        timeout: None,
+        memory_mb: None,
+    };
+
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, "this is not wasm").unwrap();
+    let message = load_error(with_path("notes", text));
+    assert!(message.starts_with("plugin notes:"), "{message}");
+    assert!(message.contains("not a WebAssembly file"), "{message}");
+
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let message = load_error(with_path("core", core));
+    assert!(message.contains("core WebAssembly module, not a component"), "{message}");
+    assert!(message.contains("wasm32-wasip2"), "{message}");
+
+    let message = load_error(with_path("ghost", dir.path().join("ghost.wasm")));
+    assert!(message.contains("plugin ghost:") && message.contains("does not exist"), "{message}");
+
+    let message = load_error(entry("other_contract", serde_json::json!({})));
+    assert!(message.contains("plugin other_contract:"), "{message}");
+    assert!(
+        message.contains("built for contract tweetpipe:plugin@0.2.0")
+            && message.contains("rebuild it"),
+        "{message}"
+    );
+
+    let message = load_error(entry("hostile_init", serde_json::json!({})));
+    assert!(message.contains("plugin hostile_init: rejected its configuration"), "{message}");
+    assert!(message.contains("config.threshold is missing"), "{message}");
+    let error = LoadedChain::load_with(
+        &[entry("hostile_init", serde_json::json!({ "threshold": 3 }))],
+        &options(),
+    )
+    .unwrap_err();
+    assert!(matches!(error, PluginError::Init { .. }), "{error}");
+    LoadedChain::load_with(
+        &[entry("hostile_init", serde_json::json!({ "threshold": 0.5 }))],
+        &options(),
+    )
+    .expect("a valid config is accepted");
+}
+
+#[test]
+fn compiled_plugins_are_cached_and_a_corrupt_entry_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(dir.path().to_owned()),
+        ..options()
+    };
+    let plugins = [entry("noop", serde_json::json!({}))];
+    LoadedChain::load_with(&plugins, &options).unwrap();
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].extension().is_some_and(|ext| ext == "cwasm"));
+    // A warm load works, and so does one after the entry is damaged.
+    LoadedChain::load_with(&plugins, &options).unwrap();
+    let length = std::fs::metadata(&entries[0]).unwrap().len();
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    std::fs::write(&entries[0], &bytes[..bytes.len() / 2]).unwrap();
+    let mut chain = LoadedChain::load_with(&plugins, &options)
+        .unwrap()
+        .instantiate()
+        .unwrap();
+    assert!(matches!(chain.run(posts(1))[0], Verdict::Keep(_)));
+    assert_eq!(std::fs::metadata(&entries[0]).unwrap().len(), length, "rewritten");
+}
+
+#[test]
+fn the_loaded_chain_is_shared_by_worker_threads() {
+    fn assert_shareable<T: Send + Sync + Clone>() {}
+    fn assert_sendable<T: Send>() {}
+    assert_shareable::<LoadedChain>();
+    assert_sendable::<ChainRunner>();
+    let chain = LoadedChain::load_with(&[entry("noop", serde_json::json!({}))], &options()).unwrap();
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let chain = chain.clone();
+            std::thread::spawn(move || chain.instantiate().unwrap().run(posts(8)).len())
+        })
+        .collect();
+    for worker in workers {
+        assert_eq!(worker.join().unwrap(), 8);
+    }
+}
+
+const V2_WITH_LINK: &str = r#"{"data":{"id":"101","text":"read https://t.co/a","lang":"en","entities":{"urls":[{"start":5,"end":24,"url":"https://t.co/a","expanded_url":"https://example.com/a"}]}}}"#;
+const V2_NO_LINK: &str = r#"{"data":{"id":"102","text":"just words","lang":"en"}}"#;
+
+fn tweetpipe(args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running tweetpipe");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plugin_run_prints_one_verdict_per_input_line() {
+    let plugin = wasm("only_english_with_links");
+    let input = format!("{V2_WITH_LINK}\n{V2_NO_LINK}\nnot json\n");
+    let (code, stdout, stderr) = tweetpipe(
+        &["plugin", "run", plugin.to_str().unwrap(), "--input", "-"],
+        &input,
+    );
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(lines[0]["id"], "101");
+    assert_eq!(lines[0]["action"], "keep");
+    assert_eq!(lines[0]["post"]["urls"][0], "https://example.com/a");
+    assert_eq!(lines[1]["id"], "102");
+    assert_eq!(lines[1]["action"], "drop");
+    assert_eq!(lines[1]["plugin"], "only_english_with_links");
+    assert_eq!(lines[2]["action"], "error");
+    assert!(stderr.contains("1 kept, 1 dropped, 0 failed, 1 lines not decodable"), "{stderr}");
+}
+
+#[test]
+fn plugin_run_chains_plugins_with_their_configs() {
+    let lang = wasm("keep_lang");
+    let keywords = wasm("keyword_filter");
+    let (code, stdout, stderr) = tweetpipe(
+        &[
+            "plugin",
+            "run",
+            "--plugin",
+            lang.to_str().unwrap(),
+            "--plugin",
+            keywords.to_str().unwrap(),
+            "--plugin-config",
+            r#"{"lang":"en"}"#,
+            "--plugin-config",
+            r#"{"keywords":["words"]}"#,
+            "--input",
+            "-",
+        ],
+        &format!("{V2_WITH_LINK}\n{V2_NO_LINK}\n"),
+    );
+    assert_eq!(code, 0, "stderr: {stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["action"], "drop");
+    assert_eq!(lines[0]["plugin"], "keyword_filter");
+    assert_eq!(lines[1]["action"], "keep");
+    assert_eq!(lines[1]["post"]["attrs"]["keyword"], "words");
+}
+
+#[test]
+fn plugin_commands_refuse_bad_plugins_with_exit_code_2() {
+    let (code, _, stderr) = tweetpipe(
+        &["plugin", "run", "/nonexistent/missing.wasm", "--input", "-"],
+        "",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("plugin missing:") && stderr.contains("does not exist"), "{stderr}");
+
+    let init = wasm("hostile_init");
+    let (code, _, stderr) = tweetpipe(
+        &[
+            "plugin",
+            "run",
+            init.to_str().unwrap(),
+            "--plugin-config",
+            r#"{"threshold": 7}"#,
+            "--input",
+            "-",
+        ],
+        "",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("rejected its configuration"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn plugin_check_describes_a_plugin() {
+    let plugin = wasm("keep_lang");
+    let (code, stdout, stderr) = tweetpipe(&["plugin", "check", plugin.to_str().unwrap()], "");
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("name:     keep-lang"), "{stdout}");
+    assert!(stdout.contains("contract: tweetpipe:plugin@0.1.0"), "{stdout}");
+    assert!(stdout.contains("exports:  tweetpipe:plugin/processor@0.1.0"), "{stdout}");
+    assert!(stdout.contains("reads:    lang"), "{stdout}");
+
+    let other = wasm("other_contract");
+    let (code, _, stderr) = tweetpipe(&["plugin", "check", other.to_str().unwrap()], "");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("tweetpipe:plugin@0.2.0"), "{stderr}");
+}
+
+#[test]
+fn zz_probe() {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Probe {
+        #[command(subcommand)]
+        command: tweetpipe::plugins::cli::PluginCommand,
+    }
+    let Ok(args) = std::env::var("TP_ARGS") else { return };
+    let probe = Probe::parse_from(std::iter::once("tp".to_owned()).chain(args.split(' ').map(str::to_owned)));
+    let code = tweetpipe::plugins::cli::execute(probe.command);
+    eprintln!("exit: {code:?}");
+}
