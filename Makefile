@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip2
 CONFIG      ?= config/tweetpipe.toml
 BIN         := target/release/tweetpipe
 
-.PHONY: all build plugins run test test-only lint setup bench sample clean
+.PHONY: all build plugins run test test-only lint setup bench sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -27,6 +27,25 @@ run: build plugins
 ## Install what the tests need, then run every test.
 test: setup plugins lint
 	$(CARGO) test --locked -p tweetpipe
+
+## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
+deb: plugins
+	@command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
+	$(CARGO) deb --locked -p tweetpipe
+
+## Package checks: contents and modes, lintian, systemd-analyze verify, and an
+## install/upgrade/purge in a throwaway Debian chroot (debootstrap; needs root).
+test-deb: deb deb-tools
+	packaging/tests/run.sh target/debian/$$(cd target/debian && ls -t tweetpipe_*.deb | head -n 1)
+
+## Tools the package checks need, installed with apt-get when missing.
+DEB_TOOLS := lintian debootstrap systemd fakeroot
+deb-tools:
+	@missing=$$(for pkg in $(DEB_TOOLS); do dpkg-query -W -f='$${Status}\n' $$pkg 2>/dev/null | grep -q 'install ok installed' || echo $$pkg; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing $$missing"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 ## Formatting and lints, warnings are errors.
 lint:

@@ -36,7 +36,9 @@ fn sample_post(index: usize) -> Post {
         id: format!("18610000000{index:08}"),
         created_at: Some("2026-11-21T10:00:00.000Z".parse().unwrap()),
         text: if index % 4 == 0 {
-            format!("post {index}: trying the new Rust release with wasm plugins #rustlang https://t.co/abc")
+            format!(
+                "post {index}: trying the new Rust release with wasm plugins #rustlang https://t.co/abc"
+            )
         } else {
             format!("post {index}: what a night at the concert, the crowd was amazing #Concert")
         },
@@ -75,7 +77,10 @@ fn bench_plugins(criterion: &mut Criterion) {
     let plugins = [
         ("noop", serde_json::json!({})),
         ("noop_all_fields", serde_json::json!({})),
-        ("keyword_filter", serde_json::json!({ "keywords": ["rust", "wasm"] })),
+        (
+            "keyword_filter",
+            serde_json::json!({ "keywords": ["rust", "wasm"] }),
+        ),
     ];
     for (name, config) in plugins {
         let entry = PluginConfig {

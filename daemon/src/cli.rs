@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -12,6 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::plugins::LoadedChain;
 use crate::sample::{SampleOptions, write_sample};
 use crate::sources::ReplaySource;
+use crate::systemd::{Notifier, SystemdObserver};
 use crate::{logging, pipeline, summary};
 
 /// The config file a packaged install uses.
@@ -38,6 +41,12 @@ pub enum Command {
     },
     /// Validate a configuration and print the pipeline it describes.
     CheckConfig {
+        /// The configuration file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Show how X's filtered-stream rules differ from source.x.rules (validated with dry_run); changes nothing.
+    XRules {
         /// The configuration file.
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
@@ -78,6 +87,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, quiet } => run(&config, quiet),
         Command::CheckConfig { config } => check_config(&config),
+        Command::XRules { config } => x_rules(&config),
         Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
     }
 }
@@ -99,7 +109,57 @@ fn preflight(config: &Config) -> Result<LoadedChain, String> {
             .files()
             .map_err(|error| format!("source.replay.path: {error}"))?;
     }
+    if let Some(x) = &config.source.x {
+        crate::sources::x::client::BearerToken::load(x).map_err(|error| error.to_string())?;
+    }
     LoadedChain::load(&config.plugins).map_err(|error| error.to_string())
+}
+
+/// `x-rules`: prints the rule plan the X source would apply on start.
+fn x_rules(config_path: &Path) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(x) = config.source.x.clone() else {
+        eprintln!(
+            "error: {} has no [source.x] table; add one with `rules = [...]`",
+            config_path.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let source = match crate::sources::XSource::new(x) {
+        Ok(source) => source,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match runtime.block_on(source.plan_rules()) {
+        Ok(plan) => {
+            println!("X filtered-stream rules at {}:", source.client().base());
+            print!("{}", plan.render());
+            if plan.is_empty() {
+                println!("X's rules match the config; nothing to do.");
+            } else {
+                println!(
+                    "Nothing was changed; `tweetpipe run` applies this on start (the additions passed X's dry_run validation)."
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
 }
 
 fn run(config_path: &Path, quiet: bool) -> ExitCode {
@@ -131,7 +191,44 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config_path.display()
     );
-    let outcome = runtime.block_on(pipeline::run(&config, chain, shutdown_signal()));
+    let notifier = Arc::new(Notifier::from_env());
+    let drain_timeout = config.daemon.drain_timeout;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let shutdown = {
+        let (notifier, stopping) = (notifier.clone(), stopping.clone());
+        async move {
+            shutdown_signal().await;
+            notifier.stopping(&format!(
+                "stopping: draining the pipeline (at most {} ms)",
+                drain_timeout.as_millis()
+            ));
+            stopping.cancel();
+        }
+    };
+    let observer = Arc::new(SystemdObserver::new(notifier.clone()));
+    let outcome = runtime.block_on(async {
+        let reloads = reload_on_sighup(config_path.to_owned(), notifier.clone());
+        let pipeline = pipeline::run_observed(&config, chain, shutdown, observer);
+        let drain_deadline = async {
+            stopping.cancelled().await;
+            tokio::time::sleep(drain_timeout).await;
+        };
+        let outcome = tokio::select! {
+            outcome = pipeline => Some(outcome),
+            _ = drain_deadline => None,
+        };
+        reloads.abort();
+        outcome
+    });
+    // Stuck stages (a hung sink write) must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let Some(outcome) = outcome else {
+        log::error!(
+            "the drain did not finish within daemon.drain_timeout_ms = {} after the stop signal; messages not yet committed stay unacknowledged and will be delivered again",
+            drain_timeout.as_millis()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    };
     match outcome {
         Ok(outcome) => {
             log::info!(
@@ -177,6 +274,56 @@ async fn shutdown_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
+}
+
+/// Handles SIGHUP (`systemctl reload`): re-reads and validates the config and its
+/// plugins off the hot path and logs the result, between `RELOADING=1` and `READY=1`.
+/// Applying a changed config to the running pipeline (plugin hot swap) is not
+/// implemented yet, and the log says so.
+fn reload_on_sighup(config_path: PathBuf, notifier: Arc<Notifier>) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered before returning, so a SIGHUP after READY=1 never kills the process.
+    let hangup = signal(SignalKind::hangup());
+    tokio::spawn(async move {
+        let mut hangup = match hangup {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                log::warn!("cannot listen for SIGHUP, reload is unavailable: {error}");
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            notifier.reloading();
+            log::info!("SIGHUP: re-reading {}", config_path.display());
+            let path = config_path.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let config = Config::load(&path).map_err(|error| error.to_string())?;
+                preflight(&config).map(|_chain| ())
+            })
+            .await;
+            let status = match checked {
+                Ok(Ok(())) => {
+                    log::warn!(
+                        "reload: {} is valid, but applying a changed configuration or plugins to a running pipeline is not implemented yet; it keeps running as started (restart to apply: systemctl restart tweetpipe)",
+                        config_path.display()
+                    );
+                    "running: reloaded config is valid, not applied (restart to apply)"
+                }
+                Ok(Err(error)) => {
+                    log::error!(
+                        "reload: {} is not usable, the pipeline keeps running as started: {error}",
+                        config_path.display()
+                    );
+                    "running: reloaded config is invalid, see the log"
+                }
+                Err(error) => {
+                    log::error!("reload: checking the config failed: {error}");
+                    "running: reload failed, see the log"
+                }
+            };
+            notifier.ready(status);
+        }
+    })
 }
 
 fn check_config(config_path: &Path) -> ExitCode {

@@ -38,6 +38,35 @@ pub struct Config {
     /// Log level and destination.
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// How the daemon behaves as a service.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+}
+
+/// `[daemon]`: service behaviour (shutdown).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// After SIGTERM, how long the drain may take before the daemon gives up and
+    /// exits; keep it below the unit's `TimeoutStopSec=`.
+    #[serde(
+        default = "default_drain_timeout",
+        with = "duration_ms",
+        rename = "drain_timeout_ms"
+    )]
+    pub drain_timeout: Duration,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `[source.*]`: each present table is one source.
@@ -45,6 +74,7 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct SourcesConfig {
     pub replay: Option<ReplayConfig>,
+    pub x: Option<XSourceConfig>,
 }
 
 /// `[source.replay]`: JSONL files (X v2 stream messages or v1.1 statuses).
@@ -59,6 +89,89 @@ pub struct ReplayConfig {
     /// Start again at the beginning after the last line.
     #[serde(default, rename = "loop")]
     pub loop_forever: bool,
+}
+
+/// `[source.x]`: the X API v2 filtered stream; X's rules are synced to `rules` on start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XSourceConfig {
+    /// Where the API lives (`https://api.x.com`); change it for a proxy or a test server.
+    #[serde(default = "default_x_api_base")]
+    pub api_base: String,
+    /// A file holding the bearer token. Without it, the token comes from the
+    /// `TWEETPIPE_X_BEARER_TOKEN` environment variable or the systemd credential
+    /// `x-bearer-token` (`$CREDENTIALS_DIRECTORY/x-bearer-token`).
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    /// The filtered-stream rules; matched with X's by value and tag.
+    pub rules: Vec<XRule>,
+    /// `tweet.fields` to request.
+    #[serde(default = "default_x_tweet_fields")]
+    pub tweet_fields: Vec<String>,
+    /// `expansions` to request.
+    #[serde(default = "default_x_expansions")]
+    pub expansions: Vec<String>,
+    /// `user.fields` to request (for `includes.users`).
+    #[serde(default = "default_x_user_fields")]
+    pub user_fields: Vec<String>,
+    /// `place.fields` to request (for `includes.places`).
+    #[serde(default = "default_x_place_fields")]
+    pub place_fields: Vec<String>,
+    /// No post and no keep-alive for this long means the connection stalled.
+    #[serde(
+        default = "default_x_stall_timeout",
+        with = "duration_secs",
+        rename = "stall_timeout_secs"
+    )]
+    pub stall_timeout: Duration,
+}
+
+/// One filtered-stream rule: X's rule language, and the tag posts carry when it matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XRule {
+    pub value: String,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+fn default_x_api_base() -> String {
+    "https://api.x.com".to_owned()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+fn default_x_tweet_fields() -> Vec<String> {
+    strings(&[
+        "created_at",
+        "lang",
+        "public_metrics",
+        "entities",
+        "author_id",
+        "referenced_tweets",
+        "in_reply_to_user_id",
+        "geo",
+        "attachments",
+        "note_tweet",
+    ])
+}
+
+fn default_x_expansions() -> Vec<String> {
+    strings(&["author_id", "geo.place_id"])
+}
+
+fn default_x_user_fields() -> Vec<String> {
+    strings(&["username", "name", "location", "public_metrics", "verified"])
+}
+
+fn default_x_place_fields() -> Vec<String> {
+    strings(&["full_name", "country_code"])
+}
+
+fn default_x_stall_timeout() -> Duration {
+    Duration::from_secs(20)
 }
 
 /// `[broker]`.
@@ -439,12 +552,15 @@ impl Config {
         };
         self.sink_kind()
             .map_err(|message| invalid("sink", message))?;
-        if self.source.replay.is_none() {
+        if self.source.replay.is_none() && self.source.x.is_none() {
             return Err(invalid(
                 "source",
-                "no source is configured (add a [source.replay] table with `path = \"posts.jsonl\"`)"
+                "no source is configured (add a [source.replay] table with `path = \"posts.jsonl\"`, or a [source.x] table with `rules`)"
                     .to_owned(),
             ));
+        }
+        if let Some(x) = &self.source.x {
+            x.validate().map_err(|(key, message)| invalid(&key, message))?;
         }
         if let Some(replay) = &self.source.replay
             && let Some(rate) = replay.rate
@@ -453,6 +569,12 @@ impl Config {
             return Err(invalid(
                 "source.replay.rate",
                 format!("expected a number of posts per second ≥ 0, found {rate}"),
+            ));
+        }
+        if self.daemon.drain_timeout.is_zero() {
+            return Err(invalid(
+                "daemon.drain_timeout_ms",
+                "must be at least 1 (milliseconds the drain may take after SIGTERM)".to_owned(),
             ));
         }
         if self.broker.capacity == 0 {
@@ -539,6 +661,14 @@ impl Config {
         if let Some(replay) = &mut self.source.replay {
             resolve(&mut replay.path);
         }
+        if let Some(file) = self
+            .source
+            .x
+            .as_mut()
+            .and_then(|x| x.bearer_token_file.as_mut())
+        {
+            resolve(file);
+        }
         for plugin in &mut self.plugins {
             resolve(&mut plugin.path);
         }
@@ -591,6 +721,79 @@ impl fmt::Display for SinkKind {
             ),
             SinkKind::Stdout(_) => write!(f, "stdout (one JSON row per line)"),
         }
+    }
+}
+
+impl XSourceConfig {
+    /// The first problem with `[source.x]`, as (key, message).
+    fn validate(&self) -> Result<(), (String, String)> {
+        let base = self.api_base.trim_end_matches('/');
+        if !(base.starts_with("https://") || base.starts_with("http://")) || base.contains('?') {
+            return Err((
+                "source.x.api_base".to_owned(),
+                format!(
+                    "expected an http(s) URL such as \"https://api.x.com\", found \"{}\"",
+                    self.api_base
+                ),
+            ));
+        }
+        if self.rules.is_empty() {
+            return Err((
+                "source.x.rules".to_owned(),
+                "add at least one rule, e.g. `rules = [{ value = \"#rustlang -is:retweet\", tag = \"rust\" }]` (X's rules are replaced by these on start)".to_owned(),
+            ));
+        }
+        let mut values = BTreeMap::new();
+        for (index, rule) in self.rules.iter().enumerate() {
+            if rule.value.trim().is_empty() {
+                return Err((
+                    format!("source.x.rules[{index}].value"),
+                    "is empty; write the rule in X's rule language, e.g. \"#rustlang lang:en\"".to_owned(),
+                ));
+            }
+            if let Some(first) = values.insert(rule.value.as_str(), index) {
+                return Err((
+                    format!("source.x.rules[{index}].value"),
+                    format!(
+                        "\"{}\" is already rules[{first}]; X keeps one rule per value, so merge them or change one",
+                        rule.value
+                    ),
+                ));
+            }
+        }
+        for (key, fields) in [
+            ("tweet_fields", &self.tweet_fields),
+            ("expansions", &self.expansions),
+            ("user_fields", &self.user_fields),
+            ("place_fields", &self.place_fields),
+        ] {
+            if let Some(bad) = fields
+                .iter()
+                .find(|field| field.is_empty() || field.contains([',', ' ', '&', '=']))
+            {
+                return Err((
+                    format!("source.x.{key}"),
+                    format!("\"{bad}\" is not a field name; list one name per string, e.g. [\"created_at\", \"lang\"]"),
+                ));
+            }
+        }
+        if self.stall_timeout.is_zero() {
+            return Err((
+                "source.x.stall_timeout_secs".to_owned(),
+                "must be at least 1 (X sends a keep-alive every 20 s)".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod duration_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
     }
 }
 

@@ -15,6 +15,7 @@
 //! - [`pipeline`] wires the stages together once and drains them on shutdown.
 //! - [`stats`] counts what happened, for the run summary and metrics.
 //! - [`summary`] renders the run summary and the resolved pipeline.
+//! - [`systemd`] tells the service manager about readiness, status, watchdog, reload and stop.
 //! - [`cli`] is the command line; `main.rs` only calls it.
 
 pub mod batcher;
@@ -31,3 +32,4 @@ pub mod sinks;
 pub mod sources;
 pub mod stats;
 pub mod summary;
+pub mod systemd;

@@ -21,7 +21,7 @@ use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
 use crate::plugins::{LoadedChain, PluginError, Verdict};
 use crate::post::{Post, decode};
 use crate::sinks::{self, Sink, SinkError};
-use crate::sources::{ReplaySource, SourceError};
+use crate::sources::{ReplaySource, SourceError, XSource, XSourceError};
 use crate::stats::{Stats, StatsSnapshot};
 
 /// Why the pipeline could not start or stopped with an error.
@@ -29,6 +29,8 @@ use crate::stats::{Stats, StatsSnapshot};
 pub enum PipelineError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    XSource(#[from] XSourceError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("dead letters: {0}")]
@@ -64,6 +66,26 @@ struct Row {
 /// A message that goes to the dead-letter file, with its obligation.
 type Letter = (DeadLetter, AckToken);
 
+/// What the pipeline reports about itself while it runs; the daemon forwards it to
+/// systemd (see `crate::systemd`). Heartbeats come from the sink stage's loop, so
+/// they stop when that loop is stuck (a hung sink write, a blocked runtime).
+pub trait Observer: Send + Sync {
+    /// The stages run and the sources are starting.
+    fn ready(&self, _stats: &StatsSnapshot) {}
+    /// How often [`Observer::heartbeat`] is wanted; `None` for never.
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        None
+    }
+    /// The sink stage is alive (idle, flushing or waiting to retry).
+    fn heartbeat(&self, _stats: &StatsSnapshot) {}
+}
+
+/// An observer that wants nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
 /// Runs the configured pipeline until its sources end or `shutdown` completes,
 /// then drains: everything read is committed or dead-lettered before this returns.
 pub async fn run(
@@ -71,18 +93,29 @@ pub async fn run(
     chain: LoadedChain,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<RunOutcome, PipelineError> {
+    run_observed(config, chain, shutdown, Arc::new(NoObserver)).await
+}
+
+/// [`run`], reporting readiness and heartbeats to `observer`.
+pub async fn run_observed(
+    config: &Config,
+    chain: LoadedChain,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observer: Arc<dyn Observer>,
+) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
     let sink_kind = config.sink_kind().map_err(PipelineError::Config)?;
 
-    let replay = config
-        .source
-        .replay
-        .clone()
-        .map(ReplaySource::new)
-        .ok_or_else(|| PipelineError::Config("no source is configured".to_owned()))?;
+    let replay = config.source.replay.clone().map(ReplaySource::new);
+    let x_source = config.source.x.clone().map(XSource::new).transpose()?;
+    if replay.is_none() && x_source.is_none() {
+        return Err(PipelineError::Config("no source is configured".to_owned()));
+    }
     // Fail before anything is read when the input is missing.
-    replay.files()?;
+    if let Some(replay) = &replay {
+        replay.files()?;
+    }
 
     let sink = sinks::build(&sink_kind).await?;
     let dead_letters = DeadLetterFile::open(&config.dead_letter.path)?;
@@ -106,6 +139,8 @@ pub async fn run(
         stats: stats.clone(),
         cancel: cancel.clone(),
         close_broker: Box::new(move || closer.close()),
+        heartbeat: heartbeat_timer(observer.as_ref()),
+        observer: observer.clone(),
     }));
 
     let mut workers = Vec::new();
@@ -139,15 +174,17 @@ pub async fn run(
         }
     });
 
-    let source_result = replay
-        .run(
-            Publisher::Embedded(publisher),
-            stats.clone(),
-            cancel.clone(),
-        )
-        .await;
+    observer.ready(&stats.snapshot());
+    let source_error = run_sources(
+        replay,
+        x_source,
+        Publisher::Embedded(publisher),
+        &stats,
+        &cancel,
+    )
+    .await;
     let interrupted = cancel.is_cancelled();
-    let mut first_error: Option<PipelineError> = source_result.err().map(PipelineError::from);
+    let mut first_error: Option<PipelineError> = source_error;
 
     for worker in workers {
         if let Err(error) = flatten(worker.await) {
@@ -175,6 +212,45 @@ pub async fn run(
         interrupted,
         sink: sink_kind,
     })
+}
+
+/// Runs every configured source until each ends or `cancel` fires. A source that
+/// fails cancels the others, so the pipeline drains and reports the first error.
+async fn run_sources(
+    replay: Option<ReplaySource>,
+    x_source: Option<XSource>,
+    publisher: Publisher,
+    stats: &Arc<Stats>,
+    cancel: &CancellationToken,
+) -> Option<PipelineError> {
+    let replay_run = async {
+        let Some(replay) = replay else {
+            return Ok(());
+        };
+        let ended = replay
+            .run(publisher.clone(), stats.clone(), cancel.clone())
+            .await;
+        ended.map(drop).map_err(|error| {
+            cancel.cancel();
+            PipelineError::from(error)
+        })
+    };
+    let x_run = async {
+        let Some(x_source) = x_source else {
+            return Ok(());
+        };
+        let ended = x_source
+            .run(publisher.clone(), stats.clone(), cancel.clone())
+            .await;
+        ended.map_err(|error| {
+            log::error!("{error}");
+            cancel.cancel();
+            PipelineError::from(error)
+        })
+    };
+    let (replay_ended, x_ended) = tokio::join!(replay_run, x_run);
+    drop(publisher);
+    replay_ended.err().or(x_ended.err())
 }
 
 fn flatten(
@@ -371,6 +447,25 @@ struct SinkStage {
     stats: Arc<Stats>,
     cancel: CancellationToken,
     close_broker: Box<dyn Fn() + Send>,
+    observer: Arc<dyn Observer>,
+    heartbeat: Option<tokio::time::Interval>,
+}
+
+fn heartbeat_timer(observer: &dyn Observer) -> Option<tokio::time::Interval> {
+    let mut timer = tokio::time::interval(observer.heartbeat_interval()?);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    Some(timer)
+}
+
+/// Waits for the next heartbeat tick and reports it; never completes without a timer.
+async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer, stats: &Stats) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+            observer.heartbeat(&stats.snapshot());
+        }
+        None => std::future::pending().await,
+    }
 }
 
 async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
@@ -385,6 +480,7 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
                 None => break,
             },
             _ = sleep_until(deadline), if deadline.is_some() => Some(FlushCause::Age),
+            _ = beat(&mut stage.heartbeat, &*stage.observer, &stage.stats) => None,
         };
         if let Some(cause) = cause {
             flush(&mut stage, cause).await;
@@ -466,9 +562,14 @@ async fn flush(stage: &mut SinkStage, cause: FlushCause) {
                     "{}: writing {count} rows failed (attempt {attempt}), retrying in {backoff:?}: {error}",
                     stage.sink.name()
                 );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stage.cancel.cancelled() => {}
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                loop {
+                    tokio::select! {
+                        _ = &mut wait => break,
+                        _ = stage.cancel.cancelled() => break,
+                        _ = beat(&mut stage.heartbeat, &*stage.observer, &stage.stats) => {}
+                    }
                 }
             }
             Err(error) => {

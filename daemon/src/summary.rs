@@ -106,6 +106,35 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
             if replay.loop_forever { ", looping" } else { "" }
         );
     }
+    if let Some(x) = &config.source.x {
+        let _ = writeln!(
+            out,
+            "source        X filtered stream at {} ({} rule(s), synced on start; stall after {} s)",
+            x.api_base,
+            x.rules.len(),
+            x.stall_timeout.as_secs()
+        );
+        for rule in &x.rules {
+            let _ = writeln!(
+                out,
+                "                {:?}{}",
+                rule.value,
+                rule.tag
+                    .as_deref()
+                    .map(|tag| format!(" (tag {tag:?})"))
+                    .unwrap_or_default()
+            );
+        }
+        let token = match &x.bearer_token_file {
+            Some(path) => format!("bearer token from {}", path.display()),
+            None => format!(
+                "bearer token from ${} or the systemd credential {}",
+                crate::sources::x::client::TOKEN_ENV,
+                crate::sources::x::client::TOKEN_CREDENTIAL
+            ),
+        };
+        let _ = writeln!(out, "              {token}");
+    }
     let _ = writeln!(
         out,
         "broker        embedded queue ({} messages in flight at most, {} deliveries before dead letter)",

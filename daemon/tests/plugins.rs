@@ -236,7 +236,11 @@ fn a_panic_on_one_post_dead_letters_only_that_post_and_the_chain_recovers() {
     }
     // The next batch runs on a fresh instance.
     let verdicts = chain.run(posts(5).into_iter().filter(|post| post.id != "5").collect());
-    assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+    assert!(
+        verdicts
+            .iter()
+            .all(|verdict| matches!(verdict, Verdict::Keep(_)))
+    );
 }
 
 #[test]
@@ -260,7 +264,10 @@ fn an_infinite_loop_is_interrupted_by_the_deadline() {
 
 #[test]
 fn memory_growth_stops_at_the_cap() {
-    let mut chain = runner(&[entry("hostile_memory", serde_json::json!({ "poison": "1" }))]);
+    let mut chain = runner(&[entry(
+        "hostile_memory",
+        serde_json::json!({ "poison": "1" }),
+    )]);
     let verdicts = chain.run(posts(3));
     match &verdicts[1] {
         Verdict::Fail { error, .. } => {
@@ -294,18 +301,29 @@ fn fail_outcomes_follow_on_error() {
         other => panic!("drop: unexpected {other:?}"),
     }
     let verdicts = run(OnError::Pass);
-    assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+    assert!(
+        verdicts
+            .iter()
+            .all(|verdict| matches!(verdict, Verdict::Keep(_)))
+    );
 }
 
 #[test]
 fn throughput_recovers_after_a_poison_post() {
-    let mut chain = runner(&[entry("hostile_panic", serde_json::json!({ "poison": "poison" }))]);
+    let mut chain = runner(&[entry(
+        "hostile_panic",
+        serde_json::json!({ "poison": "poison" }),
+    )]);
     let clean = || posts(64);
     let time = |chain: &mut ChainRunner| {
         let started = Instant::now();
         for _ in 0..20 {
             let verdicts = chain.run(clean());
-            assert!(verdicts.iter().all(|verdict| matches!(verdict, Verdict::Keep(_))));
+            assert!(
+                verdicts
+                    .iter()
+                    .all(|verdict| matches!(verdict, Verdict::Keep(_)))
+            );
         }
         started.elapsed()
     };
@@ -355,11 +373,17 @@ fn bad_plugin_files_are_refused_with_a_clear_message() {
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let message = load_error(with_path("core", core));
-    assert!(message.contains("core WebAssembly module, not a component"), "{message}");
+    assert!(
+        message.contains("core WebAssembly module, not a component"),
+        "{message}"
+    );
     assert!(message.contains("wasm32-wasip2"), "{message}");
 
     let message = load_error(with_path("ghost", dir.path().join("ghost.wasm")));
-    assert!(message.contains("plugin ghost:") && message.contains("does not exist"), "{message}");
+    assert!(
+        message.contains("plugin ghost:") && message.contains("does not exist"),
+        "{message}"
+    );
 
     let message = load_error(entry("other_contract", serde_json::json!({})));
     assert!(message.contains("plugin other_contract:"), "{message}");
@@ -370,7 +394,10 @@ fn bad_plugin_files_are_refused_with_a_clear_message() {
     );
 
     let message = load_error(entry("hostile_init", serde_json::json!({})));
-    assert!(message.contains("plugin hostile_init: rejected its configuration"), "{message}");
+    assert!(
+        message.contains("plugin hostile_init: rejected its configuration"),
+        "{message}"
+    );
     assert!(message.contains("config.threshold is missing"), "{message}");
     let error = LoadedChain::load_with(
         &[entry("hostile_init", serde_json::json!({ "threshold": 3 }))],
@@ -379,7 +406,10 @@ fn bad_plugin_files_are_refused_with_a_clear_message() {
     .unwrap_err();
     assert!(matches!(error, PluginError::Init { .. }), "{error}");
     LoadedChain::load_with(
-        &[entry("hostile_init", serde_json::json!({ "threshold": 0.5 }))],
+        &[entry(
+            "hostile_init",
+            serde_json::json!({ "threshold": 0.5 }),
+        )],
         &options(),
     )
     .expect("a valid config is accepted");
@@ -410,7 +440,11 @@ fn compiled_plugins_are_cached_and_a_corrupt_entry_is_a_miss() {
         .instantiate()
         .unwrap();
     assert!(matches!(chain.run(posts(1))[0], Verdict::Keep(_)));
-    assert_eq!(std::fs::metadata(&entries[0]).unwrap().len(), length, "rewritten");
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().len(),
+        length,
+        "rewritten"
+    );
 }
 
 #[test]
@@ -419,7 +453,8 @@ fn the_loaded_chain_is_shared_by_worker_threads() {
     fn assert_sendable<T: Send>() {}
     assert_shareable::<LoadedChain>();
     assert_sendable::<ChainRunner>();
-    let chain = LoadedChain::load_with(&[entry("noop", serde_json::json!({}))], &options()).unwrap();
+    let chain =
+        LoadedChain::load_with(&[entry("noop", serde_json::json!({}))], &options()).unwrap();
     let workers: Vec<_> = (0..2)
         .map(|_| {
             let chain = chain.clone();
@@ -472,7 +507,10 @@ fn plugin_run_prints_one_verdict_per_input_line() {
     assert_eq!(lines[1]["action"], "drop");
     assert_eq!(lines[1]["plugin"], "only_english_with_links");
     assert_eq!(lines[2]["action"], "error");
-    assert!(stderr.contains("1 kept, 1 dropped, 0 failed, 1 lines not decodable"), "{stderr}");
+    assert!(
+        stderr.contains("1 kept, 1 dropped, 0 failed, 1 lines not decodable"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -514,7 +552,10 @@ fn plugin_commands_refuse_bad_plugins_with_exit_code_2() {
         "",
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("plugin missing:") && stderr.contains("does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("plugin missing:") && stderr.contains("does not exist"),
+        "{stderr}"
+    );
 
     let init = wasm("hostile_init");
     let (code, _, stderr) = tweetpipe(
@@ -540,8 +581,14 @@ fn plugin_check_describes_a_plugin() {
     let (code, stdout, stderr) = tweetpipe(&["plugin", "check", plugin.to_str().unwrap()], "");
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stdout.contains("name:     keep-lang"), "{stdout}");
-    assert!(stdout.contains("contract: tweetpipe:plugin@0.1.0"), "{stdout}");
-    assert!(stdout.contains("exports:  tweetpipe:plugin/processor@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("contract: tweetpipe:plugin@0.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("exports:  tweetpipe:plugin/processor@0.1.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("reads:    lang"), "{stdout}");
 
     let other = wasm("other_contract");
@@ -558,8 +605,12 @@ fn zz_probe() {
         #[command(subcommand)]
         command: tweetpipe::plugins::cli::PluginCommand,
     }
-    let Ok(args) = std::env::var("TP_ARGS") else { return };
-    let probe = Probe::parse_from(std::iter::once("tp".to_owned()).chain(args.split(' ').map(str::to_owned)));
+    let Ok(args) = std::env::var("TP_ARGS") else {
+        return;
+    };
+    let probe = Probe::parse_from(
+        std::iter::once("tp".to_owned()).chain(args.split(' ').map(str::to_owned)),
+    );
     let code = tweetpipe::plugins::cli::execute(probe.command);
     eprintln!("exit: {code:?}");
 }

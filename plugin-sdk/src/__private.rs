@@ -6,7 +6,9 @@ use std::marker::PhantomData;
 
 pub use wit_bindgen;
 
-pub use crate::bindings::exports::tweetpipe::plugin::processor::{Changes, Guest, Outcome, PluginInfo as Info};
+pub use crate::bindings::exports::tweetpipe::plugin::processor::{
+    Changes, Guest, Outcome, PluginInfo as Info,
+};
 use crate::{Attr, Config, Error, Fields, Post, Result};
 
 /// The `info` export.

@@ -144,7 +144,9 @@ fn expand_entry(
     );
     let reads = match reads {
         None => {
-            let all = ALL_FLAGS.iter().map(|flag| Ident::new(flag, Span::call_site()));
+            let all = ALL_FLAGS
+                .iter()
+                .map(|flag| Ident::new(flag, Span::call_site()));
             quote!(#(::tweetpipe_plugin::Fields::#all)|*)
         }
         Some(fields) if fields.is_empty() => quote!(::tweetpipe_plugin::Fields::empty()),

@@ -10,7 +10,9 @@ static LANG: OnceLock<String> = OnceLock::new();
 fn init(config: &Config) -> Result<()> {
     let lang: String = config.get_or("lang", "en".to_owned())?;
     if lang.is_empty() {
-        return Err(Error::msg("config.lang must be a language tag such as \"en\""));
+        return Err(Error::msg(
+            "config.lang must be a language tag such as \"en\"",
+        ));
     }
     let _ = LANG.set(lang);
     Ok(())

@@ -13,14 +13,22 @@ fn init(config: &Config) -> Result<()> {
     if keywords.is_empty() {
         return Err(Error::msg("config.keywords must list at least one keyword"));
     }
-    let _ = KEYWORDS.set(keywords.iter().map(|keyword| keyword.to_lowercase()).collect());
+    let _ = KEYWORDS.set(
+        keywords
+            .iter()
+            .map(|keyword| keyword.to_lowercase())
+            .collect(),
+    );
     Ok(())
 }
 
 #[filter_map(reads(text))]
 fn keyword_filter(mut post: Post) -> Option<Post> {
     let text = post.text.to_lowercase();
-    let keyword = KEYWORDS.get()?.iter().find(|keyword| text.contains(keyword.as_str()))?;
+    let keyword = KEYWORDS
+        .get()?
+        .iter()
+        .find(|keyword| text.contains(keyword.as_str()))?;
     post.set_attr("keyword", keyword.as_str());
     Some(post)
 }

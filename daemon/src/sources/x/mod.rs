@@ -1,0 +1,488 @@
+//! The X API v2 filtered-stream source: syncs the stream's rules to the config,
+//! holds one streaming connection, and publishes each post as it arrives.
+//!
+//! It speaks `GET /2/tweets/search/stream` (one JSON object per line, a blank
+//! keep-alive line about every 20 s) and `/2/tweets/search/stream/rules`. Only one
+//! connection is ever open: X closes the older one when an app opens a second.
+//! Reconnects follow X's schedule ([`backoff`]); every state change (connected,
+//! failing for a new reason) is logged once, and repeated retries only at debug
+//! level, so `journalctl -u tweetpipe` shows the story without the noise. Posts
+//! are published raw; decoding, and dead-lettering malformed lines, is the
+//! process stage's job.
+
+pub mod backoff;
+pub mod client;
+pub mod rules;
+pub mod stream;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use tokio_util::sync::CancellationToken;
+
+use self::backoff::{FailureKind, ReconnectSchedule};
+use self::client::{ApiError, BearerToken, ClientBuildError, Problem, TokenError, XClient};
+use self::rules::{RulePlan, RulesError};
+use self::stream::{Line, LineBuffer, classify};
+use crate::broker::Publisher;
+use crate::config::XSourceConfig;
+use crate::stats::Stats;
+
+/// The filtered-stream endpoint.
+pub const STREAM_PATH: &str = "/2/tweets/search/stream";
+
+/// Why the X source could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum XSourceError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("source.x: the broker closed while posts were still arriving")]
+    BrokerClosed,
+}
+
+/// How the source waits out a reconnect delay. The default is a tokio sleep;
+/// tests pass one that records the delays X's schedule asked for and returns at
+/// once, so minutes of backoff take no time and can be checked exactly.
+pub type Sleeper = Arc<dyn Fn(Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Streams posts matching `source.x.rules` into the broker.
+#[derive(Clone)]
+pub struct XSource {
+    config: XSourceConfig,
+    client: XClient,
+    sleeper: Sleeper,
+}
+
+impl std::fmt::Debug for XSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XSource")
+            .field("config", &self.config)
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XSource {
+    /// Finds the bearer token (see [`BearerToken::load`]) and prepares the client.
+    pub fn new(config: XSourceConfig) -> Result<XSource, XSourceError> {
+        let token = BearerToken::load(&config)?;
+        XSource::with_token(config, &token)
+    }
+
+    /// Prepares the client with a token found elsewhere.
+    pub fn with_token(config: XSourceConfig, token: &BearerToken) -> Result<XSource, XSourceError> {
+        let client = XClient::new(&config.api_base, token)?;
+        Ok(XSource {
+            config,
+            client,
+            sleeper: Arc::new(|delay| Box::pin(tokio::time::sleep(delay))),
+        })
+    }
+
+    /// Waits out reconnect delays with `sleeper` instead of a tokio sleep.
+    pub fn with_sleeper(mut self, sleeper: Sleeper) -> XSource {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// The API client (for `x-rules`).
+    pub fn client(&self) -> &XClient {
+        &self.client
+    }
+
+    /// What syncing would change on X, validated with `dry_run`; changes nothing.
+    pub async fn plan_rules(&self) -> Result<RulePlan, RulesError> {
+        rules::plan(&self.client, &self.config.rules).await
+    }
+
+    /// The query string of the stream request: the fields and expansions to fill.
+    pub fn stream_query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("tweet.fields", &self.config.tweet_fields),
+            ("expansions", &self.config.expansions),
+            ("user.fields", &self.config.user_fields),
+            ("place.fields", &self.config.place_fields),
+        ]
+        .into_iter()
+        .filter(|(_, fields)| !fields.is_empty())
+        .map(|(name, fields)| (name, fields.join(",")))
+        .collect()
+    }
+
+    /// Syncs the rules, then streams until `cancel` fires. Returns an error only
+    /// when it cannot go on: a rule X rejects, or a closed broker. Everything else
+    /// (network, HTTP errors, stalls, X's disconnects) is retried on X's schedule.
+    pub async fn run(
+        self,
+        publisher: Publisher,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Result<(), XSourceError> {
+        let mut state = StateLog::new(self.client.base());
+        let mut schedule = ReconnectSchedule::new();
+        loop {
+            let synced = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                synced = rules::sync(&self.client, &self.config.rules) => synced,
+            };
+            match synced {
+                Ok(plan) => {
+                    log::info!(
+                        "X rules synced: {} kept, {} added, {} deleted",
+                        plan.keep.len(),
+                        plan.add.len(),
+                        plan.delete.len()
+                    );
+                    break;
+                }
+                Err(RulesError::Api(error)) if error.is_transient() => {
+                    let failure = Failure::from_api(error);
+                    let delay = schedule.next_delay(failure.kind());
+                    state.failed(&failure, "syncing rules", delay);
+                    if self.wait(delay, &cancel).await {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+
+        let query = self.stream_query();
+        let mut schedule = ReconnectSchedule::new();
+        let mut lines = LineBuffer::default();
+        loop {
+            let attempt = Attempt {
+                source: &self,
+                query: &query,
+                publisher: &publisher,
+                stats: &stats,
+                cancel: &cancel,
+            };
+            let failure = match attempt.run(&mut schedule, &mut state, &mut lines).await? {
+                Some(failure) => failure,
+                None => return Ok(()),
+            };
+            lines.clear();
+            let delay = schedule.next_delay(failure.kind());
+            state.failed(&failure, "streaming", delay);
+            if self.wait(delay, &cancel).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl XSource {
+    /// Waits `delay`; true when `cancel` fired first.
+    async fn wait(&self, delay: Duration, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => true,
+            _ = (self.sleeper)(delay) => false,
+        }
+    }
+}
+
+/// One connection, from the request to its end.
+struct Attempt<'a> {
+    source: &'a XSource,
+    query: &'a [(&'static str, String)],
+    publisher: &'a Publisher,
+    stats: &'a Stats,
+    cancel: &'a CancellationToken,
+}
+
+impl Attempt<'_> {
+    /// Streams until the connection fails (`Some`) or `cancel` fires (`None`).
+    async fn run(
+        self,
+        schedule: &mut ReconnectSchedule,
+        state: &mut StateLog,
+        lines: &mut LineBuffer,
+    ) -> Result<Option<Failure>, XSourceError> {
+        let client = &self.source.client;
+        let request = client.request(Method::GET, STREAM_PATH).query(self.query);
+        let sent = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Ok(None),
+            sent = request.send() => sent,
+        };
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(error) => return Ok(Some(Failure::Network(client.network(&error).to_string()))),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let problem = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(None),
+                problem = XClient::problem(response) => problem,
+            };
+            return Ok(Some(Failure::Http {
+                status: status.as_u16(),
+                problem,
+            }));
+        }
+        let stall = self.source.config.stall_timeout;
+        let mut healthy = false;
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Ok(None),
+                chunk = tokio::time::timeout(stall, response.chunk()) => chunk,
+            };
+            let chunk = match chunk {
+                Err(_) => return Ok(Some(Failure::Stalled(stall))),
+                Ok(Err(error)) => {
+                    return Ok(Some(Failure::Network(client::error_chain(&error))));
+                }
+                Ok(Ok(None)) => return Ok(Some(Failure::Ended)),
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            if !healthy {
+                healthy = true;
+                schedule.healthy();
+                state.connected();
+            }
+            let complete = match lines.push(&chunk) {
+                Ok(complete) => complete,
+                Err(error) => return Ok(Some(Failure::Network(error.to_string()))),
+            };
+            for line in complete {
+                match classify(&line) {
+                    Line::KeepAlive => {}
+                    Line::Post => {
+                        Stats::add(&self.stats.read, 1);
+                        tokio::select! {
+                            biased;
+                            _ = self.cancel.cancelled() => return Ok(None),
+                            published = self.publisher.publish(Arc::from(line)) => {
+                                published.map_err(|_| XSourceError::BrokerClosed)?;
+                            }
+                        }
+                    }
+                    Line::Error {
+                        disconnect: true,
+                        message,
+                    } => return Ok(Some(Failure::Operational(message))),
+                    Line::Error {
+                        disconnect: false,
+                        message,
+                    } => log::warn!("X stream: X reported an error in the stream: {message}"),
+                }
+            }
+        }
+    }
+}
+
+/// Why a connection (or a rules request) ended.
+#[derive(Debug, Clone)]
+enum Failure {
+    /// No HTTP answer, or the body broke off.
+    Network(String),
+    /// X ended the body cleanly.
+    Ended,
+    /// Nothing, not even a keep-alive, for this long.
+    Stalled(Duration),
+    /// An in-stream error object announced the disconnect.
+    Operational(String),
+    /// X answered with an error status.
+    Http { status: u16, problem: Problem },
+}
+
+impl Failure {
+    fn from_api(error: ApiError) -> Failure {
+        match error {
+            ApiError::Status {
+                status, problem, ..
+            } => Failure::Http {
+                status,
+                problem: *problem,
+            },
+            other => Failure::Network(other.to_string()),
+        }
+    }
+
+    fn kind(&self) -> FailureKind {
+        match self {
+            Failure::Http { status: 429, .. } => FailureKind::RateLimited,
+            Failure::Http { .. } => FailureKind::Http,
+            _ => FailureKind::Network,
+        }
+    }
+
+    /// Failures with the same key are one state: logged once.
+    fn key(&self) -> String {
+        match self {
+            Failure::Network(_) => "network".to_owned(),
+            Failure::Ended => "ended".to_owned(),
+            Failure::Stalled(_) => "stalled".to_owned(),
+            Failure::Operational(_) => "operational".to_owned(),
+            Failure::Http { status, .. } => format!("http-{status}"),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Failure::Network(message) => format!("network error: {message}"),
+            Failure::Ended => "X closed the stream".to_owned(),
+            Failure::Stalled(after) => format!(
+                "no data and no keep-alive for {} s (stalled)",
+                after.as_secs()
+            ),
+            Failure::Operational(message) => format!("X disconnected the stream: {message}"),
+            Failure::Http {
+                status: 401,
+                problem,
+            } => format!(
+                "X refused the bearer token (HTTP 401: {problem}); check the token (source.x.bearer_token_file, ${}, or the {} credential), that the app has access to the filtered stream, and that this machine's clock is right",
+                client::TOKEN_ENV,
+                client::TOKEN_CREDENTIAL
+            ),
+            Failure::Http {
+                status: 403,
+                problem,
+            } => format!(
+                "X forbade the request (HTTP 403: {problem}); check that the app is attached to a Project with filtered-stream access, its permissions, the bearer token, and that this machine's clock is right"
+            ),
+            Failure::Http {
+                status: 429,
+                problem,
+            } => format!(
+                "X is rate-limiting this app (HTTP 429: {problem}); if it says TooManyConnections, another client (another tweetpipe?) holds this app's one stream connection"
+            ),
+            Failure::Http { status, problem } => format!("X answered HTTP {status}: {problem}"),
+        }
+    }
+}
+
+/// Logs each change of connection state once; repeats go to debug.
+#[derive(Debug)]
+struct StateLog {
+    base: String,
+    last: Option<String>,
+    failures: u32,
+}
+
+impl StateLog {
+    fn new(base: &str) -> StateLog {
+        StateLog {
+            base: base.to_owned(),
+            last: None,
+            failures: 0,
+        }
+    }
+
+    /// The stream is up and data flows. True when this was logged at info.
+    fn connected(&mut self) -> bool {
+        let changed = self.last.as_deref() != Some("connected");
+        if changed {
+            if self.failures == 0 {
+                log::info!("X stream at {}: connected, posts flowing", self.base);
+            } else {
+                log::info!(
+                    "X stream at {}: connected again after {} failed attempt(s), posts flowing",
+                    self.base,
+                    self.failures
+                );
+            }
+        }
+        self.last = Some("connected".to_owned());
+        self.failures = 0;
+        changed
+    }
+
+    /// An attempt failed. True when this was logged at warn (a new state).
+    fn failed(&mut self, failure: &Failure, doing: &str, delay: Duration) -> bool {
+        self.failures += 1;
+        let key = failure.key();
+        let changed = self.last.as_deref() != Some(key.as_str());
+        let when = if delay.is_zero() {
+            "reconnecting now".to_owned()
+        } else {
+            format!("retrying in {}", humanize(delay))
+        };
+        if changed {
+            log::warn!(
+                "X stream at {}: {doing}: {}; {when} (further retries for this reason are logged at debug level)",
+                self.base,
+                failure.describe()
+            );
+        } else {
+            log::debug!(
+                "X stream at {}: {doing}: attempt {} failed again ({}); {when}",
+                self.base,
+                self.failures,
+                failure.key()
+            );
+        }
+        self.last = Some(key);
+        changed
+    }
+}
+
+fn humanize(delay: Duration) -> String {
+    if delay < Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else if delay.subsec_millis() == 0 {
+        format!("{} s", delay.as_secs())
+    } else {
+        format!("{:.2} s", delay.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn http(status: u16) -> Failure {
+        Failure::Http {
+            status,
+            problem: Problem::default(),
+        }
+    }
+
+    #[test]
+    fn each_state_change_is_logged_once() {
+        let mut state = StateLog::new("https://api.x.com");
+        let delay = Duration::from_secs(5);
+        assert!(state.failed(&http(503), "streaming", delay));
+        assert!(!state.failed(&http(503), "streaming", delay * 2));
+        assert!(state.failed(&http(429), "streaming", delay));
+        assert!(state.connected());
+        assert!(!state.connected());
+        assert!(state.failed(
+            &Failure::Stalled(Duration::from_secs(20)),
+            "streaming",
+            Duration::ZERO
+        ));
+        assert!(state.failed(&Failure::Network("reset".to_owned()), "streaming", delay));
+        assert!(!state.failed(&Failure::Network("refused".to_owned()), "streaming", delay));
+    }
+
+    #[test]
+    fn failures_pick_xs_curves() {
+        assert_eq!(http(429).kind(), FailureKind::RateLimited);
+        assert_eq!(http(401).kind(), FailureKind::Http);
+        assert_eq!(http(503).kind(), FailureKind::Http);
+        assert_eq!(Failure::Ended.kind(), FailureKind::Network);
+        assert_eq!(
+            Failure::Operational(String::new()).kind(),
+            FailureKind::Network
+        );
+        let auth = http(401).describe();
+        for hint in ["token", "access", "clock"] {
+            assert!(auth.contains(hint), "{auth}");
+        }
+        assert_eq!(humanize(Duration::from_millis(250)), "250 ms");
+        assert_eq!(humanize(Duration::from_secs(320)), "320 s");
+    }
+}
