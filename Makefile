@@ -31,7 +31,7 @@ test: setup plugins lint
 ## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
 deb: plugins
 	@command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
-	$(CARGO) deb --locked -p tweetpipe
+	$(CARGO) deb --locked --strip -p tweetpipe
 
 ## Package checks: contents and modes, lintian, systemd-analyze verify, and an
 ## install/upgrade/purge in a throwaway Debian chroot (debootstrap; needs root).

@@ -35,7 +35,7 @@ fn sample_post(index: usize) -> Post {
     Post {
         id: format!("18610000000{index:08}"),
         created_at: Some("2026-11-21T10:00:00.000Z".parse().unwrap()),
-        text: if index % 4 == 0 {
+        text: if index.is_multiple_of(4) {
             format!(
                 "post {index}: trying the new Rust release with wasm plugins #rustlang https://t.co/abc"
             )
@@ -114,7 +114,7 @@ fn bench_plugins(criterion: &mut Criterion) {
     if let Ok(status) = std::fs::read_to_string("/proc/self/status")
         && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
     {
-        println!("peak RSS ({}): {}", "VmHWM", line["VmHWM:".len()..].trim());
+        println!("peak RSS (VmHWM): {}", line["VmHWM:".len()..].trim());
     }
 }
 

@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Build-and-try tools for plugin authors: run a plugin on sample posts, check a file.
+    Plugin {
+        #[command(subcommand)]
+        command: crate::plugins::cli::PluginCommand,
+    },
     /// Write deterministic synthetic posts (X API v2 stream shape) as JSONL.
     Sample {
         /// How many posts.
@@ -89,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::XRules { config } => x_rules(&config),
         Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
+        Command::Plugin { command } => crate::plugins::cli::execute(command),
     }
 }
 

@@ -335,7 +335,10 @@ pub struct SinkConfig {
     pub sqlite: Option<SqliteSinkConfig>,
     pub jsonl: Option<JsonlSinkConfig>,
     pub stdout: Option<StdoutSinkConfig>,
+    pub bigquery: Option<BigQuerySinkConfig>,
 }
+
+pub use crate::sinks::bigquery::BigQuerySinkConfig;
 
 /// `[sink.sqlite]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +395,7 @@ pub enum SinkKind {
     Sqlite(SqliteSinkConfig),
     Jsonl(JsonlSinkConfig),
     Stdout(StdoutSinkConfig),
+    BigQuery(BigQuerySinkConfig),
 }
 
 /// `[dead_letter]`.
@@ -552,6 +556,11 @@ impl Config {
         };
         self.sink_kind()
             .map_err(|message| invalid("sink", message))?;
+        if let Some(bigquery) = &self.sink.bigquery {
+            bigquery
+                .validate()
+                .map_err(|(key, message)| invalid(&format!("sink.bigquery.{key}"), message))?;
+        }
         if self.source.replay.is_none() && self.source.x.is_none() {
             return Err(invalid(
                 "source",
@@ -640,14 +649,17 @@ impl Config {
         if let Some(stdout) = &self.sink.stdout {
             kinds.push(SinkKind::Stdout(stdout.clone()));
         }
+        if let Some(bigquery) = &self.sink.bigquery {
+            kinds.push(SinkKind::BigQuery(bigquery.clone()));
+        }
         match kinds.len() {
             1 => Ok(kinds.remove(0)),
             0 => Err(
-                "no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout])"
+                "no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery])"
                     .to_owned(),
             ),
             n => Err(format!(
-                "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout]"
+                "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery]"
             )),
         }
     }
@@ -677,6 +689,14 @@ impl Config {
         }
         if let Some(jsonl) = &mut self.sink.jsonl {
             resolve(&mut jsonl.dir);
+        }
+        if let Some(bigquery) = &mut self.sink.bigquery {
+            if let Some(file) = &mut bigquery.credentials_file {
+                resolve(file);
+            }
+            if let Some(file) = &mut bigquery.schema_file {
+                resolve(file);
+            }
         }
         resolve(&mut self.dead_letter.path);
     }
@@ -720,6 +740,20 @@ impl fmt::Display for SinkKind {
                     .unwrap_or_default()
             ),
             SinkKind::Stdout(_) => write!(f, "stdout (one JSON row per line)"),
+            SinkKind::BigQuery(bigquery) => write!(
+                f,
+                "bigquery {}.{}.{} (insertAll, ≤ {} rows / {} bytes per request{})",
+                bigquery.project,
+                bigquery.dataset,
+                bigquery.table,
+                bigquery.max_rows_per_request,
+                bigquery.max_bytes_per_request,
+                if bigquery.create_if_missing {
+                    ", created if missing"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 }

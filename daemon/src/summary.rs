@@ -183,6 +183,10 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
                     "              (one row per post id; duplicates skipped)"
                 );
             }
+            if let SinkKind::BigQuery(bigquery) = &kind {
+                let report = crate::sinks::bigquery::table_report(bigquery);
+                let _ = writeln!(out, "              {report}");
+            }
         }
         Err(error) => {
             let _ = writeln!(out, "sink          {error}");

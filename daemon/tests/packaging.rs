@@ -137,9 +137,9 @@ fn the_packaged_config_is_valid_and_points_into_the_package() {
 /// The value of `Key=` in the unit's `[Service]` lines (the last one wins, as in systemd).
 fn setting<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
     unit.lines()
+        .rev()
         .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-        .last()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
 }
 
 fn seconds(value: &str) -> Duration {

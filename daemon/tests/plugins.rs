@@ -596,21 +596,3 @@ fn plugin_check_describes_a_plugin() {
     assert_eq!(code, 2);
     assert!(stderr.contains("tweetpipe:plugin@0.2.0"), "{stderr}");
 }
-
-#[test]
-fn zz_probe() {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Probe {
-        #[command(subcommand)]
-        command: tweetpipe::plugins::cli::PluginCommand,
-    }
-    let Ok(args) = std::env::var("TP_ARGS") else {
-        return;
-    };
-    let probe = Probe::parse_from(
-        std::iter::once("tp".to_owned()).chain(args.split(' ').map(str::to_owned)),
-    );
-    let code = tweetpipe::plugins::cli::execute(probe.command);
-    eprintln!("exit: {code:?}");
-}

@@ -170,7 +170,7 @@ fn run(
     let mut summary = Summary::default();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let mut pending: Vec<Pending> = Vec::with_capacity(settings.batch);
+    let mut pending = Pending::default();
     let mut posts_in_batch = 0;
     let mut line_number = 0usize;
     for line in reader.lines() {
@@ -191,10 +191,11 @@ fn run(
         }
         match post::decode(&line) {
             Ok(post) => {
-                pending.push(Pending::Post(post));
+                pending.posts.push(post);
+                pending.order.push(Entry::Post);
                 posts_in_batch += 1;
             }
-            Err(error) => pending.push(Pending::Undecodable {
+            Err(error) => pending.order.push(Entry::Undecodable {
                 line: line_number,
                 reason: error.to_string(),
             }),
@@ -219,8 +220,16 @@ fn run(
     ExitCode::SUCCESS
 }
 
-enum Pending {
-    Post(Post),
+/// The lines read since the last flush: posts to run, and in between the lines
+/// that did not decode (reported in their place).
+#[derive(Default)]
+struct Pending {
+    posts: Vec<Post>,
+    order: Vec<Entry>,
+}
+
+enum Entry {
+    Post,
     Undecodable { line: usize, reason: String },
 }
 
@@ -238,29 +247,16 @@ struct OutputLine<'a> {
 
 fn flush(
     runner: &mut super::ChainRunner,
-    pending: &mut Vec<Pending>,
+    pending: &mut Pending,
     out: &mut impl Write,
     summary: &mut Summary,
 ) -> std::io::Result<()> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let entries = std::mem::take(pending);
-    let mut ids = Vec::new();
-    let posts: Vec<Post> = entries
-        .iter()
-        .filter_map(|entry| match entry {
-            Pending::Post(post) => Some(post.clone()),
-            Pending::Undecodable { .. } => None,
-        })
-        .collect();
-    for post in &posts {
-        ids.push(post.id.clone());
-    }
+    let Pending { posts, order } = std::mem::take(pending);
+    let ids: Vec<String> = posts.iter().map(|post| post.id.clone()).collect();
     let mut verdicts = runner.run(posts).into_iter().zip(ids);
-    for entry in &entries {
+    for entry in &order {
         let line = match entry {
-            Pending::Undecodable { line, reason } => {
+            Entry::Undecodable { line, reason } => {
                 summary.undecodable += 1;
                 serde_json::to_string(&OutputLine {
                     id: None,
@@ -271,7 +267,7 @@ fn flush(
                     post: None,
                 })
             }
-            Pending::Post(_) => {
+            Entry::Post => {
                 let Some((verdict, id)) = verdicts.next() else {
                     break;
                 };

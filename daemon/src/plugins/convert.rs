@@ -219,8 +219,7 @@ pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
         post.urls = urls;
     }
     if !remove_attrs.is_empty() {
-        post.attrs
-            .retain(|attr| !remove_attrs.iter().any(|name| *name == attr.name));
+        post.attrs.retain(|attr| !remove_attrs.contains(&attr.name));
     }
     for attr in set_attrs {
         match post.attrs.iter_mut().find(|old| old.name == attr.name) {

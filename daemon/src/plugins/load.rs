@@ -325,7 +325,7 @@ fn check_contract(component: &Component, name: &str) -> Result<(), PluginError> 
         .map(|(export, _)| export.to_owned())
         .collect();
     let expected = format!("{PROCESSOR_INTERFACE}@{CONTRACT_VERSION}");
-    if exports.iter().any(|export| *export == expected) {
+    if exports.contains(&expected) {
         return Ok(());
     }
     let message = match exports

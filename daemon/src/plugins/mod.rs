@@ -184,12 +184,16 @@ impl LoadedChain {
             .map(|plugin| {
                 Ok(PluginRunner {
                     live: Some(plugin.instantiate()?),
+                    projected: Vec::new(),
                     plugin: Arc::clone(plugin),
                     all_fields: plugin.info.reads.contains(convert::all_fields()),
                 })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
-        Ok(ChainRunner { runners })
+        Ok(ChainRunner {
+            runners,
+            scratch: Scratch::default(),
+        })
     }
 }
 
@@ -197,6 +201,17 @@ impl LoadedChain {
 #[derive(Debug)]
 pub struct ChainRunner {
     runners: Vec<PluginRunner>,
+    /// Buffers reused from batch to batch, so a batch allocates only its results.
+    scratch: Scratch,
+}
+
+#[derive(Debug, Default)]
+struct Scratch {
+    records: Vec<wit::Post>,
+    slots: Vec<usize>,
+    kept_records: Vec<wit::Post>,
+    kept_slots: Vec<usize>,
+    extras: Vec<convert::Extra>,
 }
 
 impl ChainRunner {
@@ -205,10 +220,14 @@ impl ChainRunner {
         if self.runners.is_empty() {
             return posts.into_iter().map(Verdict::Keep).collect();
         }
+        let Scratch {
+            records,
+            slots,
+            kept_records,
+            kept_slots,
+            extras,
+        } = &mut self.scratch;
         let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(posts.len());
-        let mut records = Vec::with_capacity(posts.len());
-        let mut extras = Vec::with_capacity(posts.len());
-        let mut slots = Vec::with_capacity(posts.len());
         for (slot, post) in posts.into_iter().enumerate() {
             let (record, extra) = convert::to_wit(post);
             records.push(record);
@@ -221,11 +240,11 @@ impl ChainRunner {
             if records.is_empty() {
                 break;
             }
-            let outcomes = runner.process(&records);
+            let outcomes = runner.process(records);
             let plugin = &runner.plugin;
-            let mut kept_records = Vec::with_capacity(records.len());
-            let mut kept_slots = Vec::with_capacity(records.len());
-            for ((mut record, slot), outcome) in records.into_iter().zip(slots).zip(outcomes) {
+            for ((mut record, slot), outcome) in
+                records.drain(..).zip(slots.drain(..)).zip(outcomes)
+            {
                 let verdict = match outcome {
                     wit::Outcome::Keep(changes) => {
                         if let Some(changes) = changes {
@@ -261,14 +280,15 @@ impl ChainRunner {
                     }
                 }
             }
-            records = kept_records;
-            slots = kept_slots;
+            std::mem::swap(records, kept_records);
+            std::mem::swap(slots, kept_slots);
         }
 
-        for (record, slot) in records.into_iter().zip(slots) {
+        for (record, slot) in records.drain(..).zip(slots.drain(..)) {
             let extra = std::mem::take(&mut extras[slot]);
             verdicts[slot] = Some(Verdict::Keep(convert::from_wit(record, extra)));
         }
+        extras.clear();
         verdicts
             .into_iter()
             .map(|verdict| verdict.expect("every post of the batch got a verdict"))
@@ -281,6 +301,8 @@ struct PluginRunner {
     plugin: Arc<LoadedPlugin>,
     live: Option<Live>,
     all_fields: bool,
+    /// The records as this plugin sees them (only the fields it reads), reused.
+    projected: Vec<wit::Post>,
 }
 
 impl std::fmt::Debug for PluginRunner {
@@ -297,13 +319,22 @@ impl PluginRunner {
     /// One outcome per record. A failed batch is retried post by post on fresh
     /// instances, so only the posts that fail on their own get `fail`.
     fn process(&mut self, records: &[wit::Post]) -> Vec<wit::Outcome> {
-        let projected: Option<Vec<wit::Post>> = (!self.all_fields).then(|| {
+        let mut projected = std::mem::take(&mut self.projected);
+        projected.clear();
+        let input = if self.all_fields {
             records
-                .iter()
-                .map(|record| convert::project(record, self.plugin.info.reads))
-                .collect()
-        });
-        let input = projected.as_deref().unwrap_or(records);
+        } else {
+            let reads = self.plugin.info.reads;
+            projected.extend(records.iter().map(|record| convert::project(record, reads)));
+            &projected[..]
+        };
+        let outcomes = self.process_input(input);
+        projected.clear();
+        self.projected = projected;
+        outcomes
+    }
+
+    fn process_input(&mut self, input: &[wit::Post]) -> Vec<wit::Outcome> {
         match self.call(input) {
             Ok(outcomes) => outcomes,
             Err(reason) if input.len() == 1 => vec![wit::Outcome::Fail(reason)],

@@ -12,11 +12,13 @@ use std::pin::Pin;
 use crate::config::SinkKind;
 use crate::post::Post;
 
+pub mod bigquery;
 pub mod jsonl;
 pub mod row;
 pub mod sqlite;
 pub mod stdout;
 
+pub use bigquery::BigQuerySink;
 pub use jsonl::JsonlSink;
 pub use sqlite::{SqliteSink, SqliteSummary};
 pub use stdout::StdoutSink;
@@ -70,6 +72,14 @@ pub enum SinkError {
         /// The missing columns with their SQLite types.
         columns: Vec<(String, &'static str)>,
     },
+    /// An existing BigQuery table lacks columns the sink writes.
+    #[error("{}", bigquery::missing_columns_message(table, columns))]
+    BigQueryMissingColumns {
+        /// `project.dataset.table`.
+        table: String,
+        /// The missing columns with their BigQuery types.
+        columns: Vec<bigquery::MissingColumn>,
+    },
 }
 
 impl SinkError {
@@ -82,7 +92,9 @@ impl SinkError {
                 Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
             ),
             SinkError::Other { retriable, .. } => *retriable,
-            SinkError::Config { .. } | SinkError::MissingColumns { .. } => false,
+            SinkError::Config { .. }
+            | SinkError::MissingColumns { .. }
+            | SinkError::BigQueryMissingColumns { .. } => false,
         }
     }
 }
@@ -115,6 +127,7 @@ pub async fn build(kind: &SinkKind) -> Result<Box<dyn Sink>, SinkError> {
         }
         SinkKind::Jsonl(config) => Ok(Box::new(row::blocking(|| JsonlSink::open(config))?)),
         SinkKind::Stdout(config) => Ok(Box::new(StdoutSink::new(config))),
+        SinkKind::BigQuery(config) => Ok(Box::new(BigQuerySink::connect(config).await?)),
     }
 }
 

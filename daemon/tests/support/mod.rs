@@ -2,4 +2,5 @@
 
 #![allow(dead_code)]
 
+pub mod fake_bigquery;
 pub mod fake_x;
