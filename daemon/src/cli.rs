@@ -141,7 +141,10 @@ fn x_rules(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -344,8 +347,15 @@ fn check_config(config_path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    print!("{}", summary::describe(config_path, &config, &chain));
-    ExitCode::SUCCESS
+    let description = summary::describe(config_path, &config, &chain);
+    print!("{}", description.text);
+    if description.problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for problem in &description.problems {
+        eprintln!("error: {problem}");
+    }
+    ExitCode::from(EXIT_USAGE)
 }
 
 fn sample(count: usize, seed: u64, out: Option<&Path>) -> ExitCode {

@@ -88,8 +88,17 @@ fn render_table(out: &mut String, table: &SqliteSummary) {
     }
 }
 
+/// The resolved pipeline as text, and the problems found while checking it.
+#[derive(Debug, Default)]
+pub struct Description {
+    pub text: String,
+    /// Problems that keep the pipeline from running (e.g. a table lacking columns).
+    pub problems: Vec<String>,
+}
+
 /// The resolved pipeline, as `check-config` prints it.
-pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
+pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Description {
+    let mut problems = Vec::new();
     let mut out = String::new();
     let _ = writeln!(out, "config {} is valid", path.display());
     if let Some(replay) = &config.source.replay {
@@ -186,6 +195,9 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
             if let SinkKind::BigQuery(bigquery) = &kind {
                 let report = crate::sinks::bigquery::table_report(bigquery);
                 let _ = writeln!(out, "              {report}");
+                if let Some(problem) = report.strip_prefix("error: ") {
+                    problems.push(format!("sink.bigquery: {problem}"));
+                }
             }
         }
         Err(error) => {
@@ -194,5 +206,8 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> String {
     }
     let _ = writeln!(out, "dead letters  {}", config.dead_letter.path.display());
     let _ = writeln!(out, "logging       {:?}", config.logging.level);
-    out
+    Description {
+        text: out,
+        problems,
+    }
 }

@@ -649,6 +649,12 @@ async fn check_config_names_the_columns_the_table_lacks() {
         stdout.contains("bigquery tweetpipe-test.tweets.posts"),
         "{stdout}"
     );
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "a table the sink cannot write to fails the check"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pii_redactions"));
 }
 
 /// The token fetch has no timeout of its own in the client; the sink bounds every
