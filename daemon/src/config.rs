@@ -569,7 +569,8 @@ impl Config {
             ));
         }
         if let Some(x) = &self.source.x {
-            x.validate().map_err(|(key, message)| invalid(&key, message))?;
+            x.validate()
+                .map_err(|(key, message)| invalid(&key, message))?;
         }
         if let Some(replay) = &self.source.replay
             && let Some(rate) = replay.rate
@@ -782,7 +783,8 @@ impl XSourceConfig {
             if rule.value.trim().is_empty() {
                 return Err((
                     format!("source.x.rules[{index}].value"),
-                    "is empty; write the rule in X's rule language, e.g. \"#rustlang lang:en\"".to_owned(),
+                    "is empty; write the rule in X's rule language, e.g. \"#rustlang lang:en\""
+                        .to_owned(),
                 ));
             }
             if let Some(first) = values.insert(rule.value.as_str(), index) {
@@ -807,7 +809,9 @@ impl XSourceConfig {
             {
                 return Err((
                     format!("source.x.{key}"),
-                    format!("\"{bad}\" is not a field name; list one name per string, e.g. [\"created_at\", \"lang\"]"),
+                    format!(
+                        "\"{bad}\" is not a field name; list one name per string, e.g. [\"created_at\", \"lang\"]"
+                    ),
                 ));
             }
         }
