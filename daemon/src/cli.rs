@@ -56,6 +56,8 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::plugins::cli::PluginCommand,
     },
+    /// Watch a running daemon: rates, plugins, sink and queues from its /metrics, every second.
+    Top(crate::metrics::top::TopArgs),
     /// Write deterministic synthetic posts (X API v2 stream shape) as JSONL.
     Sample {
         /// How many posts.
@@ -95,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::XRules { config } => x_rules(&config),
         Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
         Command::Plugin { command } => crate::plugins::cli::execute(command),
+        Command::Top(args) => crate::metrics::top::execute(&args),
     }
 }
 
@@ -215,9 +218,24 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
         }
     };
     let observer = Arc::new(SystemdObserver::new(notifier.clone()));
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let listener = if config.metrics.enabled {
+        match runtime.block_on(crate::metrics::server::bind(config.metrics.listen)) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                log::error!("{error}");
+                eprintln!("error: {error}");
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        }
+    } else {
+        None
+    };
     let outcome = runtime.block_on(async {
         let reloads = reload_on_sighup(config_path.to_owned(), notifier.clone());
-        let pipeline = pipeline::run_observed(&config, chain, shutdown, observer);
+        let server =
+            listener.map(|listener| crate::metrics::server::spawn(listener, metrics.clone()));
+        let pipeline = pipeline::run_with_metrics(&config, chain, shutdown, observer, metrics);
         let drain_deadline = async {
             stopping.cancelled().await;
             tokio::time::sleep(drain_timeout).await;
@@ -227,6 +245,9 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
             _ = drain_deadline => None,
         };
         reloads.abort();
+        if let Some(server) = server {
+            server.abort();
+        }
         outcome
     });
     // Stuck stages (a hung sink write) must not keep the process alive.

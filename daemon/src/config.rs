@@ -41,6 +41,38 @@ pub struct Config {
     /// How the daemon behaves as a service.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: `/metrics` (Prometheus), `/healthz` and `/readyz` over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the endpoints at all.
+    #[serde(default = "default_metrics_enabled")]
+    pub enabled: bool,
+    /// Address and port; loopback by default. Port 0 picks a free port (logged at start).
+    #[serde(default = "default_metrics_listen", with = "socket_addr")]
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: default_metrics_enabled(),
+            listen: default_metrics_listen(),
+        }
+    }
+}
+
+fn default_metrics_enabled() -> bool {
+    true
+}
+
+fn default_metrics_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// `[daemon]`: service behaviour (shutdown).
@@ -832,6 +864,21 @@ mod duration_secs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
         u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+}
+
+mod socket_addr {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(|_| {
+            D::Error::custom(format!(
+                "expected an IP address and port such as \"127.0.0.1:9464\" (or \"[::1]:9464\"), found \"{text}\""
+            ))
+        })
     }
 }
 

@@ -14,6 +14,7 @@
 //! - [`dead_letter`] keeps every message that could not be processed, with why.
 //! - [`pipeline`] wires the stages together once and drains them on shutdown.
 //! - [`stats`] counts what happened, for the run summary and metrics.
+//! - [`metrics`] serves Prometheus metrics, `/healthz` and `/readyz`, and draws `tweetpipe top`.
 //! - [`summary`] renders the run summary and the resolved pipeline.
 //! - [`systemd`] tells the service manager about readiness, status, watchdog, reload and stop.
 //! - [`cli`] is the command line; `main.rs` only calls it.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod dead_letter;
 pub mod logging;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod post;

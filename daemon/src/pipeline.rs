@@ -18,6 +18,7 @@ use crate::batcher::{Batcher, FlushCause};
 use crate::broker::{self, AckToken, Delivery, Publisher, Subscriber};
 use crate::config::{Config, SinkKind};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
+use crate::metrics::{DeadLetterMetrics, Metrics, Shape, SinkMetrics, VerdictTally};
 use crate::plugins::{LoadedChain, PluginError, Verdict};
 use crate::post::{Post, decode};
 use crate::sinks::{self, Sink, SinkError};
@@ -103,12 +104,29 @@ pub async fn run_observed(
     shutdown: impl Future<Output = ()> + Send + 'static,
     observer: Arc<dyn Observer>,
 ) -> Result<RunOutcome, PipelineError> {
+    run_with_metrics(config, chain, shutdown, observer, Arc::new(Metrics::new())).await
+}
+
+/// [`run_observed`], counting into `metrics` (served by `crate::metrics::server`).
+pub async fn run_with_metrics(
+    config: &Config,
+    chain: LoadedChain,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observer: Arc<dyn Observer>,
+    metrics: Arc<Metrics>,
+) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
-    let stats = Arc::new(Stats::default());
+    let stats = metrics.stats();
     let sink_kind = config.sink_kind().map_err(PipelineError::Config)?;
 
     let replay = config.source.replay.clone().map(ReplaySource::new);
-    let x_source = config.source.x.clone().map(XSource::new).transpose()?;
+    let x_status = metrics.x_status();
+    let x_source = config
+        .source
+        .x
+        .clone()
+        .map(|x| XSource::new(x).map(|source| source.with_status(x_status)))
+        .transpose()?;
     if replay.is_none() && x_source.is_none() {
         return Err(PipelineError::Config("no source is configured".to_owned()));
     }
@@ -118,7 +136,15 @@ pub async fn run_observed(
     }
 
     let sink = sinks::build(&sink_kind).await?;
+    let sink_metrics = metrics.sink(sink.name());
+    let shape = Shape {
+        sink: sink.name(),
+        broker: "embedded",
+        replay: replay.is_some(),
+        x: x_source.is_some(),
+    };
     let dead_letters = DeadLetterFile::open(&config.dead_letter.path)?;
+    let chain_observer = metrics.chain_observer(&chain);
     let mut first_runner = Some(chain.instantiate()?);
 
     let (publisher, subscriber) = broker::embedded(config.broker.capacity, stats.clone());
@@ -129,8 +155,15 @@ pub async fn run_observed(
     let cancel = CancellationToken::new();
     let (row_tx, row_rx) = mpsc::channel::<Row>(config.batch.max_rows.max(64) * 2);
     let (letter_tx, letter_rx) = mpsc::channel::<Letter>(1024);
+    metrics.watch_queue("sink", queue_depth(&row_tx));
+    metrics.watch_queue("dead_letter", queue_depth(&letter_tx));
 
-    let letters_task = tokio::spawn(dead_letter_stage(dead_letters, letter_rx, stats.clone()));
+    let letters_task = tokio::spawn(dead_letter_stage(
+        dead_letters,
+        letter_rx,
+        stats.clone(),
+        metrics.dead_letters(),
+    ));
     let sink_task = tokio::spawn(sink_stage(SinkStage {
         sink,
         batcher: Batcher::new(&config.batch),
@@ -141,14 +174,16 @@ pub async fn run_observed(
         close_broker: Box::new(move || closer.close()),
         heartbeat: heartbeat_timer(observer.as_ref()),
         observer: observer.clone(),
+        metrics: sink_metrics,
     }));
 
     let mut workers = Vec::new();
     for _ in 0..config.process.workers {
-        let runner = match first_runner.take() {
+        let mut runner = match first_runner.take() {
             Some(runner) => runner,
             None => chain.instantiate()?,
         };
+        runner.observe(chain_observer.clone());
         workers.push(tokio::spawn(process_worker(ProcessWorker {
             subscriber: subscriber.clone(),
             runner: Some(runner),
@@ -157,6 +192,7 @@ pub async fn run_observed(
             rows: row_tx.clone(),
             letters: letter_tx.clone(),
             stats: stats.clone(),
+            metrics: metrics.clone(),
         })));
     }
     drop(row_tx);
@@ -174,6 +210,7 @@ pub async fn run_observed(
         }
     });
 
+    metrics.pipeline_started(shape);
     observer.ready(&stats.snapshot());
     let source_error = run_sources(
         replay,
@@ -200,6 +237,7 @@ pub async fn run_observed(
     }
     cancel.cancel();
     let _ = watcher.await;
+    metrics.pipeline_stopped();
 
     let abandoned = broker_control.abandoned();
     if let Some(error) = first_error {
@@ -253,6 +291,18 @@ async fn run_sources(
     replay_ended.err().or(x_ended.err())
 }
 
+/// Messages waiting in a channel, read at scrape time without keeping it open.
+fn queue_depth<T: Send + 'static>(
+    sender: &mpsc::Sender<T>,
+) -> impl Fn() -> u64 + Send + Sync + 'static {
+    let weak = sender.downgrade();
+    move || {
+        weak.upgrade().map_or(0, |sender| {
+            (sender.max_capacity() - sender.capacity()) as u64
+        })
+    }
+}
+
 fn flatten(
     joined: Result<Result<(), PipelineError>, tokio::task::JoinError>,
 ) -> Result<(), PipelineError> {
@@ -267,6 +317,7 @@ struct ProcessWorker {
     rows: mpsc::Sender<Row>,
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 /// What the process stage decided for one message.
@@ -293,8 +344,12 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
             .expect("the chain runner is returned after every batch");
         let max_deliveries = worker.max_deliveries;
         let stats = worker.stats.clone();
+        let metrics = worker.metrics.clone();
         let (runner, processed) = tokio::task::spawn_blocking(move || {
-            let processed = process_batch(&mut runner, deliveries, max_deliveries, &stats);
+            let mut tally = VerdictTally::default();
+            let processed =
+                process_batch(&mut runner, deliveries, max_deliveries, &stats, &mut tally);
+            metrics.record_verdicts(tally);
             (runner, processed)
         })
         .await
@@ -328,6 +383,7 @@ fn process_batch(
     deliveries: Vec<Delivery>,
     max_deliveries: u32,
     stats: &Stats,
+    tally: &mut VerdictTally,
 ) -> Vec<Processed> {
     let mut processed: Vec<Option<Processed>> = Vec::with_capacity(deliveries.len());
     let mut posts = Vec::with_capacity(deliveries.len());
@@ -397,6 +453,7 @@ fn process_batch(
             }
             Verdict::Drop { plugin, reason } => {
                 Stats::add(&stats.dropped, 1);
+                tally.dropped(&plugin, &reason);
                 log::debug!("post {id} dropped by plugin {plugin}: {reason}");
                 Processed::Dropped(token)
             }
@@ -406,6 +463,7 @@ fn process_batch(
                 error,
             } => {
                 Stats::add(&stats.failed, 1);
+                tally.failed(&plugin);
                 let message = post.raw.clone().or(raw).unwrap_or_else(|| Arc::from(""));
                 Processed::Letter((
                     DeadLetter {
@@ -449,6 +507,7 @@ struct SinkStage {
     close_broker: Box<dyn Fn() + Send>,
     observer: Arc<dyn Observer>,
     heartbeat: Option<tokio::time::Interval>,
+    metrics: SinkMetrics,
 }
 
 fn heartbeat_timer(observer: &dyn Observer) -> Option<tokio::time::Interval> {
@@ -475,7 +534,9 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
             row = stage.rows.recv() => match row {
                 Some(row) => {
                     let bytes = row.bytes;
-                    stage.batcher.push(row, bytes)
+                    let cause = stage.batcher.push(row, bytes);
+                    stage.metrics.open_batch(stage.batcher.len());
+                    cause
                 }
                 None => break,
             },
@@ -506,11 +567,19 @@ const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
 async fn flush(stage: &mut SinkStage, cause: FlushCause) {
     let rows = stage.batcher.take();
     let count = rows.len();
+    stage.metrics.open_batch(0);
+    stage.metrics.flushing(cause, count);
     let (posts, tokens): (Vec<Post>, Vec<AckToken>) =
         rows.into_iter().map(|row| (row.post, row.token)).unzip();
     let mut attempt = 0u32;
     loop {
-        match stage.sink.write(&posts).await {
+        let write_started = Instant::now();
+        let written = stage.sink.write(&posts).await;
+        match &written {
+            Ok(_) => stage.metrics.written(write_started.elapsed()),
+            Err(error) => stage.metrics.failed(write_started.elapsed(), error),
+        }
+        match written {
             Ok(report) => {
                 log::debug!(
                     "{}: batch of {count} rows ({}): {} written, {} duplicates, {} rejected",
@@ -599,6 +668,7 @@ async fn dead_letter_stage(
     mut file: DeadLetterFile,
     mut letters: mpsc::Receiver<Letter>,
     stats: Arc<Stats>,
+    metrics: DeadLetterMetrics,
 ) -> Result<(), PipelineError> {
     let mut buffer = Vec::with_capacity(256);
     loop {
@@ -613,7 +683,8 @@ async fn dead_letter_stage(
         match written {
             Ok(()) => {
                 Stats::add(&stats.dead_lettered, buffer.len() as u64);
-                for (_, token) in buffer.drain(..) {
+                for (letter, token) in buffer.drain(..) {
+                    metrics.written(letter.stage);
                     token.ack();
                 }
             }

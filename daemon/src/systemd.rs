@@ -149,7 +149,14 @@ impl Observer for SystemdObserver {
         if due {
             let (at, before) = last.unwrap_or((now, StatsSnapshot::default()));
             let line = status_line(stats, &before, now.duration_since(at));
-            log::debug!("{line}");
+            // Journal fields READ=, WRITTEN=, … (`journalctl -u tweetpipe -o verbose`).
+            log::debug!(
+                read = stats.read,
+                written = stats.written,
+                duplicates = stats.duplicates,
+                dead_lettered = stats.dead_lettered;
+                "{line}"
+            );
             self.notifier.status(&line);
             *last = Some((now, *stats));
         }

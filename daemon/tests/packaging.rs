@@ -56,7 +56,7 @@ fn the_packaged_config_has_the_reference_configs_keys() {
     let missing: Vec<_> = reference.difference(&packaged).collect();
     assert!(
         missing.is_empty(),
-        "packaging/tweetpipe.toml lacks keys config/tweetpipe.toml has: {missing:?}"
+        "packaging/tweetpipe.toml lacks keys config/tweetpipe.toml has: {missing:?} (rerun python3 packaging/derive-config.py)"
     );
     let extra: Vec<_> = packaged
         .difference(&reference)

@@ -30,6 +30,9 @@ else
         || { tail -n 30 "$cache_dir/debootstrap.log" >&2; fail "debootstrap failed (log: $cache_dir/debootstrap.log)"; }
     tar -C "$root" -cf "$base.tmp" . && mv "$base.tmp" "$base"
 fi
+# mktemp -d makes a 0700 directory; as the chroot's / it would lock out every
+# user but root (the tweetpipe user could not even load libc).
+chmod 0755 "$root"
 mount -t proc proc "$root/proc" 2>/dev/null || echo "note: /proc not mounted in the chroot"
 
 in_root() { chroot "$root" "$@"; }

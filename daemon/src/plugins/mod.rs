@@ -168,6 +168,17 @@ impl LoadedChain {
         &self.names
     }
 
+    /// Each plugin's name, its own version and the sha256 of its `.wasm`, in chain order.
+    pub fn versions(&self) -> Vec<(String, String, String)> {
+        self.plugins
+            .iter()
+            .map(|plugin| {
+                let version = plugin.info.version.clone();
+                (plugin.name.clone(), version, plugin.sha256.clone())
+            })
+            .collect()
+    }
+
     /// One line per plugin: name, plugin name and version, contract, size.
     pub fn describe(&self) -> Vec<String> {
         self.plugins
@@ -185,6 +196,7 @@ impl LoadedChain {
                 Ok(PluginRunner {
                     live: Some(plugin.instantiate()?),
                     projected: Vec::new(),
+                    restarts: 0,
                     plugin: Arc::clone(plugin),
                     all_fields: plugin.info.reads.contains(convert::all_fields()),
                 })
@@ -193,8 +205,28 @@ impl LoadedChain {
         Ok(ChainRunner {
             runners,
             scratch: Scratch::default(),
+            observer: None,
         })
     }
+}
+
+/// What one plugin did with one batch, reported to a [`ChainObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginBatch {
+    /// Posts handed to the plugin.
+    pub posts: usize,
+    /// Posts that went on down the chain (kept, or failed with `on_error = "pass"`).
+    pub passed: usize,
+    /// Wall time of the batch call, including per-post retries after a failure.
+    pub elapsed: Duration,
+    /// Instances discarded after a trap, timeout or memory exhaustion (and re-created).
+    pub restarts: u32,
+}
+
+/// Told what each plugin did with each batch (the metrics hook); one call per
+/// plugin per batch, from the worker thread, so it must be cheap.
+pub trait ChainObserver: Send + Sync + std::fmt::Debug {
+    fn plugin_batch(&self, plugin: &str, batch: PluginBatch);
 }
 
 /// One worker's instances of the chain.
@@ -203,6 +235,7 @@ pub struct ChainRunner {
     runners: Vec<PluginRunner>,
     /// Buffers reused from batch to batch, so a batch allocates only its results.
     scratch: Scratch,
+    observer: Option<Arc<dyn ChainObserver>>,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +248,11 @@ struct Scratch {
 }
 
 impl ChainRunner {
+    /// Reports every plugin's batches to `observer` from now on.
+    pub fn observe(&mut self, observer: Arc<dyn ChainObserver>) {
+        self.observer = Some(observer);
+    }
+
     /// Runs `posts` through the chain; returns one verdict per post, in input order.
     pub fn run(&mut self, posts: Vec<Post>) -> Vec<Verdict> {
         if self.runners.is_empty() {
@@ -240,7 +278,9 @@ impl ChainRunner {
             if records.is_empty() {
                 break;
             }
+            let (posts, started) = (records.len(), std::time::Instant::now());
             let outcomes = runner.process(records);
+            let elapsed = started.elapsed();
             let plugin = &runner.plugin;
             for ((mut record, slot), outcome) in
                 records.drain(..).zip(slots.drain(..)).zip(outcomes)
@@ -280,6 +320,19 @@ impl ChainRunner {
                     }
                 }
             }
+            if let Some(observer) = &self.observer {
+                let restarts = std::mem::take(&mut runner.restarts);
+                let passed = kept_records.len();
+                observer.plugin_batch(
+                    &runner.plugin.name,
+                    PluginBatch {
+                        posts,
+                        passed,
+                        elapsed,
+                        restarts,
+                    },
+                );
+            }
             std::mem::swap(records, kept_records);
             std::mem::swap(slots, kept_slots);
         }
@@ -303,6 +356,8 @@ struct PluginRunner {
     all_fields: bool,
     /// The records as this plugin sees them (only the fields it reads), reused.
     projected: Vec<wit::Post>,
+    /// Instances discarded since the last report to the chain's observer.
+    restarts: u32,
 }
 
 impl std::fmt::Debug for PluginRunner {
@@ -380,6 +435,7 @@ impl PluginRunner {
             Err(reason) => {
                 // The store is unusable after a trap: start over on the next call.
                 self.live = None;
+                self.restarts = self.restarts.saturating_add(1);
                 Err(reason)
             }
         }

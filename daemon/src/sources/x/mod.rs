@@ -29,6 +29,7 @@ use self::rules::{RulePlan, RulesError};
 use self::stream::{Line, LineBuffer, classify};
 use crate::broker::Publisher;
 use crate::config::XSourceConfig;
+use crate::metrics::ConnectionStatus;
 use crate::stats::Stats;
 
 /// The filtered-stream endpoint.
@@ -58,6 +59,7 @@ pub struct XSource {
     config: XSourceConfig,
     client: XClient,
     sleeper: Sleeper,
+    status: Arc<ConnectionStatus>,
 }
 
 impl std::fmt::Debug for XSource {
@@ -83,7 +85,14 @@ impl XSource {
             config,
             client,
             sleeper: Arc::new(|delay| Box::pin(tokio::time::sleep(delay))),
+            status: Arc::default(),
         })
+    }
+
+    /// Reports the connection state (for metrics and `/readyz`) to `status`.
+    pub fn with_status(mut self, status: Arc<ConnectionStatus>) -> XSource {
+        self.status = status;
+        self
     }
 
     /// Waits out reconnect delays with `sleeper` instead of a tokio sleep.
@@ -125,7 +134,7 @@ impl XSource {
         stats: Arc<Stats>,
         cancel: CancellationToken,
     ) -> Result<(), XSourceError> {
-        let mut state = StateLog::new(self.client.base());
+        let mut state = StateLog::new(self.client.base(), self.status.clone());
         let mut schedule = ReconnectSchedule::new();
         loop {
             let synced = tokio::select! {
@@ -261,6 +270,7 @@ impl Attempt<'_> {
                     Line::KeepAlive => {}
                     Line::Post => {
                         Stats::add(&self.stats.read, 1);
+                        self.source.status.received();
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => return Ok(None),
@@ -370,19 +380,22 @@ struct StateLog {
     base: String,
     last: Option<String>,
     failures: u32,
+    status: Arc<ConnectionStatus>,
 }
 
 impl StateLog {
-    fn new(base: &str) -> StateLog {
+    fn new(base: &str, status: Arc<ConnectionStatus>) -> StateLog {
         StateLog {
             base: base.to_owned(),
             last: None,
             failures: 0,
+            status,
         }
     }
 
     /// The stream is up and data flows. True when this was logged at info.
     fn connected(&mut self) -> bool {
+        self.status.connected();
         let changed = self.last.as_deref() != Some("connected");
         if changed {
             if self.failures == 0 {
@@ -404,6 +417,8 @@ impl StateLog {
     fn failed(&mut self, failure: &Failure, doing: &str, delay: Duration) -> bool {
         self.failures += 1;
         let key = failure.key();
+        self.status
+            .backing_off(&format!("{doing}: {}", failure.describe()), delay);
         let changed = self.last.as_deref() != Some(key.as_str());
         let when = if delay.is_zero() {
             "reconnecting now".to_owned()
@@ -452,7 +467,7 @@ mod tests {
 
     #[test]
     fn each_state_change_is_logged_once() {
-        let mut state = StateLog::new("https://api.x.com");
+        let mut state = StateLog::new("https://api.x.com", Arc::default());
         let delay = Duration::from_secs(5);
         assert!(state.failed(&http(503), "streaming", delay));
         assert!(!state.failed(&http(503), "streaming", delay * 2));

@@ -1,0 +1,866 @@
+//! Prometheus metrics and health of the running pipeline: what `/metrics` and `/readyz` report.
+//!
+//! The pipeline's [`Stats`] counters are read at scrape time by a collector, so
+//! they are never counted twice. Labelled series (per plugin, per flush cause,
+//! per dead-letter stage, latencies) are `prometheus-client` families whose
+//! handles are resolved once per plugin or sink, so a post only ever touches
+//! atomics; drop reasons are tallied per batch. Every name starts with
+//! `tweetpipe_`; the list is in the README.
+//!
+//! # Layout
+//!
+//! - `server` serves `/metrics`, `/healthz` and `/readyz` over HTTP/1 (hyper).
+//! - `top` is `tweetpipe top`: scrapes `/metrics` and draws the pipeline in a terminal.
+
+pub mod server;
+pub mod top;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::batcher::FlushCause;
+use crate::dead_letter::Stage;
+use crate::plugins::{ChainObserver, LoadedChain, PluginBatch};
+use crate::stats::Stats;
+
+/// Distinct drop reasons kept as label values per plugin; later ones count as `other`.
+const MAX_REASONS_PER_PLUGIN: usize = 20;
+/// Longer drop reasons are cut to this many characters in the `reason` label.
+const MAX_REASON_CHARS: usize = 80;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    plugin: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginInfoLabels {
+    plugin: String,
+    version: String,
+    sha256: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabels {
+    sink: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlushLabels {
+    sink: String,
+    cause: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+}
+
+type HistogramFamily<S> = Family<S, Histogram, fn() -> Histogram>;
+
+fn plugin_batch_histogram() -> Histogram {
+    // 100 µs … 6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 9))
+}
+
+fn sink_write_histogram() -> Histogram {
+    // 1 ms … 16 s.
+    Histogram::new(exponential_buckets(0.001, 4.0, 8))
+}
+
+fn batch_rows_histogram() -> Histogram {
+    // 1 … 8192 rows.
+    Histogram::new(exponential_buckets(1.0, 2.0, 14))
+}
+
+/// The labelled families, registered once; clones share their values.
+#[derive(Debug, Clone)]
+struct Families {
+    plugin_in: Family<PluginLabels, Counter>,
+    plugin_passed: Family<PluginLabels, Counter>,
+    plugin_dropped: Family<DropLabels, Counter>,
+    plugin_failed: Family<PluginLabels, Counter>,
+    plugin_batch_seconds: HistogramFamily<PluginLabels>,
+    plugin_restarts: Family<PluginLabels, Counter>,
+    plugin_info: Family<PluginInfoLabels, Gauge>,
+    plugin_loaded: Family<PluginLabels, Gauge<f64, AtomicU64>>,
+    flushes: Family<FlushLabels, Counter>,
+    batch_rows: HistogramFamily<SinkLabels>,
+    sink_write_seconds: HistogramFamily<SinkLabels>,
+    sink_errors: Family<SinkLabels, Counter>,
+    dead_letters: Family<StageLabels, Counter>,
+}
+
+/// Everything `/metrics` and `/readyz` report, shared by the pipeline and the server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    shared: Arc<Shared>,
+}
+
+/// What the collector reads at scrape time.
+#[derive(Default)]
+struct Shared {
+    stats: Arc<Stats>,
+    /// Set when the pipeline starts.
+    shape: OnceLock<Shape>,
+    running: AtomicBool,
+    sink_up: AtomicBool,
+    sink_error: Mutex<Option<String>>,
+    x: Arc<ConnectionStatus>,
+    /// Rows in the sink stage's open batch.
+    open_batch: AtomicU64,
+    queues: Mutex<Vec<(&'static str, Box<dyn Fn() -> u64 + Send + Sync>)>>,
+    /// Distinct drop reasons seen per plugin (bounds the `reason` label).
+    reasons: Mutex<HashMap<String, usize>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Shared")
+            .field("shape", &self.shape.get())
+            .field("running", &self.running)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which sources and sink the running pipeline has.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub sink: &'static str,
+    pub broker: &'static str,
+    pub replay: bool,
+    pub x: bool,
+}
+
+/// The X stream's connection state, updated by the source on every change.
+#[derive(Debug, Default)]
+pub struct ConnectionStatus {
+    /// One of the `STATE_*` values.
+    state: AtomicU8,
+    received: AtomicU64,
+    reconnects: AtomicU64,
+    backoff_ms: AtomicU64,
+    reason: Mutex<String>,
+}
+
+const STATE_CONNECTING: u8 = 0;
+const STATE_CONNECTED: u8 = 1;
+const STATE_BACKING_OFF: u8 = 2;
+
+impl ConnectionStatus {
+    /// A post arrived on the stream.
+    pub fn received(&self) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Data flows on a (new) connection.
+    pub fn connected(&self) {
+        self.state.store(STATE_CONNECTED, Ordering::Relaxed);
+        self.backoff_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// An attempt failed; the next one comes after `delay`.
+    pub fn backing_off(&self, reason: &str, delay: Duration) {
+        if let Ok(mut current) = self.reason.lock() {
+            reason.clone_into(&mut current);
+        }
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        self.backoff_ms
+            .store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.state.store(STATE_BACKING_OFF, Ordering::Relaxed);
+    }
+
+    /// One line for `/readyz`.
+    fn describe(&self) -> String {
+        match self.state.load(Ordering::Relaxed) {
+            STATE_CONNECTED => "connected".to_owned(),
+            STATE_BACKING_OFF => {
+                let reason = self
+                    .reason
+                    .lock()
+                    .map(|reason| reason.clone())
+                    .unwrap_or_default();
+                format!(
+                    "backing off (next attempt after {} ms): {reason}",
+                    self.backoff_ms.load(Ordering::Relaxed)
+                )
+            }
+            STATE_CONNECTING => "connecting".to_owned(),
+            _ => "unknown".to_owned(),
+        }
+    }
+}
+
+/// What `/readyz` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    /// One `check: state` line per check.
+    pub checks: Vec<String>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered and no pipeline yet.
+    pub fn new() -> Metrics {
+        let families = Families {
+            plugin_in: Family::default(),
+            plugin_passed: Family::default(),
+            plugin_dropped: Family::default(),
+            plugin_failed: Family::default(),
+            plugin_batch_seconds: Family::new_with_constructor(plugin_batch_histogram),
+            plugin_restarts: Family::default(),
+            plugin_info: Family::default(),
+            plugin_loaded: Family::default(),
+            flushes: Family::default(),
+            batch_rows: Family::new_with_constructor(batch_rows_histogram),
+            sink_write_seconds: Family::new_with_constructor(sink_write_histogram),
+            sink_errors: Family::default(),
+            dead_letters: Family::default(),
+        };
+        let shared = Arc::new(Shared::default());
+        let mut registry = Registry::with_prefix("tweetpipe");
+        let f = families.clone();
+        registry.register(
+            "plugin_posts_in",
+            "Posts handed to each plugin",
+            f.plugin_in,
+        );
+        registry.register(
+            "plugin_posts_passed",
+            "Posts each plugin passed down the chain (kept, or failed with on_error = pass)",
+            f.plugin_passed,
+        );
+        registry.register(
+            "plugin_posts_dropped",
+            "Posts each plugin dropped, by reason (at most 20 reasons per plugin, then `other`)",
+            f.plugin_dropped,
+        );
+        registry.register(
+            "plugin_posts_failed",
+            "Posts each plugin failed on; they went to the dead letters",
+            f.plugin_failed,
+        );
+        registry.register(
+            "plugin_batch_duration_seconds",
+            "Time each plugin took per batch call",
+            f.plugin_batch_seconds,
+        );
+        registry.register(
+            "plugin_instance_restarts",
+            "Plugin instances discarded after a trap, timeout or memory exhaustion and created again",
+            f.plugin_restarts,
+        );
+        registry.register(
+            "plugin_info",
+            "The loaded version of each plugin (its own version and the sha256 of its file); always 1",
+            f.plugin_info,
+        );
+        registry.register(
+            "plugin_loaded_timestamp_seconds",
+            "When each plugin's current version was loaded (Unix time)",
+            f.plugin_loaded,
+        );
+        registry.register(
+            "batch_flushes",
+            "Batches flushed to the sink, by what triggered the flush",
+            f.flushes,
+        );
+        registry.register("batch_rows", "Rows per flushed batch", f.batch_rows);
+        registry.register(
+            "sink_write_duration_seconds",
+            "Time of each sink write attempt",
+            f.sink_write_seconds,
+        );
+        registry.register(
+            "sink_write_errors",
+            "Sink writes that failed (retried or not)",
+            f.sink_errors,
+        );
+        registry.register(
+            "dead_letters",
+            "Messages written to the dead-letter file, by the stage that gave up on them",
+            f.dead_letters,
+        );
+        registry.register_collector(Box::new(PipelineCollector(shared.clone())));
+        Metrics {
+            registry,
+            families,
+            shared,
+        }
+    }
+
+    /// The pipeline's counters (the pipeline counts into these).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// The X source's connection status (the source updates it).
+    pub fn x_status(&self) -> Arc<ConnectionStatus> {
+        self.shared.x.clone()
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+
+    /// The pipeline's stages run; its sink is open.
+    pub fn pipeline_started(&self, shape: Shape) {
+        let _ = self.shared.shape.set(shape);
+        self.shared.sink_up.store(true, Ordering::Relaxed);
+        self.shared.running.store(true, Ordering::Relaxed);
+    }
+
+    /// The pipeline has drained and stopped.
+    pub fn pipeline_stopped(&self) {
+        self.shared.running.store(false, Ordering::Relaxed);
+    }
+
+    /// Reports `depth()` as `tweetpipe_queue_depth{stage}` at every scrape.
+    pub fn watch_queue(
+        &self,
+        stage: &'static str,
+        depth: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        if let Ok(mut queues) = self.shared.queues.lock() {
+            queues.push((stage, Box::new(depth)));
+        }
+    }
+
+    /// Plugin metrics for a chain: records its loaded versions now, and returns the
+    /// observer every worker's runner reports to.
+    pub fn chain_observer(&self, chain: &LoadedChain) -> Arc<dyn ChainObserver> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let mut plugins = HashMap::new();
+        for (plugin, version, sha256) in chain.versions() {
+            let labels = PluginLabels {
+                plugin: plugin.clone(),
+            };
+            self.families
+                .plugin_info
+                .get_or_create(&PluginInfoLabels {
+                    plugin: plugin.clone(),
+                    version,
+                    sha256,
+                })
+                .set(1);
+            self.families.plugin_loaded.get_or_create(&labels).set(now);
+            plugins.insert(plugin, self.plugin_handles(&labels));
+        }
+        Arc::new(PluginMetrics {
+            plugins,
+            families: self.families.clone(),
+        })
+    }
+
+    fn plugin_handles(&self, labels: &PluginLabels) -> PluginHandles {
+        PluginHandles::new(&self.families, labels)
+    }
+
+    /// Counts the drops and failures of one batch's verdicts.
+    pub fn record_verdicts(&self, tally: VerdictTally) {
+        if tally.is_empty() {
+            return;
+        }
+        for (plugin, failed) in tally.failed {
+            self.families
+                .plugin_failed
+                .get_or_create(&PluginLabels { plugin })
+                .inc_by(failed);
+        }
+        let Ok(mut reasons) = self.shared.reasons.lock() else {
+            return;
+        };
+        for ((plugin, reason), dropped) in tally.dropped {
+            let mut labels = DropLabels {
+                plugin,
+                reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+            };
+            if self.families.plugin_dropped.get(&labels).is_none() {
+                let seen = reasons.entry(labels.plugin.clone()).or_default();
+                if *seen >= MAX_REASONS_PER_PLUGIN {
+                    labels.reason = "other".to_owned();
+                } else {
+                    *seen += 1;
+                }
+            }
+            self.families
+                .plugin_dropped
+                .get_or_create(&labels)
+                .inc_by(dropped);
+        }
+    }
+
+    /// The handles the sink stage counts into.
+    pub fn sink(&self, sink: &'static str) -> SinkMetrics {
+        let labels = SinkLabels {
+            sink: sink.to_owned(),
+        };
+        let cause = |cause: FlushCause| {
+            self.families.flushes.get_or_create_owned(&FlushLabels {
+                sink: sink.to_owned(),
+                cause: cause.as_str().to_owned(),
+            })
+        };
+        SinkMetrics {
+            flushes: [
+                cause(FlushCause::Rows),
+                cause(FlushCause::Bytes),
+                cause(FlushCause::Age),
+                cause(FlushCause::Shutdown),
+            ],
+            batch_rows: self.families.batch_rows.get_or_create_owned(&labels),
+            write_seconds: self
+                .families
+                .sink_write_seconds
+                .get_or_create_owned(&labels),
+            errors: self.families.sink_errors.get_or_create_owned(&labels),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The handles the dead-letter stage counts into, by [`Stage`].
+    pub fn dead_letters(&self) -> DeadLetterMetrics {
+        let stage = |stage: Stage| {
+            self.families
+                .dead_letters
+                .get_or_create_owned(&StageLabels {
+                    stage: stage.to_string(),
+                })
+        };
+        DeadLetterMetrics {
+            by_stage: [
+                stage(Stage::Decode),
+                stage(Stage::Plugin),
+                stage(Stage::Sink),
+                stage(Stage::Broker),
+            ],
+        }
+    }
+
+    /// What `/readyz` answers: ready while the pipeline runs and its sink's last
+    /// write succeeded. The source's state is reported but does not make the
+    /// daemon unready: backing off is what it should do while X is down.
+    pub fn readiness(&self) -> Readiness {
+        let shared = &self.shared;
+        let running = shared.running.load(Ordering::Relaxed);
+        let sink_up = shared.sink_up.load(Ordering::Relaxed);
+        let mut checks = vec![format!(
+            "pipeline: {}",
+            if running { "running" } else { "not running" }
+        )];
+        if let Some(shape) = shared.shape.get() {
+            let sink = if sink_up {
+                "reachable".to_owned()
+            } else {
+                let error = shared
+                    .sink_error
+                    .lock()
+                    .ok()
+                    .and_then(|error| error.clone())
+                    .unwrap_or_default();
+                format!("unreachable: {error}")
+            };
+            checks.push(format!("sink {}: {sink}", shape.sink));
+            if shape.x {
+                checks.push(format!("source x: {}", shared.x.describe()));
+            }
+            if shape.replay {
+                checks.push("source replay: reading".to_owned());
+            }
+        }
+        Readiness {
+            ready: running && sink_up,
+            checks,
+        }
+    }
+}
+
+/// Per-plugin handles, resolved once.
+#[derive(Debug, Clone)]
+struct PluginHandles {
+    posts: Counter,
+    passed: Counter,
+    seconds: Histogram,
+    restarts: Counter,
+}
+
+impl PluginHandles {
+    fn new(families: &Families, labels: &PluginLabels) -> PluginHandles {
+        PluginHandles {
+            posts: families.plugin_in.get_or_create_owned(labels),
+            passed: families.plugin_passed.get_or_create_owned(labels),
+            seconds: families.plugin_batch_seconds.get_or_create_owned(labels),
+            restarts: families.plugin_restarts.get_or_create_owned(labels),
+        }
+    }
+
+    fn record(&self, batch: PluginBatch) {
+        self.posts.inc_by(batch.posts as u64);
+        self.passed.inc_by(batch.passed as u64);
+        self.seconds.observe(batch.elapsed.as_secs_f64());
+        if batch.restarts > 0 {
+            self.restarts.inc_by(u64::from(batch.restarts));
+        }
+    }
+}
+
+/// The chain's metrics hook: a lookup in an immutable map, then atomics.
+#[derive(Debug)]
+struct PluginMetrics {
+    plugins: HashMap<String, PluginHandles>,
+    families: Families,
+}
+
+impl ChainObserver for PluginMetrics {
+    fn plugin_batch(&self, plugin: &str, batch: PluginBatch) {
+        match self.plugins.get(plugin) {
+            Some(handles) => handles.record(batch),
+            // A plugin this chain did not start with (a hot swap renamed it).
+            None => PluginHandles::new(
+                &self.families,
+                &PluginLabels {
+                    plugin: plugin.to_owned(),
+                },
+            )
+            .record(batch),
+        }
+    }
+}
+
+/// The drops (by plugin and reason) and failures (by plugin) of one batch.
+#[derive(Debug, Default)]
+pub struct VerdictTally {
+    dropped: HashMap<(String, String), u64>,
+    failed: HashMap<String, u64>,
+}
+
+impl VerdictTally {
+    pub fn dropped(&mut self, plugin: &str, reason: &str) {
+        match self
+            .dropped
+            .get_mut(&(plugin.to_owned(), reason.to_owned()))
+        {
+            Some(count) => *count += 1,
+            None => {
+                self.dropped
+                    .insert((plugin.to_owned(), reason.to_owned()), 1);
+            }
+        }
+    }
+
+    pub fn failed(&mut self, plugin: &str) {
+        *self.failed.entry(plugin.to_owned()).or_default() += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dropped.is_empty() && self.failed.is_empty()
+    }
+}
+
+/// The sink stage's handles.
+#[derive(Debug)]
+pub struct SinkMetrics {
+    flushes: [Counter; 4],
+    batch_rows: Histogram,
+    write_seconds: Histogram,
+    errors: Counter,
+    shared: Arc<Shared>,
+}
+
+impl SinkMetrics {
+    /// A batch of `rows` is being flushed because of `cause`.
+    pub fn flushing(&self, cause: FlushCause, rows: usize) {
+        let index = match cause {
+            FlushCause::Rows => 0,
+            FlushCause::Bytes => 1,
+            FlushCause::Age => 2,
+            FlushCause::Shutdown => 3,
+        };
+        self.flushes[index].inc();
+        self.batch_rows.observe(rows as f64);
+    }
+
+    /// A write attempt succeeded after `elapsed`.
+    pub fn written(&self, elapsed: Duration) {
+        self.write_seconds.observe(elapsed.as_secs_f64());
+        self.shared.sink_up.store(true, Ordering::Relaxed);
+    }
+
+    /// A write attempt failed after `elapsed`; the sink counts as unreachable
+    /// until a write succeeds.
+    pub fn failed(&self, elapsed: Duration, error: &dyn std::fmt::Display) {
+        self.write_seconds.observe(elapsed.as_secs_f64());
+        self.errors.inc();
+        if let Ok(mut last) = self.shared.sink_error.lock() {
+            *last = Some(error.to_string());
+        }
+        self.shared.sink_up.store(false, Ordering::Relaxed);
+    }
+
+    /// Rows waiting in the open batch.
+    pub fn open_batch(&self, rows: usize) {
+        self.shared.open_batch.store(rows as u64, Ordering::Relaxed);
+    }
+}
+
+/// The dead-letter stage's handles.
+#[derive(Debug)]
+pub struct DeadLetterMetrics {
+    by_stage: [Counter; 4],
+}
+
+impl DeadLetterMetrics {
+    pub fn written(&self, stage: Stage) {
+        let index = match stage {
+            Stage::Decode => 0,
+            Stage::Plugin => 1,
+            Stage::Sink => 2,
+            Stage::Broker => 3,
+        };
+        self.by_stage[index].inc();
+    }
+}
+
+/// Exports [`Stats`], the connection state and the queue depths at scrape time.
+#[derive(Debug)]
+struct PipelineCollector(Arc<Shared>);
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(&[(&str, &str)], u64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    if let &[(labels, value)] = samples
+        && labels.is_empty()
+    {
+        return ConstCounter::new(value).encode(metric);
+    }
+    for (labels, value) in samples {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: &[(&[(&str, &str)], i64)],
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    if let &[(labels, value)] = samples
+        && labels.is_empty()
+    {
+        return ConstGauge::new(value).encode(metric);
+    }
+    for (labels, value) in samples {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for PipelineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let shared = &self.0;
+        let stats = shared.stats.snapshot();
+        let running = shared.running.load(Ordering::Relaxed);
+        let sink_up = shared.sink_up.load(Ordering::Relaxed);
+        gauge(
+            &mut encoder,
+            "up",
+            "1 while the pipeline runs.",
+            &[(&[], i64::from(running))],
+        )?;
+        gauge(
+            &mut encoder,
+            "ready",
+            "1 while /readyz answers 200 (pipeline running, sink reachable).",
+            &[(&[], i64::from(running && sink_up))],
+        )?;
+        let Some(shape) = shared.shape.get().copied() else {
+            return Ok(());
+        };
+        let x = &shared.x;
+        let x_received = x.received.load(Ordering::Relaxed);
+        let mut received: Vec<(&[(&str, &str)], u64)> = Vec::new();
+        if shape.replay {
+            // Every source counts into `read`; the X source also counts its own.
+            let replay = stats.read.saturating_sub(x_received);
+            received.push((&[("source", "replay")], replay));
+        }
+        if shape.x {
+            received.push((&[("source", "x")], x_received));
+        }
+        counter(
+            &mut encoder,
+            "source_posts_received",
+            "Posts (or lines) read by each source.",
+            &received,
+        )?;
+        if shape.x {
+            let state = x.state.load(Ordering::Relaxed);
+            gauge(
+                &mut encoder,
+                "source_connected",
+                "1 while the source's stream connection delivers data.",
+                &[(&[("source", "x")], i64::from(state == STATE_CONNECTED))],
+            )?;
+            counter(
+                &mut encoder,
+                "source_reconnects",
+                "Failed connection attempts, each followed by a reconnect.",
+                &[(&[("source", "x")], x.reconnects.load(Ordering::Relaxed))],
+            )?;
+            let backoff = if state == STATE_BACKING_OFF {
+                x.backoff_ms.load(Ordering::Relaxed) as f64 / 1000.0
+            } else {
+                0.0
+            };
+            let mut metric = encoder.encode_descriptor(
+                "source_backoff_seconds",
+                "The current wait before the next connection attempt (0 while connected).",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(backoff).encode(metric.encode_family(&[("source", "x")])?)?;
+        }
+        let broker: &[(&str, &str)] = &[("broker", shape.broker)];
+        counter(
+            &mut encoder,
+            "broker_published",
+            "Messages published to the broker.",
+            &[(broker, stats.published)],
+        )?;
+        counter(
+            &mut encoder,
+            "broker_acked",
+            "Messages acknowledged (committed or dead-lettered).",
+            &[(broker, stats.acked)],
+        )?;
+        counter(
+            &mut encoder,
+            "broker_nacked",
+            "Messages handed back for redelivery.",
+            &[(broker, stats.nacked)],
+        )?;
+        counter(
+            &mut encoder,
+            "decode_malformed",
+            "Messages that could not be decoded into a post.",
+            &[(&[], stats.malformed)],
+        )?;
+        counter(
+            &mut encoder,
+            "chain_posts",
+            "Posts out of the whole plugin chain, by outcome.",
+            &[
+                (&[("outcome", "kept")], stats.kept),
+                (&[("outcome", "dropped")], stats.dropped),
+                (&[("outcome", "failed")], stats.failed),
+            ],
+        )?;
+        let sink: &[(&str, &str)] = &[("sink", shape.sink)];
+        counter(
+            &mut encoder,
+            "sink_rows",
+            "Rows the sink handled, by result.",
+            &[
+                (
+                    &[("sink", shape.sink), ("result", "written")],
+                    stats.written,
+                ),
+                (
+                    &[("sink", shape.sink), ("result", "duplicate")],
+                    stats.duplicates,
+                ),
+                (
+                    &[("sink", shape.sink), ("result", "rejected")],
+                    stats.rejected,
+                ),
+            ],
+        )?;
+        counter(
+            &mut encoder,
+            "sink_batches",
+            "Batches the sink committed.",
+            &[(sink, stats.batches)],
+        )?;
+        counter(
+            &mut encoder,
+            "sink_retries",
+            "Sink writes that failed and were retried.",
+            &[(sink, stats.sink_retries)],
+        )?;
+        gauge(
+            &mut encoder,
+            "sink_up",
+            "1 while the sink's last write succeeded.",
+            &[(sink, i64::from(sink_up))],
+        )?;
+        let mut depths: Vec<(&'static str, u64)> = vec![
+            ("broker", stats.published.saturating_sub(stats.acked)),
+            ("batch", shared.open_batch.load(Ordering::Relaxed)),
+        ];
+        if let Ok(queues) = shared.queues.lock() {
+            depths.extend(queues.iter().map(|(stage, depth)| (*stage, depth())));
+        }
+        let labels: Vec<[(&str, &str); 1]> = depths
+            .iter()
+            .map(|(stage, _)| [("stage", *stage)])
+            .collect();
+        let samples: Vec<(&[(&str, &str)], i64)> = labels
+            .iter()
+            .zip(&depths)
+            .map(|(labels, (_, depth))| (&labels[..], *depth as i64))
+            .collect();
+        gauge(
+            &mut encoder,
+            "queue_depth",
+            "Messages waiting per stage: broker = published and not yet acked (queued or in flight), sink = rows waiting for the sink stage, dead_letter = letters waiting to be written, batch = rows in the open batch.",
+            &samples,
+        )
+    }
+}

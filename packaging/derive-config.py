@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Derives packaging/tweetpipe.toml (the deb's /etc/tweetpipe/tweetpipe.toml) from
+config/tweetpipe.toml: absolute paths into the package, a looping paced replay
+and one shipped plugin. Rerun after changing the reference config:
+    python3 packaging/derive-config.py
+"""
+import os
+os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+src=open('config/tweetpipe.toml').read()
+def rep(old,new):
+    global src
+    assert src.count(old)==1, old
+    src=src.replace(old,new)
+rep('''# tweetpipe configuration reference.
+#
+# `make run` uses this file as it is: it replays the sample posts shipped in
+# config/samples/ through the embedded broker into a local SQLite database,
+# with no cloud account. Relative paths resolve against this file's directory.
+''','''# /etc/tweetpipe/tweetpipe.toml: the tweetpipe service's configuration.
+#
+# As installed it runs the embedded default, with no cloud account: it replays
+# the bundled sample posts (20 a second, in a loop) through the in-process queue
+# and the drop-retweets plugin into /var/lib/tweetpipe/tweetpipe.db. Watch it
+# with `systemctl status tweetpipe` (a throughput line) and
+# `journalctl -u tweetpipe -f`. Replace [source.replay] with [source.x] to read X,
+# and [sink.sqlite] with [sink.bigquery] to load BigQuery.
+#
+# After editing: `sudo systemctl reload tweetpipe` validates the file (and logs
+# the result); `sudo systemctl restart tweetpipe` applies it. Keep secrets in
+# credentials (LoadCredential=, see `systemctl cat tweetpipe`), not in this file.
+''')
+rep('''path = "samples/posts.jsonl"
+# Posts per second; leave out (or 0) to replay as fast as the pipeline takes them.
+# rate = 50.0
+# Start again from the first line after the last one (not for stdin).
+loop = false
+''','''path = "/usr/share/tweetpipe/samples/posts.jsonl"
+# Posts per second; leave out (or 0) to replay as fast as the pipeline takes them.
+rate = 20.0
+# Start again from the first line after the last one (not for stdin). Replayed
+# posts keep their ids, so after the first pass they count as duplicates.
+loop = true
+''')
+rep('''# [[plugins]]
+# name = "english-only"''','''# The plugins shipped with the package are in /usr/lib/tweetpipe/plugins/;
+# put your own in /var/lib/tweetpipe/plugins/.
+[[plugins]]
+path = "/usr/lib/tweetpipe/plugins/drop_retweets.wasm"
+
+# [[plugins]]
+# name = "english-only"''')
+rep('path = "../out/tweetpipe.db"','path = "/var/lib/tweetpipe/tweetpipe.db"')
+rep('# dir = "../out/jsonl"','# dir = "/var/lib/tweetpipe/jsonl"')
+rep('path = "../out/dead-letters.jsonl"','path = "/var/lib/tweetpipe/dead-letters.jsonl"')
+open('packaging/tweetpipe.toml','w').write(src)
