@@ -90,6 +90,7 @@ fn bench_plugins(criterion: &mut Criterion) {
             on_error: OnError::DeadLetter,
             timeout: None,
             memory_mb: None,
+            self_check: None,
         };
         let chain = LoadedChain::load_with(&[entry], &options).expect("loading the plugin");
         let mut runner = chain.instantiate().expect("instantiating the plugin");
@@ -118,5 +119,80 @@ fn bench_plugins(criterion: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_plugins);
+/// The 25 filtered-stream rules of the `filter` plugin's benchmark: keywords,
+/// phrases, entities, negations, groups and the conjunction-required operators.
+const FILTER_RULES: [&str; 25] = [
+    "(covid OR vaccine OR booster) lang:en -is:retweet",
+    "#COVID19 -is:retweet",
+    "\"long covid\" OR #LongCovid",
+    "(vacina OR vacuna OR vaccin OR Impfung) -is:retweet",
+    "masks (bus OR train) has:hashtags",
+    "#Lisbon lang:pt",
+    "#LisbonLife -is:reply",
+    "(tram OR eléctrico OR elétrico) 28",
+    "\"storm warning\" OR orages OR Unwetter",
+    "heatwave OR calor OR Hitze -is:retweet",
+    "(golazo OR golaço OR goal) -is:retweet",
+    "marathon bridge",
+    "miradouro OR \"city tonight\"",
+    "$ACME OR $GLBX",
+    "(earnings OR balanço OR resultados) has:cashtags",
+    "(stocks OR bolsa OR Börse) -is:quote",
+    "\"Nova Lark\" (tickets OR ingressos OR entradas)",
+    "#NovaLarkLive has:links",
+    "\"Nova Lark\" -lang:en",
+    "(concert OR concierto OR Konzert) -is:retweet",
+    "from:synth_fan OR to:synth_fan",
+    "@synth_dev has:mentions",
+    "url:\"example.com\" -has:media",
+    "(rust OR wasm) -(java OR golang)",
+    "😭 OR 🔥 OR 🎸 is:verified",
+];
+
+/// Posts per second through the `filter` plugin with 25 rules, on the
+/// committed sample posts, at the batch size the daemon uses most.
+fn bench_filter_rules(criterion: &mut Criterion) {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
+    let samples: Vec<Post> = std::fs::read_to_string(&samples)
+        .expect("reading the sample posts")
+        .lines()
+        .filter_map(|line| tweetpipe::post::decode(line).ok())
+        .collect();
+    let rules: Vec<serde_json::Value> = FILTER_RULES
+        .iter()
+        .enumerate()
+        .map(|(index, rule)| serde_json::json!({ "value": rule, "tag": format!("r{index}") }))
+        .collect();
+    let entry = PluginConfig {
+        path: wasm("filter"),
+        config: serde_json::from_value(serde_json::json!({ "rules": rules })).unwrap(),
+        ..toml::from_str(r#"path = "filter.wasm""#).expect("a minimal plugin entry")
+    };
+    let options = RuntimeOptions {
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the filter plugin");
+    let mut runner = chain
+        .instantiate()
+        .expect("instantiating the filter plugin");
+    let mut group = criterion.benchmark_group("plugin/filter 25 rules");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for batch in [64usize, 512] {
+        let posts: Vec<Post> = samples.iter().cycle().take(batch).cloned().collect();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("batch {batch}"), |bencher| {
+            bencher.iter_batched(
+                || posts.clone(),
+                |posts| runner.run(posts),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_plugins, bench_filter_rules);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigError};
-use crate::plugins::LoadedChain;
+use crate::plugins::{ChainSwitch, LoadedChain, PluginReloader, RuntimeOptions};
 use crate::sample::{SampleOptions, write_sample};
 use crate::sources::ReplaySource;
 use crate::systemd::{Notifier, SystemdObserver};
@@ -38,6 +38,12 @@ pub enum Command {
         /// Do not print the run summary.
         #[arg(short, long)]
         quiet: bool,
+    },
+    /// Make the running daemon re-read its config and plugins (SIGHUP to the process in `daemon.pid_file`).
+    Reload {
+        /// The configuration file of the running daemon.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
     },
     /// Validate a configuration and print the pipeline it describes.
     CheckConfig {
@@ -94,6 +100,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run { config, quiet } => run(&config, quiet),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Reload { config } => reload(&config),
         Command::XRules { config } => x_rules(&config),
         Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
         Command::Plugin { command } => crate::plugins::cli::execute(command),
@@ -222,20 +229,50 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
     let listener = if config.metrics.enabled {
         match runtime.block_on(crate::metrics::server::bind(config.metrics.listen)) {
             Ok(listener) => Some(listener),
+            // The pipeline matters more than its metrics: run without them.
             Err(error) => {
-                log::error!("{error}");
-                eprintln!("error: {error}");
-                return ExitCode::from(EXIT_FAILURE);
+                log::error!("{error}; running without /metrics, /healthz and /readyz");
+                None
             }
         }
     } else {
         None
     };
+    let pid_file = match &config.daemon.pid_file {
+        Some(path) => match PidFile::write(path) {
+            Ok(pid_file) => Some(pid_file),
+            Err(error) => {
+                eprintln!(
+                    "error: cannot write daemon.pid_file {}: {error}",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_FAILURE);
+            }
+        },
+        None => None,
+    };
+    let chains = ChainSwitch::new(chain);
+    let reloader = Arc::new(PluginReloader::new(
+        chains.clone(),
+        config.plugins.clone(),
+        RuntimeOptions::default(),
+    ));
     let outcome = runtime.block_on(async {
-        let reloads = reload_on_sighup(config_path.to_owned(), notifier.clone());
+        let reloads = reload_on_sighup(
+            config_path.to_owned(),
+            config.clone(),
+            reloader.clone(),
+            notifier.clone(),
+        );
+        let watcher = config.process.watch_plugins.then(|| {
+            tokio::spawn(crate::plugins::watch_plugin_files(
+                reloader.clone(),
+                config.process.watch_debounce,
+            ))
+        });
         let server =
             listener.map(|listener| crate::metrics::server::spawn(listener, metrics.clone()));
-        let pipeline = pipeline::run_with_metrics(&config, chain, shutdown, observer, metrics);
+        let pipeline = pipeline::run_switched(&config, chains, shutdown, observer, metrics);
         let drain_deadline = async {
             stopping.cancelled().await;
             tokio::time::sleep(drain_timeout).await;
@@ -245,6 +282,9 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
             _ = drain_deadline => None,
         };
         reloads.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Some(server) = server {
             server.abort();
         }
@@ -252,6 +292,7 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
     });
     // Stuck stages (a hung sink write) must not keep the process alive.
     runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(pid_file);
     let Some(outcome) = outcome else {
         log::error!(
             "the drain did not finish within daemon.drain_timeout_ms = {} after the stop signal; messages not yet committed stay unacknowledged and will be delivered again",
@@ -306,11 +347,17 @@ async fn shutdown_signal() {
     }
 }
 
-/// Handles SIGHUP (`systemctl reload`): re-reads and validates the config and its
-/// plugins off the hot path and logs the result, between `RELOADING=1` and `READY=1`.
-/// Applying a changed config to the running pipeline (plugin hot swap) is not
-/// implemented yet, and the log says so.
-fn reload_on_sighup(config_path: PathBuf, notifier: Arc<Notifier>) -> tokio::task::JoinHandle<()> {
+/// Handles SIGHUP (`systemctl reload`, `tweetpipe reload`) between `RELOADING=1`
+/// and `READY=1`: re-reads the config and applies its `[[plugins]]` list to the
+/// running pipeline (plugins added, removed, reordered, re-configured; new files
+/// loaded and checked off the hot path). Other sections cannot change in place:
+/// a changed one is reported as needing a restart, and the plugins still apply.
+fn reload_on_sighup(
+    config_path: PathBuf,
+    running: Config,
+    reloader: Arc<PluginReloader>,
+    notifier: Arc<Notifier>,
+) -> tokio::task::JoinHandle<()> {
     use tokio::signal::unix::{SignalKind, signal};
     // Registered before returning, so a SIGHUP after READY=1 never kills the process.
     let hangup = signal(SignalKind::hangup());
@@ -325,35 +372,173 @@ fn reload_on_sighup(config_path: PathBuf, notifier: Arc<Notifier>) -> tokio::tas
         while hangup.recv().await.is_some() {
             notifier.reloading();
             log::info!("SIGHUP: re-reading {}", config_path.display());
-            let path = config_path.clone();
-            let checked = tokio::task::spawn_blocking(move || {
+            let (path, reloader) = (config_path.clone(), reloader.clone());
+            let reloaded = tokio::task::spawn_blocking(move || {
                 let config = Config::load(&path).map_err(|error| error.to_string())?;
-                preflight(&config).map(|_chain| ())
+                let applied = reloader.reload_config(&config.plugins);
+                Ok::<_, String>((config, applied))
             })
             .await;
-            let status = match checked {
-                Ok(Ok(())) => {
-                    log::warn!(
-                        "reload: {} is valid, but applying a changed configuration or plugins to a running pipeline is not implemented yet; it keeps running as started (restart to apply: systemctl restart tweetpipe)",
-                        config_path.display()
-                    );
-                    "running: reloaded config is valid, not applied (restart to apply)"
+            let status = match reloaded {
+                Ok(Ok((config, applied))) => {
+                    let restart = restart_required(&running, &config);
+                    for section in &restart {
+                        log::warn!(
+                            "reload: {section} settings changed: restart required to apply them (systemctl restart tweetpipe); the plugin chain is reloaded"
+                        );
+                    }
+                    let mut status = match applied {
+                        Ok(report) => {
+                            log::info!(
+                                "reload: {} applied: {} plugin change(s){}",
+                                config_path.display(),
+                                report.changes.len(),
+                                if report.refused.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!(", {} new file(s) refused", report.refused.len())
+                                }
+                            );
+                            format!(
+                                "running: reloaded config applied ({} plugin changes)",
+                                report.changes.len()
+                            )
+                        }
+                        Err(error) => {
+                            log::error!(
+                                "reload: the plugins of {} are not usable, the plugin chain keeps running as it was: {error}",
+                                config_path.display()
+                            );
+                            "running: reloaded plugins are invalid, see the log".to_owned()
+                        }
+                    };
+                    if !restart.is_empty() {
+                        status.push_str(&format!(
+                            "; {} settings changed: restart required",
+                            restart.join(", ")
+                        ));
+                    }
+                    status
                 }
                 Ok(Err(error)) => {
                     log::error!(
                         "reload: {} is not usable, the pipeline keeps running as started: {error}",
                         config_path.display()
                     );
-                    "running: reloaded config is invalid, see the log"
+                    "running: reloaded config is invalid, see the log".to_owned()
                 }
                 Err(error) => {
                     log::error!("reload: checking the config failed: {error}");
-                    "running: reload failed, see the log"
+                    "running: reload failed, see the log".to_owned()
                 }
             };
-            notifier.ready(status);
+            notifier.ready(&status);
         }
     })
+}
+
+/// The config sections that differ and cannot be changed in a running pipeline.
+fn restart_required(running: &Config, reloaded: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut sections = Vec::new();
+    if differs(&running.source, &reloaded.source) {
+        sections.push("source");
+    }
+    if differs(&running.broker, &reloaded.broker) {
+        sections.push("broker");
+    }
+    if differs(&running.sink, &reloaded.sink) || differs(&running.batch, &reloaded.batch) {
+        sections.push("sink");
+    }
+    if differs(&running.dead_letter, &reloaded.dead_letter) {
+        sections.push("dead_letter");
+    }
+    if differs(&running.process, &reloaded.process) {
+        sections.push("process");
+    }
+    if differs(&running.metrics, &reloaded.metrics) {
+        sections.push("metrics");
+    }
+    if differs(&running.daemon, &reloaded.daemon) || differs(&running.logging, &reloaded.logging) {
+        sections.push("daemon");
+    }
+    sections
+}
+
+/// `reload`: sends SIGHUP to the daemon whose process id is in `daemon.pid_file`.
+fn reload(config_path: &Path) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(pid_file) = config.daemon.pid_file else {
+        eprintln!(
+            "error: {} sets no daemon.pid_file, so the running daemon cannot be found; set it (and restart), or use `systemctl reload tweetpipe`",
+            config_path.display()
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let pid = match std::fs::read_to_string(&pid_file)
+        .map_err(|error| error.to_string())
+        .and_then(|text| {
+            text.trim()
+                .parse::<i32>()
+                .map_err(|error| error.to_string())
+        }) {
+        Ok(pid) if pid > 0 => pid,
+        Ok(pid) => {
+            eprintln!("error: {} holds no process id ({pid})", pid_file.display());
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        Err(error) => {
+            eprintln!(
+                "error: cannot read the daemon's process id from daemon.pid_file = {}: {error} (is `tweetpipe run` running?)",
+                pid_file.display()
+            );
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    // A stale file may name a process id reused by another program.
+    let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if command.trim() != "tweetpipe" {
+        eprintln!(
+            "error: process {pid} from {} is not a running tweetpipe (stale pid file?)",
+            pid_file.display()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    // SAFETY: kill(2) with a checked process id and a valid signal number has no
+    // memory-safety preconditions.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(pid, libc::SIGHUP) };
+    if sent != 0 {
+        eprintln!(
+            "error: cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    println!("sent SIGHUP to tweetpipe (pid {pid}); the journal reports what the reload changed");
+    ExitCode::SUCCESS
+}
+
+/// Writes the process id to `daemon.pid_file`; removed again when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn write(path: &Path) -> std::io::Result<PidFile> {
+        let temp = path.with_extension("pid.tmp");
+        std::fs::write(&temp, format!("{}\n", std::process::id()))?;
+        std::fs::rename(&temp, path)?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 fn check_config(config_path: &Path) -> ExitCode {

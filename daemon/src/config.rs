@@ -87,12 +87,16 @@ pub struct DaemonConfig {
         rename = "drain_timeout_ms"
     )]
     pub drain_timeout: Duration,
+    /// Where `run` writes its process id, for `tweetpipe reload`; unset writes none.
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             drain_timeout: default_drain_timeout(),
+            pid_file: None,
         }
     }
 }
@@ -217,6 +221,12 @@ pub struct BrokerConfig {
     /// Deliveries of one message before it goes to the dead-letter destination.
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: u32,
+    /// What this daemon runs: `ingest` (sources → broker), `process` (broker → sink), or both.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+    /// `[broker.pubsub]`: required when `kind = "pubsub"`.
+    #[serde(default)]
+    pub pubsub: Option<PubsubConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -225,8 +235,194 @@ impl Default for BrokerConfig {
             kind: BrokerKind::Embedded,
             capacity: default_capacity(),
             max_deliveries: default_max_deliveries(),
+            roles: default_roles(),
+            pubsub: None,
         }
     }
+}
+
+impl BrokerConfig {
+    /// True when this daemon reads its sources and publishes.
+    pub fn ingest(&self) -> bool {
+        self.roles.contains(&Role::Ingest)
+    }
+
+    /// True when this daemon subscribes and writes to the sink.
+    pub fn process(&self) -> bool {
+        self.roles.contains(&Role::Process)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.roles.is_empty() {
+            return Err((
+                "broker.roles".to_owned(),
+                "must name at least one role (\"ingest\", \"process\")".to_owned(),
+            ));
+        }
+        match self.kind {
+            BrokerKind::Embedded => {
+                if !(self.ingest() && self.process()) {
+                    return Err((
+                        "broker.roles".to_owned(),
+                        "the embedded broker lives in one process, so it needs both roles; use kind = \"pubsub\" to split ingest and process".to_owned(),
+                    ));
+                }
+            }
+            BrokerKind::Pubsub => {
+                let Some(pubsub) = &self.pubsub else {
+                    return Err((
+                        "broker.pubsub".to_owned(),
+                        "kind = \"pubsub\" needs a [broker.pubsub] table with `project`, `topic` and `subscription`".to_owned(),
+                    ));
+                };
+                pubsub.validate()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_roles() -> Vec<Role> {
+    vec![Role::Ingest, Role::Process]
+}
+
+/// One half of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Sources → broker.
+    Ingest,
+    /// Broker → plugins → sink.
+    Process,
+}
+
+/// `[broker.pubsub]`: a Google Cloud Pub/Sub topic and subscription.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PubsubConfig {
+    /// The Google Cloud project id.
+    pub project: String,
+    /// The topic ingest publishes to (a short name, or `projects/…/topics/…`).
+    pub topic: String,
+    /// The subscription process pulls from (a short name, or `projects/…/subscriptions/…`).
+    pub subscription: String,
+    /// Create the topic and subscription when they do not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+    /// A service-account key file; without it, application default credentials
+    /// (the metadata server on a Google VM). Plaintext `http://` endpoints (an
+    /// emulator) use no credentials.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Overrides the service endpoint; `PUBSUB_EMULATOR_HOST` also sets it.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Publish a batch once it holds this many messages.
+    #[serde(default = "default_pubsub_batch_messages")]
+    pub batch_max_messages: u32,
+    /// Publish a batch once it holds this many bytes.
+    #[serde(default = "default_pubsub_batch_bytes")]
+    pub batch_max_bytes: u32,
+    /// Publish a batch at the latest this long after its first message.
+    #[serde(
+        default = "default_pubsub_batch_delay",
+        with = "duration_ms",
+        rename = "batch_delay_ms"
+    )]
+    pub batch_delay: Duration,
+    /// Publishes not yet confirmed before the source waits (backpressure).
+    #[serde(default = "default_pubsub_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Streaming pull: messages leased and not yet acked, per stream.
+    #[serde(default = "default_pubsub_max_outstanding_messages")]
+    pub max_outstanding_messages: i64,
+    /// Streaming pull: bytes leased and not yet acked, per stream.
+    #[serde(default = "default_pubsub_max_outstanding_bytes")]
+    pub max_outstanding_bytes: i64,
+    /// Streaming pull streams opened by this daemon.
+    #[serde(default = "default_pubsub_streams")]
+    pub streams: usize,
+    /// Ack deadline of a subscription created by `create_if_missing`.
+    #[serde(default = "default_pubsub_ack_deadline")]
+    pub ack_deadline_seconds: i32,
+}
+
+impl PubsubConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let key = |name: &str| format!("broker.pubsub.{name}");
+        for (name, value) in [
+            ("project", &self.project),
+            ("topic", &self.topic),
+            ("subscription", &self.subscription),
+        ] {
+            if value.trim().is_empty() {
+                return Err((key(name), "must not be empty".to_owned()));
+            }
+        }
+        let positive = [
+            ("batch_max_messages", i64::from(self.batch_max_messages)),
+            ("batch_max_bytes", i64::from(self.batch_max_bytes)),
+            ("max_in_flight", self.max_in_flight as i64),
+            ("max_outstanding_messages", self.max_outstanding_messages),
+            ("max_outstanding_bytes", self.max_outstanding_bytes),
+            ("streams", self.streams as i64),
+        ];
+        for (name, value) in positive {
+            if value < 1 {
+                return Err((key(name), "must be at least 1".to_owned()));
+            }
+        }
+        if !(10..=600).contains(&self.ack_deadline_seconds) {
+            return Err((
+                key("ack_deadline_seconds"),
+                format!(
+                    "must be between 10 and 600 (Pub/Sub's limits), found {}",
+                    self.ack_deadline_seconds
+                ),
+            ));
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err((
+                key("endpoint"),
+                format!("expected a URL such as `https://pubsub.googleapis.com`, found `{endpoint}`"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_pubsub_batch_messages() -> u32 {
+    100
+}
+
+fn default_pubsub_batch_bytes() -> u32 {
+    1_000_000
+}
+
+fn default_pubsub_batch_delay() -> Duration {
+    Duration::from_millis(10)
+}
+
+fn default_pubsub_max_in_flight() -> usize {
+    1_000
+}
+
+fn default_pubsub_max_outstanding_messages() -> i64 {
+    1_000
+}
+
+fn default_pubsub_max_outstanding_bytes() -> i64 {
+    100 * 1024 * 1024
+}
+
+fn default_pubsub_streams() -> usize {
+    1
+}
+
+fn default_pubsub_ack_deadline() -> i32 {
+    60
 }
 
 fn default_capacity() -> usize {
@@ -243,10 +439,12 @@ fn default_max_deliveries() -> u32 {
 pub enum BrokerKind {
     /// A bounded in-process queue: no cloud account needed.
     Embedded,
+    /// Google Cloud Pub/Sub: ingest and process may run on different machines.
+    Pubsub,
 }
 
 /// One `[[plugins]]` entry.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The name used in logs and dead letters; defaults to the file stem.
@@ -266,6 +464,10 @@ pub struct PluginConfig {
     /// The most linear memory the plugin may grow to, in MiB.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// A JSONL file of sample posts a new version must process without a
+    /// failure or trap before it is swapped in (and at startup).
+    #[serde(default)]
+    pub self_check: Option<PathBuf>,
 }
 
 impl PluginConfig {
@@ -341,6 +543,17 @@ pub struct ProcessConfig {
     /// Parallel workers running the chain.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Watch the plugin files and swap in a changed file without a restart.
+    #[serde(default = "default_watch_plugins")]
+    pub watch_plugins: bool,
+    /// How long a changed plugin file must stay unchanged (size, mtime) before
+    /// it is loaded, so a file still being written is never loaded.
+    #[serde(
+        default = "default_watch_debounce",
+        with = "duration_ms",
+        rename = "watch_debounce_ms"
+    )]
+    pub watch_debounce: Duration,
 }
 
 impl Default for ProcessConfig {
@@ -348,8 +561,18 @@ impl Default for ProcessConfig {
         ProcessConfig {
             chain_batch: default_chain_batch(),
             workers: default_workers(),
+            watch_plugins: default_watch_plugins(),
+            watch_debounce: default_watch_debounce(),
         }
     }
+}
+
+fn default_watch_plugins() -> bool {
+    true
+}
+
+fn default_watch_debounce() -> Duration {
+    Duration::from_millis(500)
 }
 
 fn default_chain_batch() -> usize {
@@ -593,7 +816,10 @@ impl Config {
                 .validate()
                 .map_err(|(key, message)| invalid(&format!("sink.bigquery.{key}"), message))?;
         }
-        if self.source.replay.is_none() && self.source.x.is_none() {
+        self.broker
+            .validate()
+            .map_err(|(key, message)| invalid(&key, message))?;
+        if self.broker.ingest() && self.source.replay.is_none() && self.source.x.is_none() {
             return Err(invalid(
                 "source",
                 "no source is configured (add a [source.replay] table with `path = \"posts.jsonl\"`, or a [source.x] table with `rules`)"
@@ -730,6 +956,14 @@ impl Config {
             if let Some(file) = &mut bigquery.schema_file {
                 resolve(file);
             }
+        }
+        if let Some(file) = self
+            .broker
+            .pubsub
+            .as_mut()
+            .and_then(|pubsub| pubsub.credentials_file.as_mut())
+        {
+            resolve(file);
         }
         resolve(&mut self.dead_letter.path);
     }

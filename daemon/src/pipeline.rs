@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batcher::{Batcher, FlushCause};
 use crate::broker::{self, AckToken, Delivery, Publisher, Subscriber};
-use crate::config::{Config, SinkKind};
+use crate::config::{BrokerKind, Config, SinkKind};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
 use crate::metrics::{DeadLetterMetrics, Metrics, Shape, SinkMetrics, VerdictTally};
-use crate::plugins::{LoadedChain, PluginError, Verdict};
+use crate::plugins::{ChainObserver, ChainSwitch, LoadedChain, PluginError, Verdict};
 use crate::post::{Post, decode};
 use crate::sinks::{self, Sink, SinkError};
 use crate::sources::{ReplaySource, SourceError, XSource, XSourceError};
@@ -40,6 +40,8 @@ pub enum PipelineError {
     Plugin(#[from] PluginError),
     #[error("config: {0}")]
     Config(String),
+    #[error(transparent)]
+    Pubsub(#[from] crate::broker::pubsub::PubsubError),
     #[error("a pipeline task failed: {0}")]
     Task(String),
 }
@@ -115,19 +117,43 @@ pub async fn run_with_metrics(
     observer: Arc<dyn Observer>,
     metrics: Arc<Metrics>,
 ) -> Result<RunOutcome, PipelineError> {
+    run_switched(config, ChainSwitch::new(chain), shutdown, observer, metrics).await
+}
+
+/// [`run_with_metrics`] on the chain in `chains`: each worker checks between two
+/// batches whether a newer generation was published (plugin hot swap) and, if so,
+/// instantiates it for its next batch; the batch in flight ends on its own chain.
+pub async fn run_switched(
+    config: &Config,
+    chains: Arc<ChainSwitch>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    observer: Arc<dyn Observer>,
+    metrics: Arc<Metrics>,
+) -> Result<RunOutcome, PipelineError> {
     let started = Instant::now();
+    let generation = chains.current();
+    let chain = &generation.chain;
     let stats = metrics.stats();
     let sink_kind = config.sink_kind().map_err(PipelineError::Config)?;
 
-    let replay = config.source.replay.clone().map(ReplaySource::new);
+    // A process-only daemon reads no source, even when one is configured.
+    let ingest = config.broker.ingest();
+    let process = config.broker.process();
+    let replay = config
+        .source
+        .replay
+        .clone()
+        .filter(|_| ingest)
+        .map(ReplaySource::new);
     let x_status = metrics.x_status();
     let x_source = config
         .source
         .x
         .clone()
+        .filter(|_| ingest)
         .map(|x| XSource::new(x).map(|source| source.with_status(x_status)))
         .transpose()?;
-    if replay.is_none() && x_source.is_none() {
+    if ingest && replay.is_none() && x_source.is_none() {
         return Err(PipelineError::Config("no source is configured".to_owned()));
     }
     // Fail before anything is read when the input is missing.
@@ -139,20 +165,24 @@ pub async fn run_with_metrics(
     let sink_metrics = metrics.sink(sink.name());
     let shape = Shape {
         sink: sink.name(),
-        broker: "embedded",
+        broker: match config.broker.kind {
+            BrokerKind::Embedded => "embedded",
+            BrokerKind::Pubsub => "pubsub",
+        },
         replay: replay.is_some(),
         x: x_source.is_some(),
     };
     let dead_letters = DeadLetterFile::open(&config.dead_letter.path)?;
-    let chain_observer = metrics.chain_observer(&chain);
+    let chain_observer = metrics.chain_observer(chain);
     let mut first_runner = Some(chain.instantiate()?);
 
-    let (publisher, subscriber) = broker::embedded(config.broker.capacity, stats.clone());
-    let broker_control = subscriber.closer();
-    let closer = broker_control.clone();
-    let subscriber = Arc::new(Mutex::new(Subscriber::Embedded(subscriber)));
-
     let cancel = CancellationToken::new();
+    let built = build_broker(config, &stats, &cancel).await?;
+    let broker_control = built.embedded.clone();
+    let closer = built.embedded;
+    let pubsub_control = built.pubsub;
+    let publisher = built.publisher;
+    let subscriber = Arc::new(Mutex::new(built.subscriber));
     let (row_tx, row_rx) = mpsc::channel::<Row>(config.batch.max_rows.max(64) * 2);
     let (letter_tx, letter_rx) = mpsc::channel::<Letter>(1024);
     metrics.watch_queue("sink", queue_depth(&row_tx));
@@ -171,14 +201,18 @@ pub async fn run_with_metrics(
         letters: letter_tx.clone(),
         stats: stats.clone(),
         cancel: cancel.clone(),
-        close_broker: Box::new(move || closer.close()),
+        close_broker: Box::new(move || {
+            if let Some(closer) = &closer {
+                closer.close();
+            }
+        }),
         heartbeat: heartbeat_timer(observer.as_ref()),
         observer: observer.clone(),
         metrics: sink_metrics,
     }));
 
     let mut workers = Vec::new();
-    for _ in 0..config.process.workers {
+    for _ in 0..if process { config.process.workers } else { 0 } {
         let mut runner = match first_runner.take() {
             Some(runner) => runner,
             None => chain.instantiate()?,
@@ -187,6 +221,9 @@ pub async fn run_with_metrics(
         workers.push(tokio::spawn(process_worker(ProcessWorker {
             subscriber: subscriber.clone(),
             runner: Some(runner),
+            chains: chains.clone(),
+            generation: generation.number,
+            chain_observer: chain_observer.clone(),
             chain_batch: config.process.chain_batch,
             max_deliveries: config.broker.max_deliveries,
             rows: row_tx.clone(),
@@ -212,14 +249,22 @@ pub async fn run_with_metrics(
 
     metrics.pipeline_started(shape);
     observer.ready(&stats.snapshot());
-    let source_error = run_sources(
-        replay,
-        x_source,
-        Publisher::Embedded(publisher),
-        &stats,
-        &cancel,
-    )
-    .await;
+    let source_error = match publisher {
+        Some(publisher) => {
+            let flushed = publisher.clone();
+            let error = run_sources(replay, x_source, publisher, &stats, &cancel).await;
+            if let Publisher::Pubsub(publisher) = flushed {
+                // Everything read is confirmed by Pub/Sub (or given up at shutdown).
+                publisher.flush().await;
+            }
+            error
+        }
+        None => None,
+    };
+    // Pub/Sub never ends on its own: a process role runs until shutdown.
+    if pubsub_control.is_some() && process {
+        cancel.cancelled().await;
+    }
     let interrupted = cancel.is_cancelled();
     let mut first_error: Option<PipelineError> = source_error;
 
@@ -235,11 +280,15 @@ pub async fn run_with_metrics(
     if let Err(error) = flatten(letters_task.await) {
         first_error.get_or_insert(error);
     }
+    if let Some(control) = &pubsub_control {
+        // Sends the acks given during the drain before the streams close.
+        control.shutdown().await;
+    }
     cancel.cancel();
     let _ = watcher.await;
     metrics.pipeline_stopped();
 
-    let abandoned = broker_control.abandoned();
+    let abandoned = broker_control.map_or(0, |control| control.abandoned());
     if let Some(error) = first_error {
         return Err(error);
     }
@@ -266,7 +315,7 @@ async fn run_sources(
             return Ok(());
         };
         let ended = replay
-            .run(publisher.clone(), stats.clone(), cancel.clone())
+            .run(publisher.with_source("replay"), stats.clone(), cancel.clone())
             .await;
         ended.map(drop).map_err(|error| {
             cancel.cancel();
@@ -278,7 +327,7 @@ async fn run_sources(
             return Ok(());
         };
         let ended = x_source
-            .run(publisher.clone(), stats.clone(), cancel.clone())
+            .run(publisher.with_source("x"), stats.clone(), cancel.clone())
             .await;
         ended.map_err(|error| {
             log::error!("{error}");
@@ -289,6 +338,64 @@ async fn run_sources(
     let (replay_ended, x_ended) = tokio::join!(replay_run, x_run);
     drop(publisher);
     replay_ended.err().or(x_ended.err())
+}
+
+/// The two ends of the configured broker, each present only for its role.
+struct BuiltBroker {
+    publisher: Option<Publisher>,
+    subscriber: Subscriber,
+    embedded: Option<broker::embedded::EmbeddedCloser>,
+    pubsub: Option<broker::PubsubControl>,
+}
+
+async fn build_broker(
+    config: &Config,
+    stats: &Arc<Stats>,
+    cancel: &CancellationToken,
+) -> Result<BuiltBroker, PipelineError> {
+    match (config.broker.kind, &config.broker.pubsub) {
+        (BrokerKind::Embedded, _) => {
+            let (publisher, subscriber) = broker::embedded(config.broker.capacity, stats.clone());
+            Ok(BuiltBroker {
+                publisher: Some(Publisher::Embedded(publisher)),
+                embedded: Some(subscriber.closer()),
+                subscriber: Subscriber::Embedded(subscriber),
+                pubsub: None,
+            })
+        }
+        (BrokerKind::Pubsub, None) => Err(PipelineError::Config(
+            "broker.pubsub: kind = \"pubsub\" needs a [broker.pubsub] table".to_owned(),
+        )),
+        (BrokerKind::Pubsub, Some(pubsub)) => {
+            if pubsub.create_if_missing {
+                broker::pubsub::ensure_resources(pubsub).await?;
+            }
+            let publisher = if config.broker.ingest() {
+                let publisher =
+                    broker::PubsubPublisher::connect(pubsub, stats.clone(), cancel.clone()).await?;
+                Some(Publisher::Pubsub(publisher))
+            } else {
+                None
+            };
+            let (subscriber, control) = if config.broker.process() {
+                let (subscriber, control) =
+                    broker::PubsubSubscriber::connect(pubsub, stats.clone(), cancel.clone())
+                        .await?;
+                (Subscriber::Pubsub(subscriber), control)
+            } else {
+                // No worker pulls when this daemon only ingests.
+                let (subscriber, control) =
+                    broker::PubsubSubscriber::idle(stats.clone(), cancel.clone());
+                (Subscriber::Pubsub(subscriber), control)
+            };
+            Ok(BuiltBroker {
+                publisher,
+                subscriber,
+                embedded: None,
+                pubsub: Some(control),
+            })
+        }
+    }
 }
 
 /// Messages waiting in a channel, read at scrape time without keeping it open.
@@ -312,6 +419,10 @@ fn flatten(
 struct ProcessWorker {
     subscriber: Arc<Mutex<Subscriber>>,
     runner: Option<crate::plugins::ChainRunner>,
+    /// Where newer chain generations are published, and the one `runner` runs.
+    chains: Arc<ChainSwitch>,
+    generation: u64,
+    chain_observer: Arc<dyn ChainObserver>,
     chain_batch: usize,
     max_deliveries: u32,
     rows: mpsc::Sender<Row>,
@@ -345,7 +456,16 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
         let max_deliveries = worker.max_deliveries;
         let stats = worker.stats.clone();
         let metrics = worker.metrics.clone();
+        // Between two batches: the only point where a worker changes chains.
+        let newer = worker.chains.newer_than(worker.generation);
+        if let Some(newer) = &newer {
+            worker.generation = newer.number;
+        }
+        let chain_observer = worker.chain_observer.clone();
         let (runner, processed) = tokio::task::spawn_blocking(move || {
+            if let Some(newer) = newer {
+                runner = switch_runner(runner, &newer, chain_observer);
+            }
             let mut tally = VerdictTally::default();
             let processed =
                 process_batch(&mut runner, deliveries, max_deliveries, &stats, &mut tally);
@@ -373,6 +493,36 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
                     }
                 }
             }
+        }
+    }
+}
+
+/// The worker's runner for generation `newer`: its instances are created here,
+/// before the next batch, and the old ones are dropped. If instantiating fails
+/// (the generation passed the same steps when it was loaded) the old runner stays.
+fn switch_runner(
+    old: crate::plugins::ChainRunner,
+    newer: &crate::plugins::ChainGeneration,
+    observer: Arc<dyn ChainObserver>,
+) -> crate::plugins::ChainRunner {
+    let paused = std::time::Instant::now();
+    match newer.chain.instantiate() {
+        Ok(mut runner) => {
+            runner.observe(observer);
+            drop(old);
+            log::info!(
+                "process worker: now on plugin chain generation {} (hot-path pause {} us)",
+                newer.number,
+                paused.elapsed().as_micros()
+            );
+            runner
+        }
+        Err(error) => {
+            log::error!(
+                "process worker: cannot instantiate plugin chain generation {}, keeping the previous one: {error}",
+                newer.number
+            );
+            old
         }
     }
 }

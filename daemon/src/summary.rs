@@ -144,11 +144,69 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
         };
         let _ = writeln!(out, "              {token}");
     }
-    let _ = writeln!(
-        out,
-        "broker        embedded queue ({} messages in flight at most, {} deliveries before dead letter)",
-        config.broker.capacity, config.broker.max_deliveries
-    );
+    match (&config.broker.kind, &config.broker.pubsub) {
+        (crate::config::BrokerKind::Pubsub, Some(pubsub)) => {
+            let roles: Vec<&str> = config
+                .broker
+                .roles
+                .iter()
+                .map(|role| match role {
+                    crate::config::Role::Ingest => "ingest",
+                    crate::config::Role::Process => "process",
+                })
+                .collect();
+            let endpoint = crate::broker::pubsub::resolve_endpoint(
+                pubsub.endpoint.as_deref(),
+                std::env::var(crate::broker::pubsub::EMULATOR_HOST_VAR)
+                    .ok()
+                    .as_deref(),
+            );
+            let _ = writeln!(
+                out,
+                "broker        pubsub, roles {}{}",
+                roles.join(" + "),
+                endpoint.map_or(String::new(), |endpoint| format!(" at {endpoint}"))
+            );
+            let _ = writeln!(
+                out,
+                "              topic {} (batches of {} messages / {} bytes / {} ms, {} publishes in flight at most)",
+                crate::broker::pubsub::topic_name(pubsub),
+                pubsub.batch_max_messages,
+                pubsub.batch_max_bytes,
+                pubsub.batch_delay.as_millis(),
+                pubsub.max_in_flight
+            );
+            let _ = writeln!(
+                out,
+                "              subscription {} ({} streams, {} messages / {} bytes outstanding per stream, {} deliveries before dead letter)",
+                crate::broker::pubsub::subscription_name(pubsub),
+                pubsub.streams,
+                pubsub.max_outstanding_messages,
+                pubsub.max_outstanding_bytes,
+                config.broker.max_deliveries
+            );
+            let credentials = match &pubsub.credentials_file {
+                Some(path) => format!("service-account key {}", path.display()),
+                None => "application default credentials (none for an http:// emulator)".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "              {credentials}{}",
+                if pubsub.create_if_missing {
+                    ", creates the topic and subscription if missing"
+                } else {
+                    ""
+                }
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "broker        embedded queue ({} messages in flight at most, {} deliveries before dead letter)",
+                config.broker.capacity, config.broker.max_deliveries
+            );
+        }
+    }
     if config.plugins.is_empty() {
         let _ = writeln!(out, "plugins       none (posts pass unchanged)");
     } else {
@@ -205,6 +263,15 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
         }
     }
     let _ = writeln!(out, "dead letters  {}", config.dead_letter.path.display());
+    if config.metrics.enabled {
+        let listen = config.metrics.listen;
+        let _ = writeln!(
+            out,
+            "metrics       http://{listen}/metrics, /healthz, /readyz"
+        );
+    } else {
+        let _ = writeln!(out, "metrics       off");
+    }
     let _ = writeln!(out, "logging       {:?}", config.logging.level);
     Description {
         text: out,

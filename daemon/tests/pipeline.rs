@@ -9,6 +9,8 @@ use tweetpipe::config::Config;
 use tweetpipe::plugins::LoadedChain;
 use tweetpipe::sample::{SampleOptions, write_sample};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tweetpipe");
 
 /// A scratch directory with a sample file and a config pointing at it.
@@ -40,6 +42,11 @@ impl Scenario {
 
     /// Writes `tweetpipe.toml`; `replay_extra` is appended to `[source.replay]`.
     fn write_config(&self, replay_extra: &str) {
+        self.write_config_with(replay_extra, "");
+    }
+
+    /// Like [`Scenario::write_config`], with extra tables (e.g. `[[plugins]]`) at the end.
+    fn write_config_with(&self, replay_extra: &str, tables: &str) {
         let config = format!(
             r#"
 [source.replay]
@@ -62,6 +69,8 @@ path = "out/dead.jsonl"
 
 [logging]
 level = "warn"
+
+{tables}
 "#
         );
         std::fs::write(self.path("tweetpipe.toml"), config).unwrap();
@@ -397,4 +406,89 @@ fn sigterm_mid_replay_drains_cleanly_and_a_rerun_completes_the_input_once() {
     // Malformed lines read in both runs are dead-lettered each time, never lost.
     let letters = scenario.dead_letters();
     assert!(letters.len() >= malformed.len());
+}
+
+/// The SDK's ten-line plugin (`#[filter] fn only_english_with_links`) in a real run.
+#[test]
+fn the_ten_line_plugin_filters_a_real_run() {
+    let scenario = Scenario::new(800, 21);
+    let plugin = support::wasm::plugin("only_english_with_links");
+    scenario.write_config_with(
+        "",
+        &format!("[[plugins]]\npath = {:?}\n", plugin.display().to_string()),
+    );
+    let output = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(scenario.path("tweetpipe.toml"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let summary = String::from_utf8(output.stdout).unwrap();
+    assert!(summary.contains("dropped by plugins"), "{summary}");
+
+    let db = rusqlite::Connection::open(scenario.path("out/posts.db")).unwrap();
+    let (rows, off_filter): (i64, i64) = db
+        .query_row(
+            "SELECT count(*), sum(lang != 'en' OR json_array_length(urls) = 0) FROM posts",
+            [],
+            |row| Ok((row.get(0)?, row.get::<_, Option<i64>>(1)?.unwrap_or(0))),
+        )
+        .unwrap();
+    assert!(rows > 0, "some English posts with links are kept");
+    assert_eq!(off_filter, 0, "only English posts with links are kept");
+
+    // Every decodable post is either a row or was dropped by the plugin.
+    let (ids, _) = scenario.input();
+    let expected: BTreeSet<String> = std::fs::read_to_string(scenario.path("posts.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| tweetpipe::post::decode(line).ok())
+        .filter(|post| post.lang == "en" && !post.urls.is_empty())
+        .map(|post| post.id)
+        .collect();
+    assert!(expected.is_subset(&ids));
+    assert_eq!(
+        scenario.rows().into_keys().collect::<BTreeSet<_>>(),
+        expected
+    );
+}
+
+/// A plugin that traps on one post: only that post is dead-lettered, with the
+/// plugin's name and the panic message; every other post is committed.
+#[test]
+fn a_poison_post_is_dead_lettered_by_name_and_the_rest_commit() {
+    let scenario = Scenario::new(500, 4);
+    let (ids, malformed) = scenario.input();
+    let poison = ids.iter().nth(137).unwrap().clone();
+    let plugin = support::wasm::plugin("hostile_panic");
+    scenario.write_config_with(
+        "",
+        &format!(
+            "[[plugins]]\nname = \"poisoned\"\npath = {:?}\nconfig = {{ poison = {poison:?} }}\n",
+            plugin.display().to_string()
+        ),
+    );
+    let outcome = run_pipeline(&scenario.config());
+    let letters = scenario.dead_letters();
+    let plugin_letters: Vec<_> = letters
+        .iter()
+        .filter(|letter| letter["stage"] == "plugin")
+        .collect();
+    assert_eq!(plugin_letters.len(), 1, "{letters:?}");
+    let letter = plugin_letters[0];
+    assert_eq!(letter["plugin"], "poisoned");
+    assert_eq!(letter["post_id"], poison.as_str());
+    assert!(
+        letter["error"].as_str().unwrap().contains("poison post"),
+        "the dead letter carries the plugin's panic message: {letter}"
+    );
+    assert_eq!(letters.len(), malformed.len() + 1);
+    let mut expected = ids.clone();
+    expected.remove(&poison);
+    assert_eq!(
+        scenario.rows().into_keys().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert_eq!(outcome.stats.failed, 1);
+    assert_eq!(outcome.stats.acked, outcome.stats.read);
 }

@@ -44,6 +44,7 @@ fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        self_check: None,
     }
 }
 
@@ -362,6 +363,7 @@ fn bad_plugin_files_are_refused_with_a_clear_message() {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        self_check: None,
     };
 
     let text = dir.path().join("notes.wasm");

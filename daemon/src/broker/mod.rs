@@ -4,15 +4,17 @@
 //! every row the message produced is committed by the sink or written to the
 //! dead-letter destination; a token dropped unresolved is a nack, so a message can
 //! be delivered twice but never lost. The embedded broker is a bounded in-process
-//! queue with the same contract Pub/Sub has.
+//! queue with the same contract Pub/Sub has; [`pubsub`] is Google Cloud Pub/Sub.
 
 use std::sync::Arc;
 
 use crate::stats::Stats;
 
 pub mod embedded;
+pub mod pubsub;
 
 pub use embedded::{EmbeddedPublisher, EmbeddedSubscriber, embedded};
+pub use pubsub::{PubsubControl, PubsubPublisher, PubsubSubscriber};
 
 /// Settles one delivery with the broker it came from.
 pub trait Acker: Send + 'static {
@@ -93,6 +95,7 @@ pub struct BrokerClosed;
 #[derive(Debug, Clone)]
 pub enum Publisher {
     Embedded(EmbeddedPublisher),
+    Pubsub(PubsubPublisher),
 }
 
 impl Publisher {
@@ -100,6 +103,16 @@ impl Publisher {
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
         match self {
             Publisher::Embedded(publisher) => publisher.publish(payload).await,
+            Publisher::Pubsub(publisher) => publisher.publish(payload).await,
+        }
+    }
+
+    /// The same publisher, labelling what it publishes with `source` where the
+    /// broker keeps attributes (Pub/Sub).
+    pub fn with_source(&self, source: &'static str) -> Publisher {
+        match self {
+            Publisher::Embedded(publisher) => Publisher::Embedded(publisher.clone()),
+            Publisher::Pubsub(publisher) => Publisher::Pubsub(publisher.with_source(source)),
         }
     }
 }
@@ -108,6 +121,7 @@ impl Publisher {
 #[derive(Debug)]
 pub enum Subscriber {
     Embedded(EmbeddedSubscriber),
+    Pubsub(PubsubSubscriber),
 }
 
 impl Subscriber {
@@ -116,6 +130,7 @@ impl Subscriber {
     pub async fn recv_many(&mut self, max: usize) -> Vec<Delivery> {
         match self {
             Subscriber::Embedded(subscriber) => subscriber.recv_many(max).await,
+            Subscriber::Pubsub(subscriber) => subscriber.recv_many(max).await,
         }
     }
 }

@@ -115,6 +115,9 @@ pub struct Metrics {
     shared: Arc<Shared>,
 }
 
+/// Reads one queue's depth at scrape time.
+type DepthProbe = Box<dyn Fn() -> u64 + Send + Sync>;
+
 /// What the collector reads at scrape time.
 #[derive(Default)]
 struct Shared {
@@ -127,7 +130,7 @@ struct Shared {
     x: Arc<ConnectionStatus>,
     /// Rows in the sink stage's open batch.
     open_batch: AtomicU64,
-    queues: Mutex<Vec<(&'static str, Box<dyn Fn() -> u64 + Send + Sync>)>>,
+    queues: Mutex<Vec<(&'static str, DepthProbe)>>,
     /// Distinct drop reasons seen per plugin (bounds the `reason` label).
     reasons: Mutex<HashMap<String, usize>>,
 }

@@ -117,6 +117,7 @@ fn plugin_entry(
         on_error: OnError::DeadLetter,
         timeout: settings.and_then(|settings| settings.timeout),
         memory_mb: settings.and_then(|settings| settings.memory_mb),
+        self_check: None,
     })
 }
 

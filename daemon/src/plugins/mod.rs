@@ -19,6 +19,8 @@
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
 //! - `convert` moves posts in and out of the contract's record.
 //! - `cli` is `tweetpipe plugin run|check`, for plugin authors.
+//! - `reload` builds new chain generations and swaps them in between batches.
+//! - `watch` notices changed plugin files and asks `reload` to swap them.
 
 mod bindings;
 mod cache;
@@ -26,6 +28,8 @@ pub mod cli;
 mod convert;
 mod engine;
 mod load;
+mod reload;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +41,8 @@ use crate::config::{OnError, PluginConfig};
 use crate::post::Post;
 
 pub use self::cache::default_cache_dir;
+pub use self::reload::{ChainGeneration, ChainSwitch, PluginReloader, ReloadReport};
+pub use self::watch::watch_plugin_files;
 
 /// What the chain decided for one post.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,15 +158,23 @@ impl LoadedChain {
     ) -> Result<LoadedChain, PluginError> {
         let loaded = plugins
             .iter()
-            .map(|plugin| load::load_plugin(plugin, options).map(Arc::new))
+            .map(|plugin| reload::load_checked(plugin, options))
             .collect::<Result<Vec<_>, _>>()?;
         for plugin in &loaded {
-            log::info!("loaded plugin {}", plugin.describe());
+            log::info!(
+                "loaded plugin {} v{}",
+                plugin.describe(),
+                reload::short(&plugin.sha256)
+            );
         }
-        Ok(LoadedChain {
+        Ok(LoadedChain::from_plugins(loaded))
+    }
+
+    fn from_plugins(loaded: Vec<Arc<LoadedPlugin>>) -> LoadedChain {
+        LoadedChain {
             names: loaded.iter().map(|plugin| plugin.name.clone()).collect(),
             plugins: loaded.into(),
-        })
+        }
     }
 
     /// The plugin names, in chain order.

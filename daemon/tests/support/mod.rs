@@ -4,3 +4,5 @@
 
 pub mod fake_bigquery;
 pub mod fake_x;
+pub mod pubsub_emulator;
+pub mod wasm;

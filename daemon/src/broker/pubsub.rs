@@ -1,0 +1,667 @@
+//! The Google Cloud Pub/Sub broker: ingest publishes to a topic, process pulls a subscription.
+//!
+//! Publishing goes through the client's batching publisher (count, bytes and delay
+//! thresholds from the config). The client's queue is unbounded, so a semaphore
+//! bounds the publishes not yet confirmed: a slow Pub/Sub makes the source wait
+//! instead of growing memory. A failed publish is retried with backoff until it
+//! succeeds or the daemon stops; the outage is logged once when it starts and once
+//! when it ends. Each message carries the post id and the source in its attributes.
+//!
+//! Processing opens one or more streaming pulls with flow control (outstanding
+//! messages and bytes). A message's [`AckToken`] acks it only after the sink
+//! committed its row or the dead-letter file holds it; a nack (or a dropped token)
+//! hands it back to Pub/Sub for redelivery, possibly to another daemon on the
+//! same subscription.
+//!
+//! `PUBSUB_EMULATOR_HOST` is honoured like every Google client does: it becomes an
+//! explicit `http://` endpoint, and a plaintext endpoint never looks for
+//! credentials (which would otherwise wait for a metadata server).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use google_cloud_auth::credentials::{self, Credentials};
+use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
+use google_cloud_pubsub::model::Message;
+use google_cloud_pubsub::subscriber::handler::Handler;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{AckToken, Acker, BrokerClosed, Delivery};
+use crate::config::PubsubConfig;
+use crate::stats::Stats;
+
+/// The environment variable every Google client reads to find a Pub/Sub emulator.
+pub const EMULATOR_HOST_VAR: &str = "PUBSUB_EMULATOR_HOST";
+
+/// Why the Pub/Sub broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PubsubError {
+    /// The credentials could not be loaded.
+    #[error("pubsub: credentials: {0}")]
+    Credentials(String),
+    /// A client could not be built.
+    #[error("pubsub: building the {client} client: {message}")]
+    Client {
+        client: &'static str,
+        message: String,
+    },
+    /// The topic or subscription is missing, or could not be created.
+    #[error("pubsub: {resource} {name}: {message}")]
+    Resource {
+        resource: &'static str,
+        name: String,
+        message: String,
+    },
+}
+
+/// Where and how to reach Pub/Sub, resolved from the config and the environment.
+#[derive(Clone)]
+struct Connection {
+    endpoint: Option<String>,
+    credentials: Credentials,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The endpoint to use: the config's, else `PUBSUB_EMULATOR_HOST` as `http://host:port`.
+pub fn resolve_endpoint(configured: Option<&str>, emulator_host: Option<&str>) -> Option<String> {
+    if let Some(endpoint) = configured {
+        return Some(endpoint.trim_end_matches('/').to_owned());
+    }
+    let host = emulator_host?.trim();
+    if host.is_empty() {
+        return None;
+    }
+    if host.starts_with("http://") || host.starts_with("https://") {
+        Some(host.trim_end_matches('/').to_owned())
+    } else {
+        Some(format!("http://{host}"))
+    }
+}
+
+fn connection(config: &PubsubConfig) -> Result<Connection, PubsubError> {
+    // The client has no crypto provider of its own (its default feature would pull
+    // in aws-lc); use ring, which the rest of the daemon already links. Another
+    // component may have installed it first, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emulator = std::env::var(EMULATOR_HOST_VAR).ok();
+    let endpoint = resolve_endpoint(config.endpoint.as_deref(), emulator.as_deref());
+    let plaintext = endpoint
+        .as_deref()
+        .is_some_and(|endpoint| endpoint.starts_with("http://"));
+    let credentials = match &config.credentials_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|error| {
+                PubsubError::Credentials(format!("reading {}: {error}", path.display()))
+            })?;
+            let key: serde_json::Value = serde_json::from_str(&text).map_err(|error| {
+                PubsubError::Credentials(format!("{} is not JSON: {error}", path.display()))
+            })?;
+            credentials::service_account::Builder::new(key)
+                .build()
+                .map_err(|error| PubsubError::Credentials(format!("{}: {error}", path.display())))?
+        }
+        None if plaintext => credentials::anonymous::Builder::new().build(),
+        None => credentials::Builder::default()
+            .build()
+            .map_err(|error| PubsubError::Credentials(error.to_string()))?,
+    };
+    Ok(Connection {
+        endpoint,
+        credentials,
+    })
+}
+
+/// `projects/{project}/{kind}/{name}`, unless `name` is already a full path.
+fn full_name(project: &str, kind: &str, name: &str) -> String {
+    if name.starts_with("projects/") {
+        name.to_owned()
+    } else {
+        format!("projects/{project}/{kind}/{name}")
+    }
+}
+
+/// The configured topic's full resource name.
+pub fn topic_name(config: &PubsubConfig) -> String {
+    full_name(&config.project, "topics", &config.topic)
+}
+
+/// The configured subscription's full resource name.
+pub fn subscription_name(config: &PubsubConfig) -> String {
+    full_name(&config.project, "subscriptions", &config.subscription)
+}
+
+fn is_code(error: &google_cloud_pubsub::Error, code: google_cloud_gax::error::rpc::Code) -> bool {
+    error.status().is_some_and(|status| status.code == code)
+}
+
+/// Creates the topic and the subscription when they are missing.
+pub async fn ensure_resources(config: &PubsubConfig) -> Result<(), PubsubError> {
+    use google_cloud_gax::error::rpc::Code;
+
+    let connection = connection(config)?;
+    let topic = topic_name(config);
+    let subscription = subscription_name(config);
+    let mut topics = TopicAdmin::builder().with_credentials(connection.credentials.clone());
+    if let Some(endpoint) = &connection.endpoint {
+        topics = topics.with_endpoint(endpoint.clone());
+    }
+    let topics = topics.build().await.map_err(|error| PubsubError::Client {
+        client: "topic admin",
+        message: error.to_string(),
+    })?;
+    match topics.create_topic().set_name(topic.clone()).send().await {
+        Ok(_) => log::info!("pubsub: created topic {topic}"),
+        Err(error) if is_code(&error, Code::AlreadyExists) => {}
+        Err(error) => {
+            return Err(PubsubError::Resource {
+                resource: "topic",
+                name: topic,
+                message: error.to_string(),
+            });
+        }
+    }
+    let mut subscriptions =
+        SubscriptionAdmin::builder().with_credentials(connection.credentials.clone());
+    if let Some(endpoint) = &connection.endpoint {
+        subscriptions = subscriptions.with_endpoint(endpoint.clone());
+    }
+    let subscriptions = subscriptions
+        .build()
+        .await
+        .map_err(|error| PubsubError::Client {
+            client: "subscription admin",
+            message: error.to_string(),
+        })?;
+    let created = subscriptions
+        .create_subscription()
+        .set_name(subscription.clone())
+        .set_topic(topic)
+        .set_ack_deadline_seconds(config.ack_deadline_seconds)
+        .send()
+        .await;
+    match created {
+        Ok(_) => log::info!("pubsub: created subscription {subscription}"),
+        Err(error) if is_code(&error, Code::AlreadyExists) => {}
+        Err(error) => {
+            return Err(PubsubError::Resource {
+                resource: "subscription",
+                name: subscription,
+                message: error.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Publishes not yet confirmed: the current number and the highest seen.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl InFlight {
+    fn enter(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug)]
+struct PublisherShared {
+    client: Publisher,
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    in_flight: InFlight,
+    /// True while publishing fails; flips are logged, single failures are not.
+    failing: AtomicBool,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+}
+
+/// The ingest side: a batching publisher with a bounded in-flight queue.
+#[derive(Debug, Clone)]
+pub struct PubsubPublisher {
+    shared: Arc<PublisherShared>,
+    source: &'static str,
+}
+
+/// Longest wait between two attempts at one publish.
+const MAX_PUBLISH_BACKOFF: Duration = Duration::from_secs(10);
+
+impl PubsubPublisher {
+    /// Connects a publisher to the configured topic. Retries stop when `cancel` fires.
+    pub async fn connect(
+        config: &PubsubConfig,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Result<PubsubPublisher, PubsubError> {
+        let connection = connection(config)?;
+        let mut builder = Publisher::builder(topic_name(config))
+            .with_credentials(connection.credentials)
+            .set_message_count_threshold(config.batch_max_messages)
+            .set_byte_threshold(config.batch_max_bytes)
+            .set_delay_threshold(config.batch_delay);
+        if let Some(endpoint) = connection.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let client = builder.build().await.map_err(|error| PubsubError::Client {
+            client: "publisher",
+            message: error.to_string(),
+        })?;
+        Ok(PubsubPublisher {
+            shared: Arc::new(PublisherShared {
+                client,
+                permits: Arc::new(Semaphore::new(config.max_in_flight)),
+                max_in_flight: config.max_in_flight,
+                in_flight: InFlight::default(),
+                failing: AtomicBool::new(false),
+                stats,
+                cancel,
+            }),
+            source: "unknown",
+        })
+    }
+
+    /// The same publisher, labelling its messages with `source` (a message attribute).
+    pub fn with_source(&self, source: &'static str) -> PubsubPublisher {
+        PubsubPublisher {
+            shared: self.shared.clone(),
+            source,
+        }
+    }
+
+    /// Hands a message to the batching publisher, waiting while `max_in_flight`
+    /// publishes are unconfirmed. Confirmation (and retries) happen in the background.
+    pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        let permit = tokio::select! {
+            permit = self.shared.permits.clone().acquire_owned() => permit.map_err(|_| BrokerClosed)?,
+            _ = self.shared.cancel.cancelled() => return Err(BrokerClosed),
+        };
+        let mut attributes = HashMap::with_capacity(2);
+        if let Some(id) = post_id(&payload) {
+            attributes.insert("post_id".to_owned(), id);
+        }
+        attributes.insert("source".to_owned(), self.source.to_owned());
+        let message = Message::new()
+            .set_data(bytes::Bytes::copy_from_slice(payload.as_bytes()))
+            .set_attributes(attributes);
+        let shared = self.shared.clone();
+        shared.in_flight.enter();
+        tokio::spawn(async move {
+            publish_until_confirmed(&shared, message).await;
+            shared.in_flight.leave();
+            drop(permit);
+        });
+        Ok(())
+    }
+
+    /// Waits until every message handed over so far is confirmed (or given up at shutdown).
+    pub async fn flush(&self) {
+        let all = u32::try_from(self.shared.max_in_flight).unwrap_or(u32::MAX);
+        if let Ok(permits) = self.shared.permits.acquire_many(all).await {
+            drop(permits);
+        }
+    }
+
+    /// Unconfirmed publishes right now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.now.load(Ordering::SeqCst)
+    }
+
+    /// The most unconfirmed publishes there ever were at once.
+    pub fn in_flight_peak(&self) -> usize {
+        self.shared.in_flight.peak.load(Ordering::SeqCst)
+    }
+}
+
+async fn publish_until_confirmed(shared: &PublisherShared, message: Message) {
+    let mut attempt = 0u32;
+    loop {
+        match shared.client.publish(message.clone()).await {
+            Ok(_) => {
+                Stats::add(&shared.stats.published, 1);
+                if shared.failing.swap(false, Ordering::SeqCst) {
+                    log::info!("pubsub: publishing works again");
+                }
+                return;
+            }
+            Err(error) => {
+                attempt += 1;
+                if !shared.failing.swap(true, Ordering::SeqCst) {
+                    log::warn!("pubsub: publishing failed, retrying until it works: {error}");
+                }
+                let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
+                    .min(MAX_PUBLISH_BACKOFF);
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shared.cancel.cancelled() => {
+                        log::error!("pubsub: a message was not published before shutdown: {error}");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The post id of a raw message (`{"data": {"id": …}}` from X, or a flat `{"id": …}`).
+fn post_id(payload: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        id: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        data: Option<Data>,
+        id: Option<String>,
+    }
+    let envelope: Envelope = serde_json::from_str(payload).ok()?;
+    envelope.data.and_then(|data| data.id).or(envelope.id)
+}
+
+/// Attempts and last nack reason of messages nacked by this daemon, by message id.
+/// Pub/Sub only counts deliveries when the subscription has a dead-letter policy.
+type Attempts = Arc<Mutex<HashMap<String, (u32, String)>>>;
+
+/// Entries kept before the table is reset (a memory bound, not a correctness one).
+const MAX_TRACKED_ATTEMPTS: usize = 100_000;
+
+/// The process side: streaming pulls feeding one queue of deliveries.
+#[derive(Debug)]
+pub struct PubsubSubscriber {
+    rx: mpsc::Receiver<(Message, Handler)>,
+    attempts: Attempts,
+    stats: Arc<Stats>,
+    cancel: CancellationToken,
+}
+
+/// Stops a [`PubsubSubscriber`]'s streams and waits for their acks to be sent.
+#[derive(Debug, Clone)]
+pub struct PubsubControl {
+    tasks: Arc<tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    stop: CancellationToken,
+}
+
+impl PubsubControl {
+    /// Stops pulling and waits until the acks and nacks given so far are sent.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+impl PubsubSubscriber {
+    /// Opens `config.streams` streaming pulls on the configured subscription.
+    /// [`PubsubSubscriber::recv_many`] returns nothing once `cancel` fires.
+    pub async fn connect(
+        config: &PubsubConfig,
+        stats: Arc<Stats>,
+        cancel: CancellationToken,
+    ) -> Result<(PubsubSubscriber, PubsubControl), PubsubError> {
+        let connection = connection(config)?;
+        let mut builder = Subscriber::builder().with_credentials(connection.credentials);
+        if let Some(endpoint) = connection.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let client = builder.build().await.map_err(|error| PubsubError::Client {
+            client: "subscriber",
+            message: error.to_string(),
+        })?;
+        let subscription = subscription_name(config);
+        let capacity = usize::try_from(config.max_outstanding_messages)
+            .unwrap_or(1)
+            .clamp(1, 100_000);
+        let (tx, rx) = mpsc::channel(capacity);
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::with_capacity(config.streams);
+        for _ in 0..config.streams {
+            tasks.push(tokio::spawn(pull(
+                client.clone(),
+                subscription.clone(),
+                config.max_outstanding_messages,
+                config.max_outstanding_bytes,
+                tx.clone(),
+                stop.clone(),
+            )));
+        }
+        Ok((
+            PubsubSubscriber {
+                rx,
+                attempts: Arc::default(),
+                stats,
+                cancel,
+            },
+            PubsubControl {
+                tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
+                stop,
+            },
+        ))
+    }
+
+    /// A subscriber that never pulls (a daemon that only ingests).
+    pub fn idle(stats: Arc<Stats>, cancel: CancellationToken) -> (PubsubSubscriber, PubsubControl) {
+        let (_, rx) = mpsc::channel(1);
+        (
+            PubsubSubscriber {
+                rx,
+                attempts: Arc::default(),
+                stats,
+                cancel,
+            },
+            PubsubControl {
+                tasks: Arc::default(),
+                stop: CancellationToken::new(),
+            },
+        )
+    }
+
+    /// Waits for at least one message and returns up to `max` ready ones; an
+    /// empty vector means the pipeline is stopping.
+    pub async fn recv_many(&mut self, max: usize) -> Vec<Delivery> {
+        let mut received = Vec::with_capacity(max.min(1024));
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => return Vec::new(),
+            _ = self.rx.recv_many(&mut received, max) => {}
+        }
+        received
+            .into_iter()
+            .map(|(message, handler)| self.deliver(message, handler))
+            .collect()
+    }
+
+    fn deliver(&self, message: Message, handler: Handler) -> Delivery {
+        let payload: Arc<str> = match std::str::from_utf8(&message.data) {
+            Ok(text) => Arc::from(text),
+            Err(_) => Arc::from(String::from_utf8_lossy(&message.data).as_ref()),
+        };
+        let earlier = self
+            .attempts
+            .lock()
+            .expect("the attempts table is never poisoned")
+            .get(&message.message_id)
+            .cloned();
+        let counted = handler
+            .delivery_attempt()
+            .and_then(|attempt| u32::try_from(attempt).ok());
+        let (attempt, last_error) = match (counted, earlier) {
+            (Some(attempt), earlier) => (attempt, earlier.map(|(_, reason)| reason)),
+            (None, Some((nacks, reason))) => (nacks + 1, Some(reason)),
+            (None, None) => (1, None),
+        };
+        Delivery {
+            payload,
+            attempt,
+            last_error,
+            token: AckToken::new(
+                Box::new(PubsubAcker {
+                    handler,
+                    message_id: message.message_id,
+                    attempt,
+                    attempts: self.attempts.clone(),
+                }),
+                self.stats.clone(),
+            ),
+        }
+    }
+}
+
+/// One streaming pull, reopened with backoff when it fails, until `stop` fires.
+async fn pull(
+    client: Subscriber,
+    subscription: String,
+    max_messages: i64,
+    max_bytes: i64,
+    tx: mpsc::Sender<(Message, Handler)>,
+    stop: CancellationToken,
+) {
+    let mut failures = 0u32;
+    while !stop.is_cancelled() {
+        let mut stream = client
+            .subscribe(subscription.clone())
+            .set_max_outstanding_messages(max_messages)
+            .set_max_outstanding_bytes(max_bytes)
+            .build();
+        let shutdown = stream.shutdown_token();
+        let ended = loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => break None,
+                next = stream.next() => next,
+            };
+            match next {
+                Some(Ok(received)) => {
+                    if failures > 0 {
+                        log::info!("pubsub: pulling {subscription} works again");
+                        failures = 0;
+                    }
+                    // A full queue holds the stream: flow control does the rest.
+                    let sent = tokio::select! {
+                        sent = tx.send(received) => sent.is_ok(),
+                        _ = stop.cancelled() => false,
+                    };
+                    if !sent {
+                        break None;
+                    }
+                }
+                Some(Err(error)) => break Some(error.to_string()),
+                None => break Some("the stream ended".to_owned()),
+            }
+        };
+        // Waits for the acks of delivered messages; undelivered ones are redelivered.
+        shutdown.shutdown().await;
+        let Some(error) = ended else {
+            return;
+        };
+        failures += 1;
+        if failures == 1 {
+            log::warn!("pubsub: pulling {subscription} failed, reconnecting: {error}");
+        }
+        let backoff = Duration::from_millis(200u64.saturating_mul(1 << failures.min(6)));
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+struct PubsubAcker {
+    handler: Handler,
+    message_id: String,
+    attempt: u32,
+    attempts: Attempts,
+}
+
+impl Acker for PubsubAcker {
+    fn ack(self: Box<Self>) {
+        if self.attempt > 1 {
+            self.attempts
+                .lock()
+                .expect("the attempts table is never poisoned")
+                .remove(&self.message_id);
+        }
+        self.handler.ack();
+    }
+
+    fn nack(self: Box<Self>, reason: &str) {
+        let PubsubAcker {
+            handler,
+            message_id,
+            attempt,
+            attempts,
+        } = *self;
+        {
+            let mut attempts = attempts
+                .lock()
+                .expect("the attempts table is never poisoned");
+            if attempts.len() >= MAX_TRACKED_ATTEMPTS {
+                attempts.clear();
+            }
+            attempts.insert(message_id, (attempt, reason.to_owned()));
+        }
+        handler.nack();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emulator_host_becomes_a_plaintext_endpoint() {
+        assert_eq!(
+            resolve_endpoint(None, Some("127.0.0.1:8085")).as_deref(),
+            Some("http://127.0.0.1:8085")
+        );
+        assert_eq!(resolve_endpoint(None, Some("  ")), None);
+        assert_eq!(resolve_endpoint(None, None), None);
+    }
+
+    #[test]
+    fn configured_endpoint_wins_over_the_emulator() {
+        assert_eq!(
+            resolve_endpoint(
+                Some("https://europe-west1-pubsub.googleapis.com/"),
+                Some("h:1")
+            )
+            .as_deref(),
+            Some("https://europe-west1-pubsub.googleapis.com")
+        );
+    }
+
+    #[test]
+    fn post_id_is_read_from_either_shape() {
+        assert_eq!(
+            post_id(r#"{"data":{"id":"17","text":"x"},"includes":{}}"#).as_deref(),
+            Some("17")
+        );
+        assert_eq!(post_id(r#"{"id":"18","text":"x"}"#).as_deref(), Some("18"));
+        assert_eq!(post_id("not json"), None);
+    }
+
+    #[test]
+    fn short_names_get_the_project_prefix() {
+        assert_eq!(full_name("p", "topics", "t"), "projects/p/topics/t");
+        assert_eq!(
+            full_name("p", "topics", "projects/q/topics/t"),
+            "projects/q/topics/t"
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! Rules compiled once for fast matching: every keyword and phrase token gets
+//! a number, so a post's text is tokenised once and each keyword test is a bit
+//! lookup, whatever the number of rules.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use thiserror::Error;
+use tweetpipe_plugin::Post;
+
+use crate::rule::{self, Expr, HasKind, IsKind, RuleError, Term};
+use crate::text::{BuildTokenHasher, eq_lower, token_list, tokens};
+
+/// One entry of `config.rules`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The rule, in X's filtered-stream rule language.
+    pub value: String,
+    /// The name reported in `matched_rules`; the rule itself when absent.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// The plugin's `config` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// The rules; a post is kept when at least one matches.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// Why the filter's configuration is rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FilterError {
+    /// `config.rules` is empty.
+    #[error(
+        "config.rules is empty: add at least one rule, e.g. rules = [{{ value = \"covid lang:en\", tag = \"covid\" }}]"
+    )]
+    NoRules,
+    /// One rule is invalid.
+    #[error("config.rules[{index}] ({label}): {error}\n    {value}\n    {caret:>width$}", caret = "^", width = error.column)]
+    Rule {
+        /// The rule's position in `config.rules` (0-based).
+        index: usize,
+        /// `tag "..."`, or `no tag`.
+        label: String,
+        /// The rule as written.
+        value: String,
+        /// What is wrong and where.
+        error: RuleError,
+    },
+}
+
+/// A rule tree whose text terms are token numbers.
+#[derive(Debug)]
+enum Node {
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    /// A keyword of one token.
+    Token(u32),
+    /// Consecutive tokens (a phrase, or a keyword such as `e-mail`).
+    Tokens(Box<[u32]>),
+    Hashtag(String),
+    Mention(String),
+    Cashtag(String),
+    From(String),
+    To(String),
+    /// The value's tokens joined and framed by `\0`, searched in a URL's
+    /// tokens framed the same way.
+    Url(String),
+    Lang(String),
+    Is(IsKind),
+    Has(HasKind),
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    tag: String,
+    node: Node,
+}
+
+/// The compiled rules of one filter instance.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    /// Every distinct token of every keyword and phrase.
+    vocabulary: HashMap<Box<str>, u32, BuildTokenHasher>,
+    needs_text: bool,
+}
+
+/// Per-instance buffers reused for every post, so matching does not allocate
+/// once they have grown to the size of the longest post.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    word: String,
+    /// The token numbers of the text in order (`u32::MAX` for tokens no rule uses).
+    ids: Vec<u32>,
+    /// One bit per vocabulary token: present in the text.
+    present: Vec<u64>,
+    /// A URL's tokens framed by `\0`.
+    url: String,
+}
+
+const UNKNOWN: u32 = u32::MAX;
+
+impl RuleSet {
+    /// Parses and compiles the rules of a configuration.
+    pub fn new(rules: &[RuleConfig]) -> Result<RuleSet, FilterError> {
+        if rules.is_empty() {
+            return Err(FilterError::NoRules);
+        }
+        let mut set = RuleSet {
+            rules: Vec::with_capacity(rules.len()),
+            vocabulary: HashMap::default(),
+            needs_text: false,
+        };
+        for (index, config) in rules.iter().enumerate() {
+            let expr = rule::parse(&config.value).map_err(|error| FilterError::Rule {
+                index,
+                label: match &config.tag {
+                    Some(tag) => format!("tag {tag:?}"),
+                    None => "no tag".to_owned(),
+                },
+                value: config.value.clone(),
+                error,
+            })?;
+            let node = set.compile(expr);
+            set.rules.push(CompiledRule {
+                tag: config.tag.clone().unwrap_or_else(|| config.value.clone()),
+                node,
+            });
+        }
+        Ok(set)
+    }
+
+    /// The number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True when there are no rules (never, once built).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn token_id(&mut self, token: String) -> u32 {
+        let next = u32::try_from(self.vocabulary.len()).expect("fewer than 2^32 tokens");
+        *self.vocabulary.entry(token.into()).or_insert(next)
+    }
+
+    fn compile(&mut self, expr: Expr) -> Node {
+        match expr {
+            Expr::And(parts) => Node::And(parts.into_iter().map(|p| self.compile(p)).collect()),
+            Expr::Or(parts) => Node::Or(parts.into_iter().map(|p| self.compile(p)).collect()),
+            Expr::Not(inner) => Node::Not(Box::new(self.compile(*inner))),
+            Expr::Term(term) => match term {
+                Term::Keyword(text) | Term::Phrase(text) => {
+                    self.needs_text = true;
+                    let ids: Vec<u32> = token_list(&text)
+                        .into_iter()
+                        .map(|token| self.token_id(token))
+                        .collect();
+                    match ids.as_slice() {
+                        [id] => Node::Token(*id),
+                        _ => Node::Tokens(ids.into()),
+                    }
+                }
+                Term::To(user) => {
+                    self.needs_text = true;
+                    Node::To(user)
+                }
+                Term::Url(value) => {
+                    let mut framed = String::from("\0");
+                    for token in token_list(&value) {
+                        framed.push_str(&token);
+                        framed.push('\0');
+                    }
+                    Node::Url(framed)
+                }
+                Term::Hashtag(tag) => Node::Hashtag(tag),
+                Term::Mention(user) => Node::Mention(user),
+                Term::Cashtag(tag) => Node::Cashtag(tag),
+                Term::From(user) => Node::From(user),
+                Term::Lang(lang) => Node::Lang(lang),
+                Term::Is(kind) => Node::Is(kind),
+                Term::Has(kind) => Node::Has(kind),
+            },
+        }
+    }
+
+    /// Calls `on_match` with the tag of every rule `post` matches, in rule
+    /// order; returns how many matched.
+    pub fn matches<'r>(
+        &'r self,
+        post: &Post,
+        scratch: &mut Scratch,
+        mut on_match: impl FnMut(&'r str),
+    ) -> usize {
+        if self.needs_text {
+            self.index_text(&post.text, scratch);
+        }
+        let mut matched = 0;
+        for rule in &self.rules {
+            if eval(&rule.node, post, scratch) {
+                matched += 1;
+                on_match(&rule.tag);
+            }
+        }
+        if self.needs_text {
+            for &id in &scratch.ids {
+                if id != UNKNOWN {
+                    scratch.present[id as usize / 64] = 0;
+                }
+            }
+        }
+        matched
+    }
+
+    /// Tokenises the text once: the token numbers in order and the set of
+    /// tokens present.
+    fn index_text(&self, text: &str, scratch: &mut Scratch) {
+        let words = self.vocabulary.len().div_ceil(64);
+        if scratch.present.len() < words {
+            scratch.present.resize(words, 0);
+        }
+        let Scratch {
+            word, ids, present, ..
+        } = scratch;
+        ids.clear();
+        tokens(text, word, |token| {
+            let id = self.vocabulary.get(token).copied().unwrap_or(UNKNOWN);
+            if id != UNKNOWN {
+                present[id as usize / 64] |= 1 << (id % 64);
+            }
+            ids.push(id);
+        });
+    }
+}
+
+fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
+    match node {
+        Node::And(parts) => parts.iter().all(|part| eval(part, post, scratch)),
+        Node::Or(parts) => parts.iter().any(|part| eval(part, post, scratch)),
+        Node::Not(inner) => !eval(inner, post, scratch),
+        Node::Token(id) => scratch.present[*id as usize / 64] & (1 << (id % 64)) != 0,
+        Node::Tokens(ids) => {
+            ids.iter()
+                .all(|id| scratch.present[*id as usize / 64] & (1 << (id % 64)) != 0)
+                && scratch
+                    .ids
+                    .windows(ids.len())
+                    .any(|window| window == &ids[..])
+        }
+        Node::Hashtag(tag) => post.hashtags.iter().any(|value| eq_lower(value, tag)),
+        Node::Mention(user) => post.mentions.iter().any(|value| eq_lower(value, user)),
+        Node::Cashtag(tag) => post.cashtags.iter().any(|value| eq_lower(value, tag)),
+        Node::From(user) => post.author.id == *user || eq_lower(&post.author.username, user),
+        Node::To(user) => {
+            post.is_reply
+                && (post.in_reply_to_user_id.as_deref() == Some(user.as_str())
+                    || leading_handles(&post.text).any(|handle| eq_lower(handle, user)))
+        }
+        Node::Url(framed) => post.urls.iter().any(|url| {
+            let Scratch {
+                word, url: buffer, ..
+            } = scratch;
+            buffer.clear();
+            buffer.push('\0');
+            tokens(url, word, |token| {
+                buffer.push_str(token);
+                buffer.push('\0');
+            });
+            buffer.contains(framed.as_str())
+        }),
+        Node::Lang(lang) => post.lang.eq_ignore_ascii_case(lang),
+        Node::Is(kind) => match kind {
+            IsKind::Retweet => post.is_retweet,
+            IsKind::Reply => post.is_reply,
+            IsKind::Quote => post.is_quote,
+            IsKind::Verified => post.author.verified,
+        },
+        Node::Has(kind) => match kind {
+            // X: "posts which contain links and media in the post body".
+            HasKind::Links => !post.urls.is_empty() || post.has_media,
+            HasKind::Hashtags => !post.hashtags.is_empty(),
+            HasKind::Mentions => !post.mentions.is_empty(),
+            HasKind::Cashtags => !post.cashtags.is_empty(),
+            HasKind::Media => post.has_media,
+            HasKind::Geo => post.place.is_some(),
+        },
+    }
+}
+
+/// The `@handles` a reply's text starts with: the users it answers.
+fn leading_handles(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let trimmed = rest.trim_start();
+        let after = trimmed.strip_prefix('@')?;
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if end == 0 {
+            return None;
+        }
+        rest = &after[end..];
+        Some(&after[..end])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leading_handles_stop_at_the_first_word() {
+        let handles: Vec<&str> = leading_handles("  @alice @bob_2 hi @carol").collect();
+        assert_eq!(handles, ["alice", "bob_2"]);
+        assert_eq!(leading_handles("hi @alice").count(), 0);
+    }
+
+    #[test]
+    fn config_errors_show_the_rule_with_a_caret() {
+        let error = RuleSet::new(&[RuleConfig {
+            value: "covid has:foo".to_owned(),
+            tag: Some("c".to_owned()),
+        }])
+        .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with("config.rules[0] (tag \"c\"): column 7: `has:` takes one of"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("\n    covid has:foo\n          ^"),
+            "{message:?}"
+        );
+        assert_eq!(RuleSet::new(&[]).unwrap_err(), FilterError::NoRules);
+    }
+
+    #[test]
+    fn the_bitset_is_clean_between_posts() {
+        let set = RuleSet::new(&[RuleConfig {
+            value: "alpha".to_owned(),
+            tag: None,
+        }])
+        .unwrap();
+        let mut scratch = Scratch::default();
+        let post = |text: &str| Post {
+            text: text.to_owned(),
+            ..crate::conformance::empty_post()
+        };
+        assert_eq!(set.matches(&post("ALPHA beta"), &mut scratch, |_| {}), 1);
+        assert_eq!(set.matches(&post("beta"), &mut scratch, |_| {}), 0);
+        assert!(scratch.present.iter().all(|word| *word == 0));
+    }
+}

@@ -1,0 +1,18 @@
+//! `pii-scrub`: privacy before storage. Replaces the author's handle and
+//! display name, the mentioned handles and the `@handles` in the text with
+//! keyed pseudonyms, and redacts e-mail addresses, phone numbers, payment card
+//! numbers and IP addresses in the text, the display name and the location.
+//!
+//! Layout: [`scan`] finds personal data in text, [`pseudonym`] makes keyed
+//! tokens, [`scrubber`] reads the config and applies both to a post, and
+//! `plugin` (built for WebAssembly only) holds the entry points.
+
+pub mod pseudonym;
+pub mod scan;
+pub mod scrubber;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_arch = "wasm32")]
+mod plugin;
