@@ -86,6 +86,14 @@ fn render_table(out: &mut String, table: &SqliteSummary) {
     for (hashtag, count) in &table.top_hashtags {
         let _ = writeln!(out, "  {count:>7}  #{hashtag}");
     }
+    if !table.sentiment_labels.is_empty() {
+        let labelled: u64 = table.sentiment_labels.iter().map(|(_, count)| count).sum();
+        let _ = writeln!(out, "\nSentiment");
+        for (label, count) in &table.sentiment_labels {
+            let share = *count as f64 * 100.0 / labelled as f64;
+            let _ = writeln!(out, "  {count:>7}  {label:<9} {share:>5.1} %");
+        }
+    }
 }
 
 /// The resolved pipeline as text, and the problems found while checking it.

@@ -318,6 +318,15 @@ async fn sqlite_summary_on_a_known_dataset() {
     let mut undated = post(11, 0, "Paris", &["wasm"]);
     undated.created_at = None;
     batch.push(undated);
+    for (index, label) in [(0, "positive"), (1, "negative"), (2, "positive")] {
+        batch[index].attrs.insert(
+            "sentiment_label".to_owned(),
+            AttrValue::Str(label.to_owned()),
+        );
+    }
+    batch[3]
+        .attrs
+        .insert("sentiment_label".to_owned(), AttrValue::Float(0.5));
     sink.write(&batch).await.unwrap();
 
     // Readable while the sink still holds the database open.
@@ -358,6 +367,11 @@ async fn sqlite_summary_on_a_known_dataset() {
             ("tokio", 2),
             ("json", 1),
         ])
+    );
+    assert_eq!(
+        summary.sentiment_labels,
+        pairs(&[("positive", 2), ("negative", 1)]),
+        "only text labels count"
     );
 
     let message = sqlite::summarize(&path, "bad name")

@@ -400,6 +400,9 @@ pub struct SqliteSummary {
     pub top_locations: Vec<(String, u64)>,
     /// The five most frequent hashtags, lowercased (ASCII), most frequent first.
     pub top_hashtags: Vec<(String, u64)>,
+    /// Rows per `sentiment_label` attribute (set by the sentiment plugin), most
+    /// frequent first; empty when no row has one.
+    pub sentiment_labels: Vec<(String, u64)>,
 }
 
 /// Runs the summary queries on `table` of the database at `path`. Blocking.
@@ -445,6 +448,11 @@ pub fn summarize(path: &Path, table: &str) -> Result<SqliteSummary, SinkError> {
              json_each(CASE WHEN json_valid({table}.hashtags) THEN {table}.hashtags ELSE '[]' END) AS tag \
              WHERE tag.type = 'text' AND tag.value <> '' \
              GROUP BY hashtag ORDER BY n DESC, hashtag LIMIT 5"
+        ))?,
+        sentiment_labels: counted(&format!(
+            "SELECT json_extract(attrs, '$.sentiment_label') AS label, count(*) AS n FROM {table} \
+             WHERE json_valid(attrs) AND json_type(attrs, '$.sentiment_label') = 'text' \
+             GROUP BY label ORDER BY n DESC, label"
         ))?,
     })
 }
