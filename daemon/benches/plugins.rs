@@ -194,5 +194,101 @@ fn bench_filter_rules(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_plugins, bench_filter_rules);
+/// Posts per second through the `pii-scrub` plugin (every detector on) on the
+/// committed sample posts, which plant e-mail addresses, phone numbers and card
+/// numbers; each batch is the next slice of the file, so the cache of author
+/// pseudonyms sees the file's real mix of repeated and new handles.
+fn bench_pii_scrub(criterion: &mut Criterion) {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
+    let samples: Vec<Post> = std::fs::read_to_string(&samples)
+        .expect("reading the sample posts")
+        .lines()
+        .filter_map(|line| tweetpipe::post::decode(line).ok())
+        .collect();
+    let entry = PluginConfig {
+        path: wasm("pii_scrub"),
+        config: serde_json::from_value(serde_json::json!({ "key": "benchmark-key-0123456789" }))
+            .unwrap(),
+        ..toml::from_str(r#"path = "pii_scrub.wasm""#).expect("a minimal plugin entry")
+    };
+    let options = RuntimeOptions {
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the pii-scrub plugin");
+    let mut runner = chain
+        .instantiate()
+        .expect("instantiating the pii-scrub plugin");
+    let mut group = criterion.benchmark_group("plugin/pii_scrub");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for batch in [64usize, 512] {
+        let batches: Vec<Vec<Post>> = samples.chunks_exact(batch).map(<[Post]>::to_vec).collect();
+        let mut next = 0;
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("batch {batch}"), |bencher| {
+            bencher.iter_batched(
+                || {
+                    next = (next + 1) % batches.len();
+                    batches[next].clone()
+                },
+                |posts| runner.run(posts),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Posts per second through the `sentiment` plugin (VADER) on the committed
+/// sample posts; each batch is the next slice of the file.
+fn bench_sentiment(criterion: &mut Criterion) {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
+    let samples: Vec<Post> = std::fs::read_to_string(&samples)
+        .expect("reading the sample posts")
+        .lines()
+        .filter_map(|line| tweetpipe::post::decode(line).ok())
+        .collect();
+    let entry = PluginConfig {
+        path: wasm("sentiment"),
+        ..toml::from_str(r#"path = "sentiment.wasm""#).expect("a minimal plugin entry")
+    };
+    let options = RuntimeOptions {
+        cache_dir: None,
+        ..RuntimeOptions::default()
+    };
+    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the sentiment plugin");
+    let mut runner = chain
+        .instantiate()
+        .expect("instantiating the sentiment plugin");
+    let mut group = criterion.benchmark_group("plugin/sentiment");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for batch in [64usize, 512] {
+        let batches: Vec<Vec<Post>> = samples.chunks_exact(batch).map(<[Post]>::to_vec).collect();
+        let mut next = 0;
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_function(format!("batch {batch}"), |bencher| {
+            bencher.iter_batched(
+                || {
+                    next = (next + 1) % batches.len();
+                    batches[next].clone()
+                },
+                |posts| runner.run(posts),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_plugins,
+    bench_filter_rules,
+    bench_pii_scrub,
+    bench_sentiment
+);
 criterion_main!(benches);

@@ -19,7 +19,7 @@ use crate::broker::{self, AckToken, Delivery, Publisher, Subscriber};
 use crate::config::{BrokerKind, Config, SinkKind};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
 use crate::metrics::{DeadLetterMetrics, Metrics, Shape, SinkMetrics, VerdictTally};
-use crate::plugins::{ChainObserver, ChainSwitch, LoadedChain, PluginError, Verdict};
+use crate::plugins::{ChainRunner, ChainSwitch, LoadedChain, PluginError, Verdict};
 use crate::post::{Post, decode};
 use crate::sinks::{self, Sink, SinkError};
 use crate::sources::{ReplaySource, SourceError, XSource, XSourceError};
@@ -121,8 +121,9 @@ pub async fn run_with_metrics(
 }
 
 /// [`run_with_metrics`] on the chain in `chains`: each worker checks between two
-/// batches whether a newer generation was published (plugin hot swap) and, if so,
-/// instantiates it for its next batch; the batch in flight ends on its own chain.
+/// batches whether a newer generation was published (plugin hot swap); it runs
+/// the first batch after the new instances are ready (created on a blocking
+/// thread) on the new chain. A batch always ends on the chain it started with.
 pub async fn run_switched(
     config: &Config,
     chains: Arc<ChainSwitch>,
@@ -223,7 +224,7 @@ pub async fn run_switched(
             runner: Some(runner),
             chains: chains.clone(),
             generation: generation.number,
-            chain_observer: chain_observer.clone(),
+            preparing: None,
             chain_batch: config.process.chain_batch,
             max_deliveries: config.broker.max_deliveries,
             rows: row_tx.clone(),
@@ -422,7 +423,7 @@ struct ProcessWorker {
     /// Where newer chain generations are published, and the one `runner` runs.
     chains: Arc<ChainSwitch>,
     generation: u64,
-    chain_observer: Arc<dyn ChainObserver>,
+    preparing: Option<Preparing>,
     chain_batch: usize,
     max_deliveries: u32,
     rows: mpsc::Sender<Row>,
@@ -449,23 +450,16 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
         if deliveries.is_empty() {
             return Ok(());
         }
-        let mut runner = worker
+        let runner = worker
             .runner
             .take()
             .expect("the chain runner is returned after every batch");
+        // Between two batches: the only point where a worker changes chains.
+        let mut runner = worker.next_runner(runner).await;
         let max_deliveries = worker.max_deliveries;
         let stats = worker.stats.clone();
         let metrics = worker.metrics.clone();
-        // Between two batches: the only point where a worker changes chains.
-        let newer = worker.chains.newer_than(worker.generation);
-        if let Some(newer) = &newer {
-            worker.generation = newer.number;
-        }
-        let chain_observer = worker.chain_observer.clone();
         let (runner, processed) = tokio::task::spawn_blocking(move || {
-            if let Some(newer) = newer {
-                runner = switch_runner(runner, &newer, chain_observer);
-            }
             let mut tally = VerdictTally::default();
             let processed =
                 process_batch(&mut runner, deliveries, max_deliveries, &stats, &mut tally);
@@ -497,32 +491,70 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
     }
 }
 
-/// The worker's runner for generation `newer`: its instances are created here,
-/// before the next batch, and the old ones are dropped. If instantiating fails
-/// (the generation passed the same steps when it was loaded) the old runner stays.
-fn switch_runner(
-    old: crate::plugins::ChainRunner,
-    newer: &crate::plugins::ChainGeneration,
-    observer: Arc<dyn ChainObserver>,
-) -> crate::plugins::ChainRunner {
-    let paused = std::time::Instant::now();
-    match newer.chain.instantiate() {
-        Ok(mut runner) => {
-            runner.observe(observer);
-            drop(old);
-            log::info!(
-                "process worker: now on plugin chain generation {} (hot-path pause {} us)",
-                newer.number,
-                paused.elapsed().as_micros()
-            );
-            runner
+/// A newer chain generation being instantiated for a worker, off the hot path.
+type Preparing = (
+    u64,
+    tokio::task::JoinHandle<Result<(ChainRunner, Duration), PluginError>>,
+);
+
+impl ProcessWorker {
+    /// Between two batches: starts instantiating a newer chain generation on a
+    /// blocking thread and keeps using `runner` until those instances are ready;
+    /// then swaps them in (a pointer move) and frees the old ones off the hot path.
+    async fn next_runner(&mut self, runner: ChainRunner) -> ChainRunner {
+        if let Some(newer) = self.chains.newer_than(self.generation)
+            && self
+                .preparing
+                .as_ref()
+                .is_none_or(|(number, _)| *number != newer.number)
+        {
+            // Records the new versions in the metrics, as at startup.
+            let observer = self.metrics.chain_observer(&newer.chain);
+            let number = newer.number;
+            let task = tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
+                let mut runner = newer.chain.instantiate()?;
+                runner.observe(observer);
+                Ok((runner, started.elapsed()))
+            });
+            self.preparing = Some((number, task));
         }
-        Err(error) => {
-            log::error!(
-                "process worker: cannot instantiate plugin chain generation {}, keeping the previous one: {error}",
-                newer.number
-            );
-            old
+        if !self
+            .preparing
+            .as_ref()
+            .is_some_and(|(_, task)| task.is_finished())
+        {
+            return runner;
+        }
+        let Some((number, task)) = self.preparing.take() else {
+            return runner;
+        };
+        let paused = std::time::Instant::now();
+        // Tried once: a generation that cannot be instantiated is not retried.
+        self.generation = number;
+        match task.await {
+            Ok(Ok((new, prepared))) => {
+                let pause = paused.elapsed();
+                tokio::task::spawn_blocking(move || drop(runner));
+                log::info!(
+                    "process worker: now on plugin chain generation {number} (instantiated in {} us off the hot path; hot-path pause {} us)",
+                    prepared.as_micros(),
+                    pause.as_micros()
+                );
+                new
+            }
+            Ok(Err(error)) => {
+                log::error!(
+                    "process worker: cannot instantiate plugin chain generation {number}, keeping the previous one: {error}"
+                );
+                runner
+            }
+            Err(error) => {
+                log::error!(
+                    "process worker: instantiating plugin chain generation {number} failed, keeping the previous one: {error}"
+                );
+                runner
+            }
         }
     }
 }

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tweetpipe::config::{OnError, PluginConfig};
+use tweetpipe::plugins::{ChainSwitch, LoadedChain, PluginReloader, RuntimeOptions, Verdict};
+use tweetpipe::post::{AttrValue, Post};
 use tweetpipe::sample::{SampleOptions, write_sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tweetpipe");
@@ -104,7 +107,9 @@ fn chain(dir: &Path, tagger_first: bool, label: &str, poison_id: &str) -> String
     }
 }
 
-fn write_config(dir: &Path, plugins: &str) {
+/// A config with the replay, a JSONL sink and `plugins`; `max_rows` is a sink
+/// setting a reload cannot apply.
+fn write_config(dir: &Path, plugins: &str, max_rows: u32) {
     let config = format!(
         r#"[source.replay]
 path = "{posts}"
@@ -114,7 +119,7 @@ rate = 400.0
 dir = "{out}"
 
 [batch]
-max_rows = 50
+max_rows = {max_rows}
 max_age_ms = 50
 
 [process]
@@ -202,7 +207,7 @@ fn swaps_under_load_lose_nothing_and_never_run_a_broken_version() {
     let poison_id = input[300].clone();
 
     std::fs::copy(&one, root.join("plugins/tagger.wasm")).unwrap();
-    write_config(&root, &chain(&root, true, "l0", &poison_id));
+    write_config(&root, &chain(&root, true, "l0", &poison_id), 50);
     let stderr = std::fs::File::create(root.join("stderr.log")).unwrap();
     let child = Command::new(BIN)
         .args(["run", "--quiet", "--config"])
@@ -242,7 +247,13 @@ fn swaps_under_load_lose_nothing_and_never_run_a_broken_version() {
         if round == 4 || round == 14 {
             // Reorder and re-configure the chain: SIGHUP once, `tweetpipe reload` once.
             let label = format!("l{round}");
-            write_config(&root, &chain(&root, round == 14, &label, &poison_id));
+            // The second one also changes a sink setting: reported, not applied.
+            let max_rows = if round == 14 { 60 } else { 50 };
+            write_config(
+                &root,
+                &chain(&root, round == 14, &label, &poison_id),
+                max_rows,
+            );
             if round == 4 {
                 daemon.signal("HUP");
             } else {
@@ -292,6 +303,12 @@ fn swaps_under_load_lose_nothing_and_never_run_a_broken_version() {
     assert_eq!(log.matches("plugin tagger: swapped v").count(), 20, "{log}");
     assert!(log.contains("failed its self-check"), "{log}");
     assert!(log.contains("plugin chain reordered"), "{log}");
+    assert_eq!(
+        log.matches("sink settings changed: restart required")
+            .count(),
+        1,
+        "{log}"
+    );
 
     // Rows: every one tagged by exactly one version, with a known label.
     let mut seen: HashMap<String, &'static str> = HashMap::new();
@@ -356,4 +373,119 @@ fn swaps_under_load_lose_nothing_and_never_run_a_broken_version() {
         read - letters.len(),
         letters.len()
     );
+}
+
+fn tagger_entry(path: PathBuf) -> PluginConfig {
+    PluginConfig {
+        name: Some("tagger".to_owned()),
+        path,
+        config: toml::Table::new(),
+        on_error: OnError::DeadLetter,
+        timeout: None,
+        memory_mb: None,
+        self_check: None,
+    }
+}
+
+/// The version tag the current generation puts on a post.
+fn current_tag(switch: &ChainSwitch) -> Option<AttrValue> {
+    let mut runner = switch.current().chain.instantiate().unwrap();
+    let post = Post {
+        id: "1".to_owned(),
+        text: "hello".to_owned(),
+        ..Post::default()
+    };
+    match runner.run(vec![post]).pop() {
+        Some(Verdict::Keep(post)) => post.attrs.get("tag").cloned(),
+        other => panic!("expected the post kept, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refused_file_keeps_the_old_version_until_the_file_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tagger.wasm");
+    std::fs::copy(wasm("tag_one"), &path).unwrap();
+    let options = RuntimeOptions {
+        cache_dir: None,
+        default_timeout: Duration::from_secs(1),
+        default_memory_mb: 32,
+    };
+    let entry = tagger_entry(path.clone());
+    let chain = LoadedChain::load_with(std::slice::from_ref(&entry), &options).unwrap();
+    let switch = ChainSwitch::new(chain);
+    let reloader = PluginReloader::new(switch.clone(), vec![entry.clone()], options);
+    let one = Some(AttrValue::Str("one".to_owned()));
+    let two = Some(AttrValue::Str("two".to_owned()));
+
+    // Unchanged files publish nothing.
+    let report = reloader.reload_files().unwrap();
+    assert_eq!(report.generation, None, "{report:?}");
+
+    // A half-written component is refused; the old version stays.
+    let bytes = std::fs::read(wasm("tag_two")).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let report = reloader.reload_files().unwrap();
+    assert_eq!(
+        (report.generation, report.refused.len()),
+        (None, 1),
+        "{report:?}"
+    );
+    assert!(report.refused[0].contains("tagger"), "{report:?}");
+    assert_eq!(switch.current().number, 0);
+    assert_eq!(current_tag(&switch), one);
+    // The same bytes are not tried again.
+    let report = reloader.reload_files().unwrap();
+    assert!(report.refused.is_empty(), "{report:?}");
+
+    // The fixed file is picked up.
+    std::fs::write(&path, &bytes).unwrap();
+    let report = reloader.reload_files().unwrap();
+    assert_eq!(report.generation, Some(1), "{report:?}");
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    assert!(
+        report.changes[0].starts_with("plugin tagger: swapped v")
+            && report.changes[0].contains(" -> v"),
+        "{report:?}"
+    );
+    assert_eq!(current_tag(&switch), two);
+
+    // A new entry that cannot load fails the whole reload; nothing changes.
+    let mut missing = tagger_entry(dir.path().join("missing.wasm"));
+    missing.name = Some("other".to_owned());
+    let error = reloader
+        .reload_config(&[entry.clone(), missing])
+        .unwrap_err();
+    assert!(error.to_string().contains("missing.wasm"), "{error}");
+    assert_eq!(switch.current().number, 1);
+
+    // Added, then reordered, then removed.
+    let mut noop = tagger_entry(wasm("noop"));
+    noop.name = Some("noop".to_owned());
+    let report = reloader
+        .reload_config(&[entry.clone(), noop.clone()])
+        .unwrap();
+    assert_eq!(report.changes.len(), 1, "{report:?}");
+    assert!(
+        report.changes[0].starts_with("plugin noop: added v"),
+        "{report:?}"
+    );
+    let report = reloader
+        .reload_config(&[noop.clone(), entry.clone()])
+        .unwrap();
+    assert_eq!(
+        report.changes,
+        ["plugin chain reordered: noop -> tagger"],
+        "{report:?}"
+    );
+    assert_eq!(switch.current().chain.names(), ["noop", "tagger"]);
+    let report = reloader
+        .reload_config(std::slice::from_ref(&entry))
+        .unwrap();
+    assert!(
+        report.changes[0].starts_with("plugin noop: removed"),
+        "{report:?}"
+    );
+    assert_eq!(switch.current().number, 4);
+    assert_eq!(current_tag(&switch), two);
 }

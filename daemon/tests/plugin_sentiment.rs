@@ -142,9 +142,17 @@ fn plugin_run_agrees_with_reference_vader_scores() {
     // Scores printed by Python's vaderSentiment 3.3.2 for these sentences.
     let cases = [
         ("VADER is smart, handsome, and funny.", 0.8316, "positive"),
-        ("VADER is not smart, handsome, nor funny.", -0.7424, "negative"),
+        (
+            "VADER is not smart, handsome, nor funny.",
+            -0.7424,
+            "negative",
+        ),
         ("Today SUX!", -0.5461, "negative"),
-        ("Catch utf-8 emoji such as 💘 and 💋 and 😁", 0.875, "positive"),
+        (
+            "Catch utf-8 emoji such as 💘 and 💋 and 😁",
+            0.875,
+            "positive",
+        ),
         ("Not bad at all", 0.431, "positive"),
         ("the bus leaves at nine", 0.0, "neutral"),
     ];

@@ -209,13 +209,13 @@ async fn a_failing_sink_nacks_and_the_messages_come_back() {
             .is_ok_and(|count| count == 1)
     })
     .await;
-    // Every insert now fails with a constraint error, which the sink does not retry.
+    // Every insert now fails the whole batch (an integer overflow is no row-level error).
     let blocker = rusqlite::Connection::open(&db).unwrap();
     blocker.busy_timeout(Duration::from_secs(10)).unwrap();
     blocker
         .execute_batch(
             "CREATE TRIGGER fail_inserts BEFORE INSERT ON posts \
-             BEGIN SELECT RAISE(ABORT, 'sink down for the test'); END;",
+             BEGIN SELECT abs(-9223372036854775808); END;",
         )
         .unwrap();
     let stats = running.stats.clone();

@@ -172,11 +172,11 @@ impl PluginReloader {
                 Ok(bytes) => sha256_hex(&bytes),
                 Err(error) => format!("unreadable: {error}"),
             };
-            if let Some(previous) = fallback {
-                if previous.sha256 == sha || state.refused.get(&name) == Some(&sha) {
-                    next.push(Arc::clone(previous));
-                    continue;
-                }
+            if let Some(previous) = fallback
+                && (previous.sha256 == sha || state.refused.get(&name) == Some(&sha))
+            {
+                next.push(Arc::clone(previous));
+                continue;
             }
             match load_checked(config, &self.options) {
                 Ok(loaded) => {

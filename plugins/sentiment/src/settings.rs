@@ -54,7 +54,9 @@ pub enum SettingsError {
         positive: f64,
     },
     /// A key the plugin does not know (most likely a typo).
-    #[error("config.{key} is not a sentiment setting (known: positive_threshold, negative_threshold)")]
+    #[error(
+        "config.{key} is not a sentiment setting (known: positive_threshold, negative_threshold)"
+    )]
     UnknownKey {
         /// The unknown key.
         key: String,
@@ -151,7 +153,8 @@ mod tests {
 
     #[test]
     fn thresholds_are_configurable() {
-        let settings = settings(r#"{"positive_threshold": 0.5, "negative_threshold": -0.2}"#).unwrap();
+        let settings =
+            settings(r#"{"positive_threshold": 0.5, "negative_threshold": -0.2}"#).unwrap();
         assert_eq!(settings.label(0.4), Label::Neutral);
         assert_eq!(settings.label(0.5), Label::Positive);
         assert_eq!(settings.label(-0.2), Label::Negative);
@@ -162,11 +165,17 @@ mod tests {
     fn bad_configs_are_refused_with_the_key() {
         assert!(matches!(
             settings(r#"{"positive_threshold": "high"}"#),
-            Err(SettingsError::NotANumber { key: "positive_threshold", .. })
+            Err(SettingsError::NotANumber {
+                key: "positive_threshold",
+                ..
+            })
         ));
         assert_eq!(
             settings(r#"{"negative_threshold": -2}"#),
-            Err(SettingsError::OutOfRange { key: "negative_threshold", value: -2.0 })
+            Err(SettingsError::OutOfRange {
+                key: "negative_threshold",
+                value: -2.0
+            })
         );
         assert!(matches!(
             settings(r#"{"positive_threshold": -0.1}"#),
@@ -174,7 +183,9 @@ mod tests {
         ));
         assert_eq!(
             settings(r#"{"postive_threshold": 0.1}"#),
-            Err(SettingsError::UnknownKey { key: "postive_threshold".into() })
+            Err(SettingsError::UnknownKey {
+                key: "postive_threshold".into()
+            })
         );
     }
 }

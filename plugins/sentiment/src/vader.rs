@@ -167,7 +167,10 @@ impl Analyzer {
             };
             let start = lower.len();
             if word.is_ascii() {
-                lower.extend(word.bytes().map(|byte| char::from(byte.to_ascii_lowercase())));
+                lower.extend(
+                    word.bytes()
+                        .map(|byte| char::from(byte.to_ascii_lowercase())),
+                );
             } else {
                 lower.push_str(&word.to_lowercase());
             }
@@ -496,12 +499,21 @@ mod tests {
     fn agrees_with_the_reference_demo() {
         assert_eq!(compound("VADER is smart, handsome, and funny."), 0.8316);
         assert_eq!(compound("VADER is smart, handsome, and funny!"), 0.8439);
-        assert_eq!(compound("VADER is VERY SMART, handsome, and FUNNY."), 0.9227);
-        assert_eq!(compound("VADER is not smart, handsome, nor funny."), -0.7424);
+        assert_eq!(
+            compound("VADER is VERY SMART, handsome, and FUNNY."),
+            0.9227
+        );
+        assert_eq!(
+            compound("VADER is not smart, handsome, nor funny."),
+            -0.7424
+        );
         assert_eq!(compound("At least it isn't a horrible book."), 0.431);
         assert_eq!(compound("Today SUX!"), -0.5461);
         assert_eq!(compound("Make sure you :) or :D today!"), 0.8633);
-        assert_eq!(compound("Catch utf-8 emoji such as 💘 and 💋 and 😁"), 0.875);
+        assert_eq!(
+            compound("Catch utf-8 emoji such as 💘 and 💋 and 😁"),
+            0.875
+        );
         assert_eq!(compound("Not bad at all"), 0.431);
     }
 
