@@ -20,7 +20,7 @@ rep('''# tweetpipe configuration reference.
 #
 # As installed it runs the embedded default, with no cloud account: it replays
 # the bundled sample posts (20 a second, in a loop) through the in-process queue
-# and the drop-retweets plugin into /var/lib/tweetpipe/tweetpipe.db. Watch it
+# and the filter, sentiment and pii-scrub plugins into /var/lib/tweetpipe/tweetpipe.db. Watch it
 # with `systemctl status tweetpipe` (a throughput line) and
 # `journalctl -u tweetpipe -f`. Replace [source.replay] with [source.x] to read X,
 # and [sink.sqlite] with [sink.bigquery] to load BigQuery.
@@ -41,14 +41,12 @@ rate = 20.0
 # posts keep their ids, so after the first pass they count as duplicates.
 loop = true
 ''')
-rep('''# [[plugins]]
-# name = "english-only"''','''# The plugins shipped with the package are in /usr/lib/tweetpipe/plugins/;
-# put your own in /var/lib/tweetpipe/plugins/.
-[[plugins]]
-path = "/usr/lib/tweetpipe/plugins/drop_retweets.wasm"
-
-# [[plugins]]
-# name = "english-only"''')
+for plugin in ('filter', 'sentiment', 'pii_scrub'):
+    rep(f'path = "../target/wasm32-wasip2/plugin/{plugin}.wasm"',
+        f'path = "/usr/lib/tweetpipe/plugins/{plugin}.wasm"')
+rep('''# The chain `make run` runs: the three plugins tweetpipe ships, built by
+# `make plugins` (installed from the package in /usr/lib/tweetpipe/plugins/).''','''# The three plugins tweetpipe ships, from /usr/lib/tweetpipe/plugins/; put
+# your own in /var/lib/tweetpipe/plugins/.''')
 rep('path = "../out/tweetpipe.db"','path = "/var/lib/tweetpipe/tweetpipe.db"')
 rep('# dir = "../out/jsonl"','# dir = "/var/lib/tweetpipe/jsonl"')
 rep('path = "../out/dead-letters.jsonl"','path = "/var/lib/tweetpipe/dead-letters.jsonl"')

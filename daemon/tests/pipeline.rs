@@ -492,3 +492,69 @@ fn a_poison_post_is_dead_lettered_by_name_and_the_rest_commit() {
     assert_eq!(outcome.stats.failed, 1);
     assert_eq!(outcome.stats.acked, outcome.stats.read);
 }
+
+/// `make run`'s job: the reference config, as shipped, runs filter → sentiment →
+/// pii-scrub over the sample posts, and the summary shows what they did.
+#[test]
+fn the_reference_config_runs_the_shipped_chain() {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tweetpipe.toml");
+    let mut config = Config::load(&reference).unwrap();
+    let names: Vec<String> = config
+        .plugins
+        .iter()
+        .map(|plugin| plugin.display_name())
+        .collect();
+    assert_eq!(names, ["filter", "sentiment", "pii-scrub"]);
+    for plugin in &mut config.plugins {
+        let file = plugin
+            .path
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        plugin.path = support::wasm::plugin(&file);
+    }
+    let out = tempfile::tempdir().unwrap();
+    let sqlite = config.sink.sqlite.as_mut().unwrap();
+    sqlite.path = out.path().join("tweetpipe.db");
+    config.dead_letter.path = out.path().join("dead-letters.jsonl");
+
+    let outcome = run_pipeline(&config);
+    let stats = outcome.stats;
+    assert!(stats.kept > 0 && stats.dropped > 0, "{stats:?}");
+    assert_eq!(stats.failed, 0);
+    assert_eq!(stats.kept + stats.dropped + stats.malformed, stats.read);
+    let summary = tweetpipe::summary::render(&outcome);
+    for expected in [
+        "dropped by plugins",
+        "Top 5 hashtags",
+        "Sentiment",
+        "neutral",
+        "positive",
+        "negative",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "missing {expected:?}:\n{summary}"
+        );
+    }
+    let db = rusqlite::Connection::open(out.path().join("tweetpipe.db")).unwrap();
+    let (rows, unscored, unmatched, raw_handles): (i64, i64, i64, i64) = db
+        .query_row(
+            "SELECT count(*), \
+                    sum(json_extract(attrs, '$.sentiment_label') IS NULL), \
+                    sum(coalesce(json_array_length(attrs, '$.matched_rules'), 0) = 0), \
+                    sum(user_name LIKE 'synth_%') \
+             FROM posts",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(rows as u64, stats.written);
+    assert_eq!(unscored, 0, "every row carries a sentiment label");
+    assert_eq!(unmatched, 0, "every row matched a filter rule");
+    assert_eq!(
+        raw_handles, 0,
+        "no author handle reaches the table unhashed"
+    );
+}

@@ -173,9 +173,10 @@ fn plugin_run_scrubs_every_planted_item_and_pseudonymises_consistently() {
                 text.matches(placeholder).count() + location.matches(placeholder).count()
             })
             .sum::<usize>();
-        counted += out["attrs"]["pii_redactions"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("pii_redactions is set on {out}"));
+        let redactions = out["attrs"]["pii_redactions"].as_i64();
+        // Set only when something was redacted.
+        assert_ne!(redactions, Some(0), "{out}");
+        counted += redactions.unwrap_or(0);
 
         // One token per handle, one handle per token.
         let username = out["author"]["username"].as_str().unwrap();
@@ -362,9 +363,7 @@ config = {{ key = "{KEY}", detect = ["email", "phone", "card", "ip"] }}
             );
         }
         let attrs: serde_json::Value = serde_json::from_str(attrs).unwrap();
-        redacted += attrs["pii_redactions"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("row {id}: {attrs}"));
+        redacted += attrs["pii_redactions"].as_i64().unwrap_or(0);
     }
     assert!(redacted >= 50, "the planted items were counted: {redacted}");
 }

@@ -21,7 +21,7 @@ entry -rw-r--r-- 0/0 usr/share/doc/tweetpipe/copyright
 entry -rw-r--r-- 0/0 usr/share/tweetpipe/samples/posts.jsonl
 entry -rw-r--r-- 0/0 var/lib/tweetpipe/plugins/README
 entry -rw-r--r-- 0/0 usr/share/lintian/overrides/tweetpipe
-for plugin in drop_retweets keep_lang keyword_filter noop only_english_with_links; do
+for plugin in filter sentiment pii_scrub drop_retweets keep_lang keyword_filter noop only_english_with_links; do
     entry -rw-r--r-- 0/0 "usr/lib/tweetpipe/plugins/$plugin.wasm"
 done
 # Test fixtures (hostile plugins) must never be shipped.

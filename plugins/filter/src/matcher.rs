@@ -87,6 +87,10 @@ pub struct RuleSet {
     rules: Vec<CompiledRule>,
     /// Every distinct token of every keyword and phrase.
     vocabulary: HashMap<Box<str>, u32, BuildTokenHasher>,
+    /// The first bytes of the vocabulary's tokens (a 256-bit set) and their
+    /// longest length: most text tokens are ruled out without hashing.
+    first_bytes: [u64; 4],
+    longest_token: usize,
     needs_text: bool,
 }
 
@@ -114,6 +118,8 @@ impl RuleSet {
         let mut set = RuleSet {
             rules: Vec::with_capacity(rules.len()),
             vocabulary: HashMap::default(),
+            first_bytes: [0; 4],
+            longest_token: 0,
             needs_text: false,
         };
         for (index, config) in rules.iter().enumerate() {
@@ -131,6 +137,11 @@ impl RuleSet {
                 tag: config.tag.clone().unwrap_or_else(|| config.value.clone()),
                 node,
             });
+        }
+        for token in set.vocabulary.keys() {
+            let first = token.as_bytes()[0];
+            set.first_bytes[usize::from(first >> 6)] |= 1 << (first & 63);
+            set.longest_token = set.longest_token.max(token.len());
         }
         Ok(set)
     }
@@ -230,7 +241,14 @@ impl RuleSet {
         } = scratch;
         ids.clear();
         tokens(text, word, |token| {
-            let id = self.vocabulary.get(token).copied().unwrap_or(UNKNOWN);
+            let first = token.as_bytes()[0];
+            let candidate = token.len() <= self.longest_token
+                && self.first_bytes[usize::from(first >> 6)] & (1 << (first & 63)) != 0;
+            let id = if candidate {
+                self.vocabulary.get(token).copied().unwrap_or(UNKNOWN)
+            } else {
+                UNKNOWN
+            };
             if id != UNKNOWN {
                 present[id as usize / 64] |= 1 << (id % 64);
             }

@@ -25,10 +25,15 @@ pub fn char_class(c: char) -> CharClass {
             CharClass::Separator
         };
     }
+    let code = u32::from(c);
+    // Emoji and pictographs: no letters there, so skip the Unicode tables.
+    if (0x1F300..=0x1FAFF).contains(&code) && !(0x1F3FB..=0x1F3FF).contains(&code) {
+        return CharClass::Symbol;
+    }
     if c.is_alphanumeric() {
         return CharClass::Word;
     }
-    match u32::from(c) {
+    match code {
         // Combining diacritical marks: an accent written as a separate code
         // point stays part of its word (accents must match).
         0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x1DC0..=0x1DFF | 0x20D0..=0x20FF => CharClass::Word,
@@ -89,9 +94,17 @@ pub fn token_list(text: &str) -> Vec<String> {
 fn push_lower(word: &mut String, c: char) {
     if c.is_ascii() {
         word.push(c.to_ascii_lowercase());
+    } else if is_caseless(c) {
+        word.push(c);
     } else {
         word.extend(c.to_lowercase());
     }
+}
+
+/// True for characters of scripts without case (Hebrew to Tibetan, kana and
+/// CJK, Hangul, pictographs), which lowercasing leaves alone.
+fn is_caseless(c: char) -> bool {
+    matches!(u32::from(c), 0x0590..=0x0FFF | 0x3040..=0x9FFF | 0xAC00..=0xD7AF | 0x1F000..)
 }
 
 /// True when `value` lowercased equals `lower` (already lowercase), without
@@ -173,6 +186,20 @@ mod tests {
     #[test]
     fn emoji_sequences_split_into_their_symbols() {
         assert_eq!(token_list("👍🏽 ❤️"), ["👍", "❤"]);
+    }
+
+    #[test]
+    fn caseless_scripts_are_really_caseless() {
+        for c in ('\u{0590}'..='\u{0FFF}')
+            .chain('\u{3040}'..='\u{9FFF}')
+            .chain('\u{AC00}'..='\u{D7AF}')
+            .chain('\u{1F000}'..='\u{10FFFF}')
+        {
+            assert!(c.to_lowercase().eq([c]), "{c:?} has a lowercase form");
+        }
+        for c in '\u{1F300}'..='\u{1FAFF}' {
+            assert!(!c.is_alphanumeric(), "{c:?} is alphanumeric");
+        }
     }
 
     #[test]

@@ -86,13 +86,16 @@ pub struct Scrubbed {
     pub redactions: u32,
 }
 
+/// Appends the replacement of a handle (given without `@`) to the output.
+pub type HandleWriter<'a> = &'a mut dyn FnMut(&str, &mut String);
+
 /// Replaces personal data in `text`. `on_handle`, when given, is called for
 /// each `@handle` (without `@`) and appends its replacement to the output;
 /// without it handles are left as they are.
 pub fn scrub(
     text: &str,
     detectors: Detectors,
-    mut on_handle: Option<&mut dyn FnMut(&str, &mut String)>,
+    mut on_handle: Option<HandleWriter<'_>>,
 ) -> Scrubbed {
     let bytes = text.as_bytes();
     let handles = on_handle.is_some();
@@ -295,8 +298,7 @@ fn ends_cleanly(bytes: &[u8], end: usize) -> bool {
 
 /// Like [`ends_cleanly`], but `10.0.0.1:8080` (an address and a port) ends.
 fn ipv4_ends_cleanly(bytes: &[u8], end: usize) -> bool {
-    bytes.get(end) == Some(&b':') && !bytes.get(end + 1).is_some_and(|&next| next == b':')
-        || ends_cleanly(bytes, end)
+    bytes.get(end) == Some(&b':') && bytes.get(end + 1) != Some(&b':') || ends_cleanly(bytes, end)
 }
 
 // ---------------------------------------------------------------- e-mail ---
@@ -459,7 +461,8 @@ fn ipv6(bytes: &[u8], start: usize) -> Option<usize> {
         };
     let after = bytes.get(index).copied().unwrap_or(b' ');
     let dotted_on = after == b'.' && bytes.get(index + 1).is_some_and(u8::is_ascii_digit);
-    (valid && !is_word(after) && !(after == b':' && !compressed) && !dotted_on).then_some(index)
+    let colon_on = after == b':' && !compressed;
+    (valid && !is_word(after) && !colon_on && !dotted_on).then_some(index)
 }
 
 // ------------------------------------------------------ cards and phones ---

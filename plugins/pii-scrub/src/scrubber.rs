@@ -123,7 +123,7 @@ impl Scrubber {
         self.pseudonyms.token(Domain::Username, username)
     }
 
-    /// Scrubs one post in place and sets `pii_redactions`.
+    /// Scrubs one post in place; sets `pii_redactions` when it redacted something.
     pub fn scrub_post(&self, post: &mut Post) {
         let mut redactions = 0;
         let author = &mut post.author;
@@ -151,7 +151,11 @@ impl Scrubber {
             post.text = text;
         }
         redactions += scrubbed.redactions;
-        post.set_attr("pii_redactions", i64::from(redactions));
+        // Only when something was redacted: an attribute costs the host more
+        // per post than the whole scan, and most posts carry no personal data.
+        if redactions > 0 {
+            post.set_attr("pii_redactions", i64::from(redactions));
+        }
     }
 
     /// Redacts personal data in `field`; returns how many redactions it made.

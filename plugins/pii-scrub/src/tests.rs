@@ -337,6 +337,18 @@ fn a_whole_post_is_pseudonymised_and_redacted() {
 }
 
 #[test]
+fn a_post_without_personal_data_gets_no_count() {
+    let scrubber = Scrubber::new(b"0123456789abcdef0123");
+    let mut post = sample_post();
+    post.text = "3-1 in 2026, tickets at $45".to_owned();
+    post.author.location = Some("London".to_owned());
+    scrubber.scrub_post(&mut post);
+    assert_eq!(post.text, "3-1 in 2026, tickets at $45");
+    assert_eq!(post.attr("pii_redactions"), None);
+    assert!(post.author.username.starts_with("u_"));
+}
+
+#[test]
 fn redact_mode_keeps_the_display_name_but_scrubs_it() {
     let scrubber =
         Scrubber::from_config(&config(r#"{"key":"0123456789abcdef","name":"redact"}"#)).unwrap();
