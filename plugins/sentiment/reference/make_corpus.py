@@ -18,6 +18,15 @@ SAMPLE_POSTS = os.path.join(HERE, "..", "..", "..", "config", "samples", "posts.
 
 rng = random.Random(20261121)
 
+
+def lexicon_words():
+    path = os.path.join(HERE, "..", "data", "vader_lexicon.txt")
+    with open(path, encoding="utf-8") as lines:
+        return [line.split("\t")[0] for line in lines if line.strip()]
+
+
+LEXICON_WORDS = lexicon_words()
+
 SUBJECTS = ["The movie", "This phone", "The service", "My day", "The new update", "Her speech",
             "The concert", "Our team", "The food", "This app", "The weather", "The game",
             "His answer", "The vaccine rollout", "The ending", "Traffic", "The hotel"]
@@ -228,11 +237,36 @@ def generators():
         word = pick(POSITIVE + NEGATIVE)
         return " ".join([word] * rng.randint(2, 4)) + " but " + " ".join([pick(POSITIVE + NEGATIVE)] * 2)
 
+    def soup():
+        # Random lexicon words mixed with modifiers, negations, "but", caps and
+        # punctuation: sequences no template would write.
+        tokens = []
+        for _ in range(rng.randint(3, 12)):
+            roll = rng.random()
+            if roll < 0.35:
+                token = pick(LEXICON_WORDS)
+            elif roll < 0.5:
+                token = pick(BOOSTERS)
+            elif roll < 0.62:
+                token = pick(NEGATIONS)
+            elif roll < 0.7:
+                token = pick(["but", "least", "at", "very", "no", "or", "nor", "kind", "of", "so", "this"])
+            elif roll < 0.78:
+                token = pick(EMOJI + EMOTICONS)
+            else:
+                token = pick(FILLERS + ["the", "a", "I", "we", "it"])
+            if rng.random() < 0.15:
+                token = token.upper()
+            if rng.random() < 0.15:
+                token = pick(["(", "\"", "'", "*"]) + token + pick([")", ",", ".", "!", "?", "'", "..."])
+            tokens.append(token)
+        return " ".join(tokens) + punctuation()
+
     def long_mix():
         return " ".join(clause() + punctuation() for _ in range(rng.randint(2, 4)))
 
     return [plain, boosted, double_boosted, negated, negated_boosted, but, caps_sentence, emoji,
-            emoticon, idiom, least, no_rules, never_so, tweet, repeated, long_mix]
+            emoticon, idiom, least, no_rules, never_so, tweet, repeated, long_mix, soup, soup, soup]
 
 
 def sample_texts(limit):
@@ -254,7 +288,7 @@ def main():
     corpus = list(HANDWRITTEN)
     makers = generators()
     seen = set(corpus)
-    while len(corpus) < 1400:
+    while len(corpus) < 1700:
         text = pick(makers)()
         if text not in seen:
             seen.add(text)
