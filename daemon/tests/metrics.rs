@@ -18,29 +18,11 @@ use tweetpipe::pipeline::{self, NoObserver};
 use tweetpipe::plugins::LoadedChain;
 use tweetpipe::sample::{SampleOptions, write_sample};
 
+mod support;
+
+use support::wasm::plugin as wasm;
+
 const BIN: &str = env!("CARGO_BIN_EXE_tweetpipe");
-
-fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    }
-}
-
-/// The built plugin `name`, or a failure saying how to build it.
-fn wasm(name: &str) -> PathBuf {
-    let path = target_dir()
-        .join("wasm32-wasip2/plugin")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make plugins` before these tests",
-        path.display()
-    );
-    path
-}
 
 /// A scratch directory with `count` sample posts.
 fn scenario(count: usize) -> tempfile::TempDir {

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use tweetpipe::config::Config;
 use tweetpipe::plugins::LoadedChain;
@@ -15,11 +14,7 @@ use tweetpipe::post::Post;
 
 mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tweetpipe");
-
-fn samples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl")
-}
+use support::cli::tweetpipe;
 
 /// The rules the tests configure, as the plugin's JSON config.
 fn rules_config() -> serde_json::Value {
@@ -58,7 +53,7 @@ fn expected_tags(post: &Post) -> Vec<String> {
 
 /// Every decodable sample post by id.
 fn sample_posts() -> BTreeMap<String, Post> {
-    std::fs::read_to_string(samples())
+    std::fs::read_to_string(support::cli::sample_posts())
         .unwrap()
         .lines()
         .filter_map(|line| tweetpipe::post::decode(line).ok())
@@ -68,30 +63,17 @@ fn sample_posts() -> BTreeMap<String, Post> {
 
 /// How many sample lines decode to a post (the sample repeats some posts).
 fn decodable_lines() -> usize {
-    std::fs::read_to_string(samples())
+    std::fs::read_to_string(support::cli::sample_posts())
         .unwrap()
         .lines()
         .filter(|line| tweetpipe::post::decode(line).is_ok())
         .count()
 }
 
-fn tweetpipe(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running tweetpipe");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// Writes a pipeline config reading the samples through the filter with
 /// `rules` (a TOML array) into `dir`, with a copy of the samples; returns its path.
 fn write_config(dir: &Path, rules: &str) -> PathBuf {
-    std::fs::copy(samples(), dir.join("posts.jsonl")).unwrap();
+    std::fs::copy(support::cli::sample_posts(), dir.join("posts.jsonl")).unwrap();
     let path = dir.join("tweetpipe.toml");
     std::fs::write(
         &path,
@@ -132,15 +114,18 @@ config = {{ rules = {rules} }}
 fn plugin_run_keeps_the_sample_posts_a_rule_matches_and_tags_them() {
     let plugin = support::wasm::plugin("filter");
     let config = rules_config().to_string();
-    let (code, stdout, stderr) = tweetpipe(&[
-        "plugin",
-        "run",
-        plugin.to_str().unwrap(),
-        "--plugin-config",
-        &config,
-        "--input",
-        samples().to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = tweetpipe(
+        &[
+            "plugin",
+            "run",
+            plugin.to_str().unwrap(),
+            "--plugin-config",
+            &config,
+            "--input",
+            support::cli::sample_posts().to_str().unwrap(),
+        ],
+        "",
+    );
     assert_eq!(code, 0, "stderr: {stderr}");
     let posts = sample_posts();
     let mut kept = 0;
@@ -196,7 +181,7 @@ fn a_bad_rule_is_refused_at_its_column() {
         if command == "run" {
             args.extend(["--input", "/dev/null"]);
         }
-        let (code, _, stderr) = tweetpipe(&args);
+        let (code, _, stderr) = tweetpipe(&args, "");
         assert_ne!(code, 0, "plugin {command} accepted a bad rule: {stderr}");
         assert!(
             stderr.contains("config.rules[1] (tag \"covid\"): column 1: `(` is never closed"),
@@ -216,8 +201,10 @@ fn check_config_shows_an_invalid_rule() {
         dir.path(),
         r#"[{ value = "-is:retweet -covid", tag = "neg" }]"#,
     );
-    let (code, stdout, stderr) =
-        tweetpipe(&["check-config", "--config", config_path.to_str().unwrap()]);
+    let (code, stdout, stderr) = tweetpipe(
+        &["check-config", "--config", config_path.to_str().unwrap()],
+        "",
+    );
     let output = format!("{stdout}{stderr}");
     assert_ne!(code, 0, "{output}");
     assert!(

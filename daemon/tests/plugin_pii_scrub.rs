@@ -7,55 +7,15 @@
 //! is missing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use tweetpipe::config::Config;
 use tweetpipe::plugins::LoadedChain;
 
+mod support;
+
+use support::cli::{sample_posts, tweetpipe};
+
 const KEY: &str = "integration-test-key-0123456789";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The built plugin, or a failure saying how to build it.
-fn pii_scrub_wasm() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    };
-    let path = target.join("wasm32-wasip2/plugin/pii_scrub.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make plugins` (cargo build --profile plugin --target wasm32-wasip2 --workspace --exclude tweetpipe) before these tests",
-        path.display()
-    );
-    path
-}
-
-fn sample_posts() -> PathBuf {
-    workspace().join("config/samples/posts.jsonl")
-}
-
-/// Runs the binary with `stdin`; returns (exit code, stdout, stderr).
-fn tweetpipe(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running tweetpipe");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// The sample posts as the host decodes them, by id.
 fn input_posts() -> BTreeMap<String, tweetpipe::post::Post> {
@@ -104,7 +64,7 @@ fn is_token(value: &str, prefix: &str) -> bool {
 
 #[test]
 fn plugin_run_scrubs_every_planted_item_and_pseudonymises_consistently() {
-    let plugin = pii_scrub_wasm();
+    let plugin = support::wasm::plugin("pii_scrub");
     let config = format!(r#"{{"key":"{KEY}"}}"#);
     let input = sample_posts();
     let (code, stdout, stderr) = tweetpipe(
@@ -235,7 +195,7 @@ fn plugin_run_scrubs_every_planted_item_and_pseudonymises_consistently() {
 
 #[test]
 fn another_key_gives_other_tokens_and_a_missing_key_is_refused() {
-    let plugin = pii_scrub_wasm();
+    let plugin = support::wasm::plugin("pii_scrub");
     let line = r#"{"data":{"id":"101","text":"hi @synth_dev","author_id":"7","lang":"en"},"includes":{"users":[{"id":"7","name":"Synth Fan","username":"synth_fan"}]}}"#;
     let run = |config: &str| {
         tweetpipe(
@@ -307,7 +267,7 @@ path = {plugin:?}
 config = {{ key = "{KEY}", detect = ["email", "phone", "card", "ip"] }}
 "#,
             input = sample_posts().display().to_string(),
-            plugin = pii_scrub_wasm().display().to_string(),
+            plugin = support::wasm::plugin("pii_scrub").display().to_string(),
         ),
     )
     .unwrap();

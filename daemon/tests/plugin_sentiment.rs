@@ -6,63 +6,17 @@
 //! is missing.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use tweetpipe::config::Config;
 use tweetpipe::plugins::LoadedChain;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod support;
 
-/// The built plugin, or a failure saying how to build it.
-fn sentiment_wasm() -> PathBuf {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace().join(dir),
-        None => workspace().join("target"),
-    };
-    let path = target.join("wasm32-wasip2/plugin/sentiment.wasm");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make plugins` (cargo build --profile plugin --target wasm32-wasip2 --workspace --exclude tweetpipe) before these tests",
-        path.display()
-    );
-    path
-}
-
-fn sample_posts() -> PathBuf {
-    workspace().join("config/samples/posts.jsonl")
-}
-
-/// Runs the binary with `stdin`; returns (exit code, stdout, stderr).
-fn tweetpipe(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running tweetpipe");
-    // Feed stdin from another thread: the output of a large input would fill
-    // the stdout pipe while this thread still writes.
-    let mut input = child.stdin.take().unwrap();
-    let stdin = stdin.to_owned();
-    let writer =
-        std::thread::spawn(move || std::io::Write::write_all(&mut input, stdin.as_bytes()));
-    let output = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use support::cli::{sample_posts, tweetpipe};
 
 /// `tweetpipe plugin run sentiment.wasm` over `input`, one JSON verdict per line.
 fn plugin_run(config: Option<&str>, input: &str) -> Vec<serde_json::Value> {
-    let plugin = sentiment_wasm();
+    let plugin = support::wasm::plugin("sentiment");
     let mut args = vec!["plugin", "run", plugin.to_str().unwrap()];
     if let Some(config) = config {
         args.extend(["--plugin-config", config]);
@@ -193,7 +147,7 @@ fn thresholds_come_from_the_config_and_bad_ones_are_refused() {
         assert_eq!(label, "neutral");
     }
 
-    let plugin = sentiment_wasm();
+    let plugin = support::wasm::plugin("sentiment");
     let (code, _, stderr) = tweetpipe(
         &[
             "plugin",
@@ -241,7 +195,7 @@ level = "warn"
 path = {:?}
 config = {{ positive_threshold = 0.05, negative_threshold = -0.05 }}
 "#,
-        sentiment_wasm().display().to_string()
+        support::wasm::plugin("sentiment").display().to_string()
     );
     std::fs::write(dir.path().join("tweetpipe.toml"), config).unwrap();
     let config = Config::load(&dir.path().join("tweetpipe.toml")).unwrap();

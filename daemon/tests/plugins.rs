@@ -6,35 +6,17 @@
 //! The `.wasm` files are built by `make plugins`; the tests fail (never skip)
 //! when they are missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tweetpipe::config::{OnError, PluginConfig};
 use tweetpipe::plugins::{ChainRunner, LoadedChain, PluginError, RuntimeOptions, Verdict};
 use tweetpipe::post::{AttrValue, Author, MatchingRule, Metrics, Place, Post};
 
-fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    }
-}
+mod support;
 
-/// The built plugin `name` (crate name with `_`), or a failure saying how to build it.
-fn wasm(name: &str) -> PathBuf {
-    let path = target_dir()
-        .join("wasm32-wasip2/plugin")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make plugins` (cargo build --profile plugin --target wasm32-wasip2 --workspace --exclude tweetpipe) before these tests",
-        path.display()
-    );
-    path
-}
+use support::cli::tweetpipe;
+use support::wasm::plugin as wasm;
 
 fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
     PluginConfig {
@@ -470,23 +452,6 @@ fn the_loaded_chain_is_shared_by_worker_threads() {
 
 const V2_WITH_LINK: &str = r#"{"data":{"id":"101","text":"read https://t.co/a","lang":"en","entities":{"urls":[{"start":5,"end":24,"url":"https://t.co/a","expanded_url":"https://example.com/a"}]}}}"#;
 const V2_NO_LINK: &str = r#"{"data":{"id":"102","text":"just words","lang":"en"}}"#;
-
-fn tweetpipe(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running tweetpipe");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn plugin_run_prints_one_verdict_per_input_line() {

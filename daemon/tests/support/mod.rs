@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fake_bigquery;
 pub mod fake_x;
 pub mod pubsub_emulator;
