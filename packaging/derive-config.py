@@ -25,8 +25,9 @@ rep('''# tweetpipe configuration reference.
 # `journalctl -u tweetpipe -f`. Replace [source.replay] with [source.x] to read X,
 # and [sink.sqlite] with [sink.bigquery] to load BigQuery.
 #
-# After editing: `sudo systemctl reload tweetpipe` validates the file (and logs
-# the result); `sudo systemctl restart tweetpipe` applies it. Keep secrets in
+# After editing: `sudo systemctl reload tweetpipe` applies plugin changes in
+# place (and logs what changed, or why the file was refused); other sections
+# need `sudo systemctl restart tweetpipe`. Keep secrets in
 # credentials (LoadCredential=, see `systemctl cat tweetpipe`), not in this file.
 ''')
 rep('''path = "samples/posts.jsonl"

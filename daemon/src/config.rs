@@ -386,7 +386,9 @@ impl PubsubConfig {
         {
             return Err((
                 key("endpoint"),
-                format!("expected a URL such as `https://pubsub.googleapis.com`, found `{endpoint}`"),
+                format!(
+                    "expected a URL such as `https://pubsub.googleapis.com`, found `{endpoint}`"
+                ),
             ));
         }
         Ok(())

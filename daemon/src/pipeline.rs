@@ -316,7 +316,11 @@ async fn run_sources(
             return Ok(());
         };
         let ended = replay
-            .run(publisher.with_source("replay"), stats.clone(), cancel.clone())
+            .run(
+                publisher.with_source("replay"),
+                stats.clone(),
+                cancel.clone(),
+            )
             .await;
         ended.map(drop).map_err(|error| {
             cancel.cancel();
