@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
-use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction};
 
 use super::row::{self, Column, Row};
 use super::{BoxFuture, RejectedRow, Sink, SinkError, WriteReport};
@@ -203,60 +203,43 @@ impl<'r, 'a> SqlRow<'r, 'a> {
     /// Runs the insert; the number of rows it changed (0 for a duplicate id).
     fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<usize, RowError> {
         let row = self.row;
-        // The order of `row::COLUMNS`, then `raw`.
-        let result = match row.raw {
-            None => statement.execute(params![
-                row.id,
-                self.created_at,
-                row.tweet_location,
-                row.text,
-                count(row.retweet_count),
-                count(row.favorite_count),
-                count(row.reply_count),
-                count(row.quote_count),
-                row.user_id,
-                row.user_name,
-                row.user_display_name,
-                row.user_location,
-                count(row.user_followers_count),
-                row.lang,
-                self.hashtags,
-                self.mentions,
-                self.urls,
-                row.is_retweet,
-                row.is_reply,
-                row.is_quote,
-                self.matching_rules,
-                self.attrs,
-                row.ingested_at,
-            ]),
-            Some(raw) => statement.execute(params![
-                row.id,
-                self.created_at,
-                row.tweet_location,
-                row.text,
-                count(row.retweet_count),
-                count(row.favorite_count),
-                count(row.reply_count),
-                count(row.quote_count),
-                row.user_id,
-                row.user_name,
-                row.user_display_name,
-                row.user_location,
-                count(row.user_followers_count),
-                row.lang,
-                self.hashtags,
-                self.mentions,
-                self.urls,
-                row.is_retweet,
-                row.is_reply,
-                row.is_quote,
-                self.matching_rules,
-                self.attrs,
-                row.ingested_at,
-                raw,
-            ]),
-        };
+        let counts = [
+            count(row.retweet_count),
+            count(row.favorite_count),
+            count(row.reply_count),
+            count(row.quote_count),
+            count(row.user_followers_count),
+        ];
+        // The order of `row::COLUMNS`, then `raw` when it is stored.
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+            &row.id,
+            &self.created_at,
+            &row.tweet_location,
+            &row.text,
+            &counts[0],
+            &counts[1],
+            &counts[2],
+            &counts[3],
+            &row.user_id,
+            &row.user_name,
+            &row.user_display_name,
+            &row.user_location,
+            &counts[4],
+            &row.lang,
+            &self.hashtags,
+            &self.mentions,
+            &self.urls,
+            &row.is_retweet,
+            &row.is_reply,
+            &row.is_quote,
+            &self.matching_rules,
+            &self.attrs,
+            &row.ingested_at,
+        ];
+        if let Some(raw) = &row.raw {
+            values.push(raw);
+        }
+        let result = statement.execute(rusqlite::params_from_iter(values));
         result.map_err(RowError::Sqlite)
     }
 }
