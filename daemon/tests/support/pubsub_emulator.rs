@@ -22,7 +22,9 @@ static TURN: Mutex<()> = Mutex::new(());
 pub struct PubsubEmulator {
     child: Child,
     port: u16,
-    _log: tempfile::NamedTempFile,
+    log: tempfile::NamedTempFile,
+    /// False once stopped, so a stale process-group id is never signalled.
+    running: bool,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -47,23 +49,47 @@ impl PubsubEmulator {
         let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(EMULATOR)
-            .arg("--host=127.0.0.1")
-            .arg(format!("--port={port}"))
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {EMULATOR}: {error}"));
+        let child = spawn(port, &log);
         let mut emulator = PubsubEmulator {
             child,
             port,
-            _log: log,
+            log,
+            running: true,
             _turn: turn,
         };
         emulator.wait_until_ready();
         emulator
+    }
+
+    /// Stops the emulator (all its state is lost: it keeps none across restarts)
+    /// and starts a fresh one on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.log = tempfile::NamedTempFile::new().unwrap();
+        self.child = spawn(self.port, &self.log);
+        self.running = true;
+        self.wait_until_ready();
+    }
+
+    /// Stops the emulator's whole process group and reaps the launcher.
+    pub fn stop(&mut self) {
+        if !std::mem::replace(&mut self.running, false) {
+            return;
+        }
+        // The launcher is a script that starts java: stop the whole group.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The JVM may outlive the reaped launcher for a moment: wait for the port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `127.0.0.1:port`, the form `PUBSUB_EMULATOR_HOST` takes.
@@ -79,7 +105,7 @@ impl PubsubEmulator {
     fn log_text(&self) -> String {
         let mut text = String::new();
         let _ = self
-            ._log
+            .log
             .reopen()
             .and_then(|mut file| file.read_to_string(&mut text));
         text
@@ -110,16 +136,21 @@ impl PubsubEmulator {
 
 impl Drop for PubsubEmulator {
     fn drop(&mut self) {
-        // The launcher is a script that starts java: stop the whole group.
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &group])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
+}
+
+/// Starts the emulator launcher in a process group of its own.
+fn spawn(port: u16, log: &tempfile::NamedTempFile) -> Child {
+    Command::new(EMULATOR)
+        .arg("--host=127.0.0.1")
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {EMULATOR}: {error}"))
 }
 
 fn free_port() -> u16 {
