@@ -7,9 +7,9 @@ use std::marker::PhantomData;
 pub use wit_bindgen;
 
 pub use crate::bindings::exports::tweetpipe::plugin::processor::{
-    Changes, Guest, Outcome, PluginInfo as Info,
+    Changes as WireChanges, Guest, Outcome, PluginInfo as Info,
 };
-use crate::{Attr, Config, Error, Fields, Post, Result};
+use crate::{Attr, Changes, Config, Error, Fields, Post, Result};
 
 /// The `info` export.
 pub fn info(name: &str, version: &str, reads: Fields) -> Info {
@@ -88,6 +88,40 @@ impl FilterMapOutput for Result<Option<Post>> {
     }
 }
 
+/// What a `#[map]` function that reads `&Post` may return.
+pub trait ChangesOutput {
+    fn into_result(self) -> Result<Changes>;
+}
+
+impl ChangesOutput for Changes {
+    fn into_result(self) -> Result<Changes> {
+        Ok(self)
+    }
+}
+
+impl ChangesOutput for Result<Changes> {
+    fn into_result(self) -> Result<Changes> {
+        self
+    }
+}
+
+/// What a `#[filter_map]` function that reads `&Post` may return.
+pub trait FilterChangesOutput {
+    fn into_result(self) -> Result<Option<Changes>>;
+}
+
+impl FilterChangesOutput for Option<Changes> {
+    fn into_result(self) -> Result<Option<Changes>> {
+        Ok(self)
+    }
+}
+
+impl FilterChangesOutput for Result<Option<Changes>> {
+    fn into_result(self) -> Result<Option<Changes>> {
+        self
+    }
+}
+
 /// What an `#[init]` function may return.
 pub trait InitOutput {
     fn into_result(self) -> Result<()>;
@@ -156,6 +190,35 @@ pub fn run_map_in_place<R: InPlaceOutput>(
         .collect()
 }
 
+/// The batch loop of `#[map]` reading `&Post` and returning its [`Changes`]:
+/// nothing is copied or compared.
+pub fn run_map_ref<R: ChangesOutput>(posts: Vec<Post>, map: impl Fn(&Post) -> R) -> Vec<Outcome> {
+    posts
+        .iter()
+        .map(|post| match map(post).into_result() {
+            Ok(changes) => Outcome::Keep(changes.into_wire()),
+            Err(error) => Outcome::Fail(error.to_string()),
+        })
+        .collect()
+}
+
+/// The batch loop of `#[filter_map]` reading `&Post` and returning the
+/// [`Changes`] of the posts it keeps.
+pub fn run_filter_map_ref<R: FilterChangesOutput>(
+    posts: Vec<Post>,
+    function: &str,
+    filter_map: impl Fn(&Post) -> R,
+) -> Vec<Outcome> {
+    posts
+        .iter()
+        .map(|post| match filter_map(post).into_result() {
+            Ok(Some(changes)) => Outcome::Keep(changes.into_wire()),
+            Ok(None) => dropped(function),
+            Err(error) => Outcome::Fail(error.to_string()),
+        })
+        .collect()
+}
+
 /// The batch loop of `#[filter_map]`.
 pub fn run_filter_map<R: FilterMapOutput>(
     posts: Vec<Post>,
@@ -177,7 +240,7 @@ pub fn run_filter_map<R: FilterMapOutput>(
 
 /// What changed between the post a plugin received and the one it returned.
 /// Only the fields the contract lets a plugin change are compared.
-pub fn changes(before: &Post, after: Post) -> Option<Changes> {
+pub fn changes(before: &Post, after: Post) -> Option<WireChanges> {
     if before == &after {
         return None;
     }
@@ -190,18 +253,17 @@ pub fn changes(before: &Post, after: Post) -> Option<Changes> {
         attrs,
         ..
     } = after;
-    let set_attrs: Vec<Attr> = attrs
-        .iter()
-        .filter(|attr| before.attr(&attr.name) != Some(&attr.value))
-        .cloned()
-        .collect();
     let remove_attrs: Vec<String> = before
         .attrs
         .iter()
         .filter(|old| !attrs.iter().any(|attr| attr.name == old.name))
         .map(|old| old.name.clone())
         .collect();
-    let changes = Changes {
+    let set_attrs: Vec<Attr> = attrs
+        .into_iter()
+        .filter(|attr| before.attr(&attr.name) != Some(&attr.value))
+        .collect();
+    let changes = WireChanges {
         text: (text != before.text).then_some(text),
         lang: (lang != before.lang).then_some(lang),
         author_username: (author.username != before.author.username).then_some(author.username),

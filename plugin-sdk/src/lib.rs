@@ -4,6 +4,7 @@
 // public name, which must also resolve inside the crate itself.
 extern crate self as tweetpipe_plugin;
 
+mod changes;
 mod config;
 mod error;
 mod post;
@@ -26,6 +27,7 @@ pub mod bindings {
     });
 }
 
+pub use changes::Changes;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use tweetpipe_plugin_macros::{filter, filter_map, init, map};
@@ -40,7 +42,7 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// Everything a plugin usually needs: `use tweetpipe_plugin::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        AttrValue, Author, Config, Error, Metrics, Place, Post, Result, filter, filter_map, init,
-        map,
+        AttrValue, Author, Changes, Config, Error, Metrics, Place, Post, Result, filter,
+        filter_map, init, map,
     };
 }

@@ -38,18 +38,17 @@ mod plugin {
     }
 
     #[filter_map(reads(text, lang, author, entities, place, kind))]
-    fn filter(mut post: Post) -> Result<Option<Post>> {
+    fn filter(post: &Post) -> Result<Option<Changes>> {
         let rules = RULES
             .get()
             .ok_or_else(|| Error::msg("filter: the plugin was not initialised"))?;
         let mut tags: Vec<String> = Vec::new();
         SCRATCH.with_borrow_mut(|scratch| {
-            rules.matches(&post, scratch, |tag| tags.push(tag.to_owned()));
+            rules.matches(post, scratch, |tag| tags.push(tag.to_owned()));
         });
         if tags.is_empty() {
             return Ok(None);
         }
-        post.set_attr("matched_rules", tags);
-        Ok(Some(post))
+        Ok(Some(Changes::new().with_attr("matched_rules", tags)))
     }
 }

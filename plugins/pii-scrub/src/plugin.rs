@@ -18,10 +18,9 @@ fn init(config: &Config) -> Result<()> {
 }
 
 #[map(reads(text, author, mentions))]
-fn pii_scrub(post: &mut Post) -> Result<()> {
+fn pii_scrub(post: &Post) -> Result<Changes> {
     let scrubber = SCRUBBER
         .get()
         .ok_or_else(|| Error::msg("pii-scrub was not initialised with a config"))?;
-    scrubber.scrub_post(post);
-    Ok(())
+    Ok(scrubber.scrub(post))
 }

@@ -3,7 +3,7 @@
 //! and the location, and the `pii_redactions` count.
 
 use serde::Deserialize;
-use tweetpipe_plugin::{Config, Post};
+use tweetpipe_plugin::{Changes, Config, Post};
 
 use crate::pseudonym::{Domain, Pseudonymizer};
 use crate::scan::{self, Detectors};
@@ -125,45 +125,58 @@ impl Scrubber {
 
     /// Scrubs one post in place; sets `pii_redactions` when it redacted something.
     pub fn scrub_post(&self, post: &mut Post) {
+        self.scrub(post).apply(post);
+    }
+
+    /// What scrubbing `post` changes, computed without copying the post.
+    pub fn scrub(&self, post: &Post) -> Changes {
+        let mut changes = Changes::new();
         let mut redactions = 0;
-        let author = &mut post.author;
+        let author = &post.author;
         if !author.username.is_empty() {
-            author.username = self.pseudonyms.token(Domain::Username, &author.username);
+            changes.set_author_username(self.pseudonyms.token(Domain::Username, &author.username));
         }
         match self.name {
             NameMode::Hash if !author.name.is_empty() => {
-                author.name = self.pseudonyms.token(Domain::Name, &author.name);
+                changes.set_author_name(self.pseudonyms.token(Domain::Name, &author.name));
             }
             NameMode::Hash => {}
-            NameMode::Redact => redactions += self.redact(&mut author.name),
+            NameMode::Redact => {
+                let scrubbed = scan::scrub(&author.name, self.detectors, None);
+                redactions += scrubbed.redactions;
+                if let Some(name) = scrubbed.text {
+                    changes.set_author_name(name);
+                }
+            }
         }
-        if let Some(location) = author.location.as_mut() {
-            redactions += self.redact(location);
+        if let Some(location) = author.location.as_deref() {
+            let scrubbed = scan::scrub(location, self.detectors, None);
+            redactions += scrubbed.redactions;
+            if let Some(location) = scrubbed.text {
+                changes.set_author_location(Some(location));
+            }
         }
-        for mention in &mut post.mentions {
-            *mention = self.pseudonyms.token(Domain::Username, mention);
+        if !post.mentions.is_empty() {
+            changes.set_mentions(
+                post.mentions
+                    .iter()
+                    .map(|mention| self.pseudonyms.token(Domain::Username, mention))
+                    .collect(),
+            );
         }
         let mut on_handle = |handle: &str, out: &mut String| {
             self.pseudonyms.push_token(Domain::Username, handle, out);
         };
         let scrubbed = scan::scrub(&post.text, self.detectors, Some(&mut on_handle));
         if let Some(text) = scrubbed.text {
-            post.text = text;
+            changes.set_text(text);
         }
         redactions += scrubbed.redactions;
-        // Only when something was redacted: an attribute costs the host more
-        // per post than the whole scan, and most posts carry no personal data.
+        // Only when something was redacted: most posts carry no personal data,
+        // and an attribute on every post would cost more than the scan.
         if redactions > 0 {
-            post.set_attr("pii_redactions", i64::from(redactions));
+            changes.set_attr("pii_redactions", i64::from(redactions));
         }
-    }
-
-    /// Redacts personal data in `field`; returns how many redactions it made.
-    fn redact(&self, field: &mut String) -> u32 {
-        let scrubbed = scan::scrub(field, self.detectors, None);
-        if let Some(text) = scrubbed.text {
-            *field = text;
-        }
-        scrubbed.redactions
+        changes
     }
 }

@@ -32,16 +32,16 @@ fn init(config: &Config) -> Result<()> {
 }
 
 #[map(reads(text))]
-fn sentiment(post: &mut Post) -> Result<()> {
+fn sentiment(post: &Post) -> Result<Changes> {
     let analyzer = analyzer()?;
     let settings = SETTINGS.get_or_init(Settings::default);
     let scores = SCRATCH
         .with_borrow_mut(|scratch| analyzer.scores_with(scratch, &post.text))
         .rounded();
-    post.set_attr("sentiment_compound", scores.compound);
-    post.set_attr("sentiment_pos", scores.pos);
-    post.set_attr("sentiment_neu", scores.neu);
-    post.set_attr("sentiment_neg", scores.neg);
-    post.set_attr("sentiment_label", settings.label(scores.compound).as_str());
-    Ok(())
+    Ok(Changes::new()
+        .with_attr("sentiment_compound", scores.compound)
+        .with_attr("sentiment_pos", scores.pos)
+        .with_attr("sentiment_neu", scores.neu)
+        .with_attr("sentiment_neg", scores.neg)
+        .with_attr("sentiment_label", settings.label(scores.compound).as_str()))
 }
