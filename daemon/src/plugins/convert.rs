@@ -3,7 +3,8 @@
 //!
 //! Posts are converted once when a batch enters the chain (moving, not copying,
 //! their strings) and once when it leaves; in between every plugin sees the
-//! contract form, projected to the fields it declared it reads.
+//! contract form, projected to the fields it declared it reads (moved out of
+//! the record for the call and back after it).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -221,6 +222,7 @@ pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
     if !remove_attrs.is_empty() {
         post.attrs.retain(|attr| !remove_attrs.contains(&attr.name));
     }
+    post.attrs.reserve(set_attrs.len());
     for attr in set_attrs {
         match post.attrs.iter_mut().find(|old| old.name == attr.name) {
             Some(old) => old.value = attr.value,
@@ -267,89 +269,219 @@ pub(crate) fn field_names(reads: wit::Fields) -> Vec<&'static str> {
     }
 }
 
-/// A copy of `post` with only the field groups in `reads` filled (the id always is).
-pub(crate) fn project(post: &wit::Post, reads: wit::Fields) -> wit::Post {
+/// Moves the field groups in `reads` (and the id) out of `post` into a record
+/// of their own, the other groups left empty; [`restore`] moves them back.
+/// Nothing is copied, so a plugin that reads little costs little.
+pub(crate) fn take_projection(post: &mut wit::Post, reads: wit::Fields) -> wit::Post {
     let has = |flag: wit::Fields| reads.contains(flag);
+    let take = std::mem::take::<String>;
     let kind = has(wit::Fields::KIND);
     let entities = has(wit::Fields::ENTITIES);
+    let mut projected = empty_post(take(&mut post.id));
+    if has(wit::Fields::TEXT) {
+        projected.text = take(&mut post.text);
+    }
+    if has(wit::Fields::LANG) {
+        projected.lang = take(&mut post.lang);
+    }
+    if has(wit::Fields::AUTHOR) {
+        std::mem::swap(&mut projected.author, &mut post.author);
+    }
+    if has(wit::Fields::METRICS) {
+        projected.metrics = post.metrics;
+    }
+    if entities {
+        projected.hashtags = std::mem::take(&mut post.hashtags);
+        projected.mentions = std::mem::take(&mut post.mentions);
+        projected.cashtags = std::mem::take(&mut post.cashtags);
+        projected.urls = std::mem::take(&mut post.urls);
+    }
+    if has(wit::Fields::PLACE) {
+        projected.place = post.place.take();
+    }
+    if kind {
+        projected.created_at = post.created_at;
+        projected.is_retweet = post.is_retweet;
+        projected.is_reply = post.is_reply;
+        projected.is_quote = post.is_quote;
+        projected.has_media = post.has_media;
+        projected.in_reply_to_user_id = post.in_reply_to_user_id.take();
+    }
+    if has(wit::Fields::RULES) {
+        projected.matching_rules = std::mem::take(&mut post.matching_rules);
+    }
+    if has(wit::Fields::ATTRS) {
+        projected.attrs = std::mem::take(&mut post.attrs);
+    }
+    projected
+}
+
+/// Moves back what [`take_projection`] took out of `post`.
+pub(crate) fn restore(post: &mut wit::Post, projected: wit::Post, reads: wit::Fields) {
+    let has = |flag: wit::Fields| reads.contains(flag);
+    let wit::Post {
+        id,
+        text,
+        lang,
+        author,
+        hashtags,
+        mentions,
+        cashtags,
+        urls,
+        place,
+        in_reply_to_user_id,
+        matching_rules,
+        attrs,
+        ..
+    } = projected;
+    post.id = id;
+    if has(wit::Fields::TEXT) {
+        post.text = text;
+    }
+    if has(wit::Fields::LANG) {
+        post.lang = lang;
+    }
+    if has(wit::Fields::AUTHOR) {
+        post.author = author;
+    }
+    if has(wit::Fields::ENTITIES) {
+        post.hashtags = hashtags;
+        post.mentions = mentions;
+        post.cashtags = cashtags;
+        post.urls = urls;
+    }
+    if has(wit::Fields::PLACE) {
+        post.place = place;
+    }
+    if has(wit::Fields::KIND) {
+        post.in_reply_to_user_id = in_reply_to_user_id;
+    }
+    if has(wit::Fields::RULES) {
+        post.matching_rules = matching_rules;
+    }
+    if has(wit::Fields::ATTRS) {
+        post.attrs = attrs;
+    }
+}
+
+/// A record with only the id filled.
+fn empty_post(id: String) -> wit::Post {
     wit::Post {
-        id: post.id.clone(),
-        created_at: if kind { post.created_at } else { None },
-        text: if has(wit::Fields::TEXT) {
-            post.text.clone()
-        } else {
-            String::new()
+        id,
+        created_at: None,
+        text: String::new(),
+        lang: String::new(),
+        author: wit::Author {
+            id: String::new(),
+            username: String::new(),
+            name: String::new(),
+            location: None,
+            followers: 0,
+            verified: false,
         },
-        lang: if has(wit::Fields::LANG) {
-            post.lang.clone()
-        } else {
-            String::new()
+        metrics: wit::Metrics {
+            retweets: 0,
+            likes: 0,
+            replies: 0,
+            quotes: 0,
         },
-        author: if has(wit::Fields::AUTHOR) {
-            post.author.clone()
-        } else {
-            wit::Author {
-                id: String::new(),
-                username: String::new(),
-                name: String::new(),
-                location: None,
-                followers: 0,
-                verified: false,
-            }
-        },
-        metrics: if has(wit::Fields::METRICS) {
-            post.metrics
-        } else {
-            wit::Metrics {
-                retweets: 0,
-                likes: 0,
-                replies: 0,
-                quotes: 0,
-            }
-        },
-        hashtags: if entities {
-            post.hashtags.clone()
-        } else {
-            Vec::new()
-        },
-        mentions: if entities {
-            post.mentions.clone()
-        } else {
-            Vec::new()
-        },
-        cashtags: if entities {
-            post.cashtags.clone()
-        } else {
-            Vec::new()
-        },
-        urls: if entities {
-            post.urls.clone()
-        } else {
-            Vec::new()
-        },
-        place: if has(wit::Fields::PLACE) {
-            post.place.clone()
-        } else {
-            None
-        },
-        is_retweet: kind && post.is_retweet,
-        is_reply: kind && post.is_reply,
-        is_quote: kind && post.is_quote,
-        has_media: kind && post.has_media,
-        in_reply_to_user_id: if kind {
-            post.in_reply_to_user_id.clone()
-        } else {
-            None
-        },
-        matching_rules: if has(wit::Fields::RULES) {
-            post.matching_rules.clone()
-        } else {
-            Vec::new()
-        },
-        attrs: if has(wit::Fields::ATTRS) {
-            post.attrs.clone()
-        } else {
-            Vec::new()
-        },
+        hashtags: Vec::new(),
+        mentions: Vec::new(),
+        cashtags: Vec::new(),
+        urls: Vec::new(),
+        place: None,
+        is_retweet: false,
+        is_reply: false,
+        is_quote: false,
+        has_media: false,
+        in_reply_to_user_id: None,
+        matching_rules: Vec::new(),
+        attrs: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_record() -> wit::Post {
+        let post = Post {
+            id: "1861000000000000001".to_owned(),
+            created_at: Some("2026-11-21T10:00:00.000Z".parse().unwrap()),
+            text: "hello @ana #rust $ACME https://t.co/x".to_owned(),
+            lang: "en".to_owned(),
+            author: Author {
+                id: "42".to_owned(),
+                username: "bob".to_owned(),
+                name: "Bob".to_owned(),
+                location: Some("Lisbon".to_owned()),
+                followers: 7,
+                verified: true,
+            },
+            metrics: Metrics {
+                retweets: 1,
+                likes: 2,
+                replies: 3,
+                quotes: 4,
+            },
+            hashtags: vec!["rust".to_owned()],
+            mentions: vec!["ana".to_owned()],
+            cashtags: vec!["ACME".to_owned()],
+            urls: vec!["https://example.com/".to_owned()],
+            place: Some(Place {
+                id: "p1".to_owned(),
+                full_name: "Lisbon, Portugal".to_owned(),
+                country_code: Some("PT".to_owned()),
+            }),
+            is_retweet: true,
+            is_reply: true,
+            is_quote: true,
+            has_media: true,
+            in_reply_to_user_id: Some("43".to_owned()),
+            matching_rules: vec![MatchingRule {
+                id: "9".to_owned(),
+                tag: "music".to_owned(),
+            }],
+            attrs: BTreeMap::from([("score".to_owned(), AttrValue::Float(0.5))]),
+            raw: None,
+        };
+        to_wit(post).0
+    }
+
+    #[test]
+    fn a_projection_holds_only_what_the_plugin_reads_and_restores_exactly() {
+        let groups = [
+            wit::Fields::empty(),
+            wit::Fields::TEXT,
+            wit::Fields::TEXT | wit::Fields::AUTHOR | wit::Fields::ENTITIES,
+            wit::Fields::LANG | wit::Fields::PLACE | wit::Fields::KIND | wit::Fields::METRICS,
+            wit::Fields::RULES | wit::Fields::ATTRS,
+            all_fields(),
+        ];
+        let original = format!("{:?}", full_record());
+        for reads in groups {
+            let mut record = full_record();
+            let projected = take_projection(&mut record, reads);
+            let has = |flag| reads.contains(flag);
+            assert_eq!(projected.id, "1861000000000000001");
+            assert_eq!(projected.text.is_empty(), !has(wit::Fields::TEXT));
+            assert_eq!(projected.lang.is_empty(), !has(wit::Fields::LANG));
+            assert_eq!(
+                projected.author.username.is_empty(),
+                !has(wit::Fields::AUTHOR)
+            );
+            assert_eq!(projected.metrics.likes == 0, !has(wit::Fields::METRICS));
+            assert_eq!(projected.urls.is_empty(), !has(wit::Fields::ENTITIES));
+            assert_eq!(projected.place.is_none(), !has(wit::Fields::PLACE));
+            assert_eq!(projected.is_quote, has(wit::Fields::KIND));
+            assert_eq!(projected.created_at.is_some(), has(wit::Fields::KIND));
+            assert_eq!(
+                projected.matching_rules.is_empty(),
+                !has(wit::Fields::RULES)
+            );
+            assert_eq!(projected.attrs.is_empty(), !has(wit::Fields::ATTRS));
+            restore(&mut record, projected, reads);
+            assert_eq!(format!("{record:?}"), original, "reads {reads:?}");
+        }
     }
 }

@@ -386,19 +386,25 @@ impl std::fmt::Debug for PluginRunner {
 
 impl PluginRunner {
     /// One outcome per record. A failed batch is retried post by post on fresh
-    /// instances, so only the posts that fail on their own get `fail`.
-    fn process(&mut self, records: &[wit::Post]) -> Vec<wit::Outcome> {
+    /// instances, so only the posts that fail on their own get `fail`. A plugin
+    /// that does not read every field gets records holding only the fields it
+    /// reads, moved out of `records` for the call and moved back after it.
+    fn process(&mut self, records: &mut [wit::Post]) -> Vec<wit::Outcome> {
+        if self.all_fields {
+            return self.process_input(records);
+        }
+        let reads = self.plugin.info.reads;
         let mut projected = std::mem::take(&mut self.projected);
         projected.clear();
-        let input = if self.all_fields {
+        projected.extend(
             records
-        } else {
-            let reads = self.plugin.info.reads;
-            projected.extend(records.iter().map(|record| convert::project(record, reads)));
-            &projected[..]
-        };
-        let outcomes = self.process_input(input);
-        projected.clear();
+                .iter_mut()
+                .map(|record| convert::take_projection(record, reads)),
+        );
+        let outcomes = self.process_input(&projected);
+        for (record, taken) in records.iter_mut().zip(projected.drain(..)) {
+            convert::restore(record, taken, reads);
+        }
         self.projected = projected;
         outcomes
     }
