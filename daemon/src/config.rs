@@ -342,7 +342,10 @@ pub struct PubsubConfig {
     /// Streaming pull streams opened by this daemon.
     #[serde(default = "default_pubsub_streams")]
     pub streams: usize,
-    /// Ack deadline of a subscription created by `create_if_missing`.
+    /// How long a message leased by a daemon that stopped answering stays
+    /// invisible before Pub/Sub redelivers it: the ack deadline of a
+    /// subscription created by `create_if_missing`, and the lease each
+    /// streaming pull asks for and renews while the message is processed.
     #[serde(default = "default_pubsub_ack_deadline")]
     pub ack_deadline_seconds: i32,
 }
@@ -655,12 +658,181 @@ pub enum SinkKind {
     BigQuery(BigQuerySinkConfig),
 }
 
-/// `[dead_letter]`.
+/// `[dead_letter]`: a JSONL file (`path`, the default kind) or a Pub/Sub topic.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
-    /// The JSONL file dead letters are appended to.
-    pub path: PathBuf,
+    /// `file` (the default) or `pubsub`.
+    #[serde(default)]
+    pub kind: DeadLetterKind,
+    /// `kind = "file"`: the JSONL file dead letters are appended to.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `kind = "pubsub"`: the topic dead letters are published to.
+    #[serde(default)]
+    pub pubsub: Option<DeadLetterPubsubConfig>,
+}
+
+/// Where dead letters go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeadLetterKind {
+    /// Appended to a JSONL file and synced.
+    #[default]
+    File,
+    /// Published to a Pub/Sub topic.
+    Pubsub,
+}
+
+/// `[dead_letter.pubsub]`: a Pub/Sub topic for dead letters. The project, the
+/// endpoint and the credentials default to those of `[broker.pubsub]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterPubsubConfig {
+    /// The Google Cloud project id; `[broker.pubsub] project` when left out.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The topic (a short name, or `projects/…/topics/…`).
+    pub topic: String,
+    /// Create the topic when it does not exist.
+    #[serde(default)]
+    pub create_if_missing: bool,
+    /// A service-account key file; `[broker.pubsub] credentials_file` when left out.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Overrides the service endpoint; `[broker.pubsub] endpoint` (or
+    /// `PUBSUB_EMULATOR_HOST`) when left out.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// The dead-letter destination a config selects, with the defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterDestination {
+    /// A JSONL file.
+    File(PathBuf),
+    /// A Pub/Sub topic.
+    Pubsub(DeadLetterTopic),
+}
+
+/// A resolved `[dead_letter.pubsub]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterTopic {
+    pub project: String,
+    pub topic: String,
+    pub create_if_missing: bool,
+    pub credentials_file: Option<PathBuf>,
+    pub endpoint: Option<String>,
+}
+
+impl DeadLetterTopic {
+    /// The topic's full resource name.
+    pub fn topic_name(&self) -> String {
+        if self.topic.starts_with("projects/") {
+            self.topic.clone()
+        } else {
+            format!("projects/{}/topics/{}", self.project, self.topic)
+        }
+    }
+}
+
+impl fmt::Display for DeadLetterDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeadLetterDestination::File(path) => write!(f, "{}", path.display()),
+            DeadLetterDestination::Pubsub(topic) => write!(f, "pubsub {}", topic.topic_name()),
+        }
+    }
+}
+
+impl DeadLetterConfig {
+    /// The destination, with `[dead_letter.pubsub]` defaults taken from `broker`.
+    pub fn destination(
+        &self,
+        broker: Option<&PubsubConfig>,
+    ) -> Result<DeadLetterDestination, (String, String)> {
+        match self.kind {
+            DeadLetterKind::File => {
+                if self.pubsub.is_some() {
+                    return Err((
+                        "dead_letter.pubsub".to_owned(),
+                        "is only read with kind = \"pubsub\"; set kind = \"pubsub\" or remove the table".to_owned(),
+                    ));
+                }
+                match &self.path {
+                    Some(path) if !path.as_os_str().is_empty() => {
+                        Ok(DeadLetterDestination::File(path.clone()))
+                    }
+                    _ => Err((
+                        "dead_letter.path".to_owned(),
+                        "is required for the dead-letter file (for example `path = \"dead-letters.jsonl\"`), or set kind = \"pubsub\" with a [dead_letter.pubsub] table".to_owned(),
+                    )),
+                }
+            }
+            DeadLetterKind::Pubsub => {
+                if self.path.is_some() {
+                    return Err((
+                        "dead_letter.path".to_owned(),
+                        "is only read with kind = \"file\"; dead letters go to the [dead_letter.pubsub] topic, remove `path`".to_owned(),
+                    ));
+                }
+                let Some(pubsub) = &self.pubsub else {
+                    return Err((
+                        "dead_letter.pubsub".to_owned(),
+                        "kind = \"pubsub\" needs a [dead_letter.pubsub] table with `topic`"
+                            .to_owned(),
+                    ));
+                };
+                if pubsub.topic.trim().is_empty() {
+                    return Err((
+                        "dead_letter.pubsub.topic".to_owned(),
+                        "must not be empty".to_owned(),
+                    ));
+                }
+                let full_name = pubsub.topic.starts_with("projects/");
+                let project = match (&pubsub.project, broker) {
+                    (Some(project), _) => project.clone(),
+                    (None, Some(broker)) => broker.project.clone(),
+                    (None, None) if full_name => String::new(),
+                    (None, None) => {
+                        return Err((
+                            "dead_letter.pubsub.project".to_owned(),
+                            "is required when there is no [broker.pubsub] to take it from (or give `topic` as `projects/…/topics/…`)".to_owned(),
+                        ));
+                    }
+                };
+                if project.trim().is_empty() && !full_name {
+                    return Err((
+                        "dead_letter.pubsub.project".to_owned(),
+                        "must not be empty".to_owned(),
+                    ));
+                }
+                if let Some(endpoint) = &pubsub.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err((
+                        "dead_letter.pubsub.endpoint".to_owned(),
+                        format!(
+                            "expected a URL such as `https://pubsub.googleapis.com`, found `{endpoint}`"
+                        ),
+                    ));
+                }
+                Ok(DeadLetterDestination::Pubsub(DeadLetterTopic {
+                    project,
+                    topic: pubsub.topic.clone(),
+                    create_if_missing: pubsub.create_if_missing,
+                    credentials_file: pubsub
+                        .credentials_file
+                        .clone()
+                        .or_else(|| broker.and_then(|broker| broker.credentials_file.clone())),
+                    endpoint: pubsub
+                        .endpoint
+                        .clone()
+                        .or_else(|| broker.and_then(|broker| broker.endpoint.clone())),
+                }))
+            }
+        }
+    }
 }
 
 /// `[logging]`.
@@ -821,6 +993,8 @@ impl Config {
         self.broker
             .validate()
             .map_err(|(key, message)| invalid(&key, message))?;
+        self.dead_letter_destination()
+            .map_err(|(key, message)| invalid(&key, message))?;
         if self.broker.ingest() && self.source.replay.is_none() && self.source.x.is_none() {
             return Err(invalid(
                 "source",
@@ -967,7 +1141,23 @@ impl Config {
         {
             resolve(file);
         }
-        resolve(&mut self.dead_letter.path);
+        if let Some(path) = &mut self.dead_letter.path {
+            resolve(path);
+        }
+        if let Some(file) = self
+            .dead_letter
+            .pubsub
+            .as_mut()
+            .and_then(|pubsub| pubsub.credentials_file.as_mut())
+        {
+            resolve(file);
+        }
+    }
+
+    /// Where dead letters go: `[dead_letter]`, with the Pub/Sub defaults taken
+    /// from `[broker.pubsub]`.
+    pub fn dead_letter_destination(&self) -> Result<DeadLetterDestination, (String, String)> {
+        self.dead_letter.destination(self.broker.pubsub.as_ref())
     }
 }
 

@@ -1,15 +1,24 @@
 //! Keeps every message the pipeline could not process, with the stage and the reason.
 //!
 //! A message that fails to decode, that a plugin fails on, that the sink rejects
-//! or that the broker gives up redelivering is appended as one JSON line to the
-//! dead-letter file: when, at which stage, the error, the plugin and post id when
-//! known, how many deliveries were attempted, and the original message — embedded
-//! as JSON when it is JSON, otherwise kept as a string with `"message_raw": true`.
-//! [`DeadLetterFile::commit`] flushes and `fdatasync`s, and the pipeline acks a
-//! message only after its dead letter is committed, so nothing is lost between
-//! the broker and this file. Replaying a dead letter means publishing its
-//! `message` again.
+//! or that the broker gives up redelivering becomes a dead letter: when, at which
+//! stage, the error, the plugin and post id when known, how many deliveries were
+//! attempted, and the original message. It goes to one of two destinations
+//! ([`DeadLetterSink`]):
+//!
+//! - a JSONL file, one line per letter, the original message embedded as JSON
+//!   when it is JSON, otherwise kept as a string with `"message_raw": true`;
+//!   [`DeadLetterFile::commit`] flushes and `fdatasync`s;
+//! - a Pub/Sub topic, one message per letter: the original message as the data,
+//!   the rest as attributes ([`pubsub_attributes`]); a batch is written once
+//!   Pub/Sub confirmed every letter in it.
+//!
+//! The pipeline acks a message only after its dead letter is written, so nothing
+//! is lost between the broker and the destination (a letter may be written twice
+//! when the write of its batch failed part-way). Replaying a dead letter means
+//! publishing its `message` again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -20,6 +29,8 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::broker::pubsub::{PubsubDeadLetters, PubsubError};
+use crate::config::DeadLetterDestination;
 use crate::sinks::row::Rfc3339Millis;
 
 /// Where in the pipeline a message failed.
@@ -115,6 +126,12 @@ pub enum DeadLetterError {
     },
     #[error("dead letters: cannot encode a dead letter: {0}")]
     Encode(#[source] serde_json::Error),
+    #[error("dead letters: {0}")]
+    Connect(#[from] PubsubError),
+    #[error(
+        "dead letters: publishing to {topic} failed (the messages stay unacknowledged and come back): {message}"
+    )]
+    Publish { topic: String, message: String },
     #[error("dead letters: {}:{line}: not a JSON line: {source}", path.display())]
     Parse {
         path: PathBuf,
@@ -228,6 +245,105 @@ impl DeadLetterFile {
     }
 }
 
+/// The configured dead-letter destination.
+#[derive(Debug)]
+pub enum DeadLetterSink {
+    /// A JSONL file.
+    File(DeadLetterFile),
+    /// A Pub/Sub topic.
+    Pubsub(PubsubDeadLetters),
+}
+
+impl DeadLetterSink {
+    /// Opens the file, or connects to the topic (creating it when configured to).
+    pub async fn open(destination: &DeadLetterDestination) -> Result<Self, DeadLetterError> {
+        match destination {
+            DeadLetterDestination::File(path) => DeadLetterFile::open(path).map(Self::File),
+            DeadLetterDestination::Pubsub(topic) => {
+                Ok(Self::Pubsub(PubsubDeadLetters::connect(topic).await?))
+            }
+        }
+    }
+
+    /// Writes `letters` durably: synced to the file, or confirmed by Pub/Sub.
+    /// On error none of them may be acked (some may have been written).
+    pub async fn write(&mut self, letters: &[&DeadLetter]) -> Result<(), DeadLetterError> {
+        match self {
+            DeadLetterSink::File(file) => {
+                for letter in letters {
+                    file.append(letter)?;
+                }
+                file.commit()
+            }
+            DeadLetterSink::Pubsub(topic) => {
+                let messages = letters
+                    .iter()
+                    .map(|letter| {
+                        (
+                            bytes::Bytes::copy_from_slice(letter.message.as_bytes()),
+                            pubsub_attributes(letter, Utc::now()),
+                        )
+                    })
+                    .collect();
+                topic
+                    .publish(messages)
+                    .await
+                    .map_err(|message| DeadLetterError::Publish {
+                        topic: topic.topic().to_owned(),
+                        message,
+                    })
+            }
+        }
+    }
+}
+
+/// The longest attribute value Pub/Sub accepts, in bytes.
+const MAX_ATTRIBUTE_BYTES: usize = 1024;
+
+/// The attributes of a dead letter published to Pub/Sub: `time`, `stage`,
+/// `error` (cut to Pub/Sub's 1024-byte limit), and `plugin`, `post_id` and
+/// `attempts` when known.
+pub fn pubsub_attributes(
+    letter: &DeadLetter,
+    time: chrono::DateTime<Utc>,
+) -> HashMap<String, String> {
+    let mut attributes = HashMap::with_capacity(6);
+    attributes.insert("time".to_owned(), Rfc3339Millis(time).to_string());
+    attributes.insert("stage".to_owned(), letter.stage.as_str().to_owned());
+    attributes.insert(
+        "error".to_owned(),
+        cut_to(&letter.error, MAX_ATTRIBUTE_BYTES).to_owned(),
+    );
+    if let Some(plugin) = &letter.plugin {
+        attributes.insert(
+            "plugin".to_owned(),
+            cut_to(plugin, MAX_ATTRIBUTE_BYTES).to_owned(),
+        );
+    }
+    if let Some(post_id) = &letter.post_id {
+        attributes.insert(
+            "post_id".to_owned(),
+            cut_to(post_id, MAX_ATTRIBUTE_BYTES).to_owned(),
+        );
+    }
+    if let Some(attempts) = letter.attempts {
+        attributes.insert("attempts".to_owned(), attempts.to_string());
+    }
+    attributes
+}
+
+/// The longest prefix of `text` that fits in `max` bytes, cut on a character boundary.
+fn cut_to(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// One line of the dead-letter file, borrowing the letter.
 #[derive(Serialize)]
 struct Line<'a> {
@@ -326,6 +442,30 @@ mod tests {
     fn stages_render_lowercase() {
         assert_eq!(Stage::Plugin.to_string(), "plugin");
         assert_eq!(serde_json::to_string(&Stage::Broker).unwrap(), "\"broker\"");
+    }
+
+    #[test]
+    fn pubsub_attributes_carry_the_reason_and_fit_pubsub_limits() {
+        let letter = DeadLetter::new(Stage::Plugin, "é".repeat(600), Arc::from("{}"))
+            .with_plugin("filter")
+            .with_post_id("42")
+            .with_attempts(3);
+        let time = chrono::DateTime::parse_from_rfc3339("2026-03-01T08:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let attributes = pubsub_attributes(&letter, time);
+        assert_eq!(attributes["stage"], "plugin");
+        assert_eq!(attributes["plugin"], "filter");
+        assert_eq!(attributes["post_id"], "42");
+        assert_eq!(attributes["attempts"], "3");
+        assert_eq!(attributes["time"], "2026-03-01T08:00:00.000Z");
+        // 600 two-byte characters: cut to 512 of them, never inside one.
+        assert_eq!(attributes["error"], "é".repeat(512));
+
+        let bare = pubsub_attributes(&DeadLetter::new(Stage::Decode, "bad", Arc::from("x")), time);
+        let mut keys: Vec<_> = bare.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["error", "stage", "time"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batcher::{Batcher, FlushCause};
 use crate::broker::{self, AckToken, Delivery, Publisher, Subscriber};
 use crate::config::{BrokerKind, Config, SinkKind};
-use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterFile, Stage};
+use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, Stage};
 use crate::metrics::{DeadLetterMetrics, Metrics, Shape, SinkMetrics, VerdictTally};
 use crate::plugins::{ChainRunner, ChainSwitch, LoadedChain, PluginError, Verdict};
 use crate::post::{Post, decode};
@@ -173,7 +173,10 @@ pub async fn run_switched(
         replay: replay.is_some(),
         x: x_source.is_some(),
     };
-    let dead_letters = DeadLetterFile::open(&config.dead_letter.path)?;
+    let destination = config
+        .dead_letter_destination()
+        .map_err(|(key, message)| PipelineError::Config(format!("{key}: {message}")))?;
+    let dead_letters = DeadLetterSink::open(&destination).await?;
     let chain_observer = metrics.chain_observer(chain);
     let mut first_runner = Some(chain.instantiate()?);
 
@@ -851,7 +854,7 @@ async fn flush(stage: &mut SinkStage, cause: FlushCause) {
 }
 
 async fn dead_letter_stage(
-    mut file: DeadLetterFile,
+    mut destination: DeadLetterSink,
     mut letters: mpsc::Receiver<Letter>,
     stats: Arc<Stats>,
     metrics: DeadLetterMetrics,
@@ -862,10 +865,8 @@ async fn dead_letter_stage(
         if letters.recv_many(&mut buffer, 256).await == 0 {
             return Ok(());
         }
-        let written = buffer
-            .iter()
-            .try_for_each(|(letter, _)| file.append(letter))
-            .and_then(|()| file.commit());
+        let batch: Vec<&DeadLetter> = buffer.iter().map(|(letter, _)| letter).collect();
+        let written = destination.write(&batch).await;
         match written {
             Ok(()) => {
                 Stats::add(&stats.dead_lettered, buffer.len() as u64);

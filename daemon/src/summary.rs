@@ -270,7 +270,14 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
             let _ = writeln!(out, "sink          {error}");
         }
     }
-    let _ = writeln!(out, "dead letters  {}", config.dead_letter.path.display());
+    match config.dead_letter_destination() {
+        Ok(destination) => {
+            let _ = writeln!(out, "dead letters  {destination}");
+        }
+        Err((key, message)) => {
+            let _ = writeln!(out, "dead letters  {key}: {message}");
+        }
+    }
     if config.metrics.enabled {
         let listen = config.metrics.listen;
         let _ = writeln!(

@@ -517,7 +517,7 @@ fn the_reference_config_runs_the_shipped_chain() {
     let out = tempfile::tempdir().unwrap();
     let sqlite = config.sink.sqlite.as_mut().unwrap();
     sqlite.path = out.path().join("tweetpipe.db");
-    config.dead_letter.path = out.path().join("dead-letters.jsonl");
+    config.dead_letter.path = Some(out.path().join("dead-letters.jsonl"));
 
     let outcome = run_pipeline(&config);
     let stats = outcome.stats;

@@ -13,12 +13,18 @@
 //! hands it back to Pub/Sub for redelivery, possibly to another daemon on the
 //! same subscription.
 //!
+//! A streaming pull asks for, and keeps renewing, a lease of `ack_deadline_seconds`
+//! on each message it holds, so a daemon that dies with messages in hand gives
+//! them back after that long. [`PubsubDeadLetters`] publishes dead letters to a
+//! topic when `[dead_letter] kind = "pubsub"`.
+//!
 //! `PUBSUB_EMULATOR_HOST` is honoured like every Google client does: it becomes an
 //! explicit `http://` endpoint, and a plaintext endpoint never looks for
 //! credentials (which would otherwise wait for a metadata server).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +36,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{AckToken, Acker, BrokerClosed, Delivery};
-use crate::config::PubsubConfig;
+use crate::config::{DeadLetterTopic, PubsubConfig};
 use crate::stats::Stats;
 
 /// The environment variable every Google client reads to find a Pub/Sub emulator.
@@ -89,16 +95,26 @@ pub fn resolve_endpoint(configured: Option<&str>, emulator_host: Option<&str>) -
 }
 
 fn connection(config: &PubsubConfig) -> Result<Connection, PubsubError> {
+    connection_to(
+        config.endpoint.as_deref(),
+        config.credentials_file.as_deref(),
+    )
+}
+
+fn connection_to(
+    configured_endpoint: Option<&str>,
+    credentials_file: Option<&Path>,
+) -> Result<Connection, PubsubError> {
     // The client has no crypto provider of its own (its default feature would pull
     // in aws-lc); use ring, which the rest of the daemon already links. Another
     // component may have installed it first, which is fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emulator = std::env::var(EMULATOR_HOST_VAR).ok();
-    let endpoint = resolve_endpoint(config.endpoint.as_deref(), emulator.as_deref());
+    let endpoint = resolve_endpoint(configured_endpoint, emulator.as_deref());
     let plaintext = endpoint
         .as_deref()
         .is_some_and(|endpoint| endpoint.starts_with("http://"));
-    let credentials = match &config.credentials_file {
+    let credentials = match credentials_file {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|error| {
                 PubsubError::Credentials(format!("reading {}: {error}", path.display()))
@@ -144,13 +160,10 @@ fn is_code(error: &google_cloud_pubsub::Error, code: google_cloud_gax::error::rp
     error.status().is_some_and(|status| status.code == code)
 }
 
-/// Creates the topic and the subscription when they are missing.
-pub async fn ensure_resources(config: &PubsubConfig) -> Result<(), PubsubError> {
+/// Creates `topic` unless it exists.
+async fn create_topic(connection: &Connection, topic: &str) -> Result<(), PubsubError> {
     use google_cloud_gax::error::rpc::Code;
 
-    let connection = connection(config)?;
-    let topic = topic_name(config);
-    let subscription = subscription_name(config);
     let mut topics = TopicAdmin::builder().with_credentials(connection.credentials.clone());
     if let Some(endpoint) = &connection.endpoint {
         topics = topics.with_endpoint(endpoint.clone());
@@ -159,17 +172,33 @@ pub async fn ensure_resources(config: &PubsubConfig) -> Result<(), PubsubError> 
         client: "topic admin",
         message: error.to_string(),
     })?;
-    match topics.create_topic().set_name(topic.clone()).send().await {
+    match topics
+        .create_topic()
+        .set_name(topic.to_owned())
+        .send()
+        .await
+    {
         Ok(_) => log::info!("pubsub: created topic {topic}"),
         Err(error) if is_code(&error, Code::AlreadyExists) => {}
         Err(error) => {
             return Err(PubsubError::Resource {
                 resource: "topic",
-                name: topic,
+                name: topic.to_owned(),
                 message: error.to_string(),
             });
         }
     }
+    Ok(())
+}
+
+/// Creates the topic and the subscription when they are missing.
+pub async fn ensure_resources(config: &PubsubConfig) -> Result<(), PubsubError> {
+    use google_cloud_gax::error::rpc::Code;
+
+    let connection = connection(config)?;
+    let topic = topic_name(config);
+    let subscription = subscription_name(config);
+    create_topic(&connection, &topic).await?;
     let mut subscriptions =
         SubscriptionAdmin::builder().with_credentials(connection.credentials.clone());
     if let Some(endpoint) = &connection.endpoint {
@@ -203,6 +232,89 @@ pub async fn ensure_resources(config: &PubsubConfig) -> Result<(), PubsubError> 
     Ok(())
 }
 
+/// Publishes dead letters to a topic; [`PubsubDeadLetters::publish`] returns
+/// only once Pub/Sub confirmed every letter, so their messages can be acked.
+#[derive(Debug)]
+pub struct PubsubDeadLetters {
+    client: Publisher,
+    connection: Connection,
+    topic: String,
+}
+
+impl PubsubDeadLetters {
+    /// Connects to the dead-letter topic, creating it first when
+    /// `create_if_missing` is set.
+    pub async fn connect(config: &DeadLetterTopic) -> Result<PubsubDeadLetters, PubsubError> {
+        let connection = connection_to(
+            config.endpoint.as_deref(),
+            config.credentials_file.as_deref(),
+        )?;
+        let topic = config.topic_name();
+        if config.create_if_missing {
+            create_topic(&connection, &topic).await?;
+        }
+        let client = dead_letter_publisher(&connection, &topic).await?;
+        Ok(PubsubDeadLetters {
+            client,
+            connection,
+            topic,
+        })
+    }
+
+    /// The topic's full resource name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Publishes `messages` (data and attributes) and waits for every
+    /// confirmation; the first failure is returned once all have settled.
+    pub async fn publish(
+        &mut self,
+        messages: Vec<(bytes::Bytes, HashMap<String, String>)>,
+    ) -> Result<(), String> {
+        // `publish` hands each message to the batching publisher at once, so
+        // awaiting the confirmations one after the other costs no round trips.
+        let pending: Vec<_> = messages
+            .into_iter()
+            .map(|(data, attributes)| {
+                self.client
+                    .publish(Message::new().set_data(data).set_attributes(attributes))
+            })
+            .collect();
+        let mut first_error = None;
+        for confirmation in pending {
+            if let Err(error) = confirmation.await {
+                first_error.get_or_insert(error.to_string());
+            }
+        }
+        let Some(error) = first_error else {
+            return Ok(());
+        };
+        // The next batch starts on a fresh publisher, so nothing left over from
+        // the failure (batches queued behind it, a broken channel) carries over.
+        match dead_letter_publisher(&self.connection, &self.topic).await {
+            Ok(client) => self.client = client,
+            Err(rebuild) => log::warn!("dead letters: {rebuild}"),
+        }
+        Err(error)
+    }
+}
+
+async fn dead_letter_publisher(
+    connection: &Connection,
+    topic: &str,
+) -> Result<Publisher, PubsubError> {
+    let mut builder =
+        Publisher::builder(topic.to_owned()).with_credentials(connection.credentials.clone());
+    if let Some(endpoint) = &connection.endpoint {
+        builder = builder.with_endpoint(endpoint.clone());
+    }
+    builder.build().await.map_err(|error| PubsubError::Client {
+        client: "dead-letter publisher",
+        message: error.to_string(),
+    })
+}
+
 /// Publishes not yet confirmed: the current number and the highest seen.
 #[derive(Debug, Default)]
 struct InFlight {
@@ -224,11 +336,15 @@ impl InFlight {
 #[derive(Debug)]
 struct PublisherShared {
     client: Publisher,
+    /// The topic's full name, for the log.
+    topic: String,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     in_flight: InFlight,
-    /// True while publishing fails; flips are logged, single failures are not.
-    failing: AtomicBool,
+    /// Whether publishing works; its changes are logged, single failures are not.
+    health: Health,
+    /// Messages given up unconfirmed at shutdown, reported once by `flush`.
+    given_up: AtomicUsize,
     stats: Arc<Stats>,
     cancel: CancellationToken,
 }
@@ -266,10 +382,12 @@ impl PubsubPublisher {
         Ok(PubsubPublisher {
             shared: Arc::new(PublisherShared {
                 client,
+                topic: topic_name(config),
                 permits: Arc::new(Semaphore::new(config.max_in_flight)),
                 max_in_flight: config.max_in_flight,
                 in_flight: InFlight::default(),
-                failing: AtomicBool::new(false),
+                health: Health::default(),
+                given_up: AtomicUsize::new(0),
                 stats,
                 cancel,
             }),
@@ -316,6 +434,14 @@ impl PubsubPublisher {
         if let Ok(permits) = self.shared.permits.acquire_many(all).await {
             drop(permits);
         }
+        let given_up = self.shared.given_up.swap(0, Ordering::SeqCst);
+        if given_up > 0 {
+            log::error!(
+                "pubsub: {given_up} messages were read but not confirmed by {} before shutdown; \
+                 read them again from the source (replay the file, or let the X stream's backfill resend them)",
+                self.shared.topic
+            );
+        }
     }
 
     /// Unconfirmed publishes right now.
@@ -332,30 +458,71 @@ impl PubsubPublisher {
 async fn publish_until_confirmed(shared: &PublisherShared, message: Message) {
     let mut attempt = 0u32;
     loop {
+        let started = shared.health.epoch();
         match shared.client.publish(message.clone()).await {
             Ok(_) => {
                 Stats::add(&shared.stats.published, 1);
-                if shared.failing.swap(false, Ordering::SeqCst) {
-                    log::info!("pubsub: publishing works again");
+                if shared.health.succeeded(started) {
+                    log::info!("pubsub: publishing to {} works again", shared.topic);
                 }
                 return;
             }
             Err(error) => {
                 attempt += 1;
-                if !shared.failing.swap(true, Ordering::SeqCst) {
-                    log::warn!("pubsub: publishing failed, retrying until it works: {error}");
+                if shared.health.failed(started) {
+                    log::warn!(
+                        "pubsub: publishing to {} failed, retrying until it works: {error}",
+                        shared.topic
+                    );
                 }
                 let backoff = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(7)))
                     .min(MAX_PUBLISH_BACKOFF);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shared.cancel.cancelled() => {
-                        log::error!("pubsub: a message was not published before shutdown: {error}");
+                        shared.given_up.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                 }
             }
         }
+    }
+}
+
+/// Whether calls to Pub/Sub work, for logging an outage once when it starts and
+/// once when it ends however many calls fail or succeed meanwhile.
+///
+/// Each call reports with the epoch it started in, and only a call started in
+/// the current state can change it: a late failure of a call made before the
+/// recovery (or a late success of one made before the outage) is not news.
+#[derive(Debug, Default)]
+struct Health {
+    /// Even while calls work, odd while they fail; bumped on every change.
+    epoch: AtomicU64,
+}
+
+impl Health {
+    /// The epoch to report a call with; read it before making the call.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// A call started in `started` failed; true when this starts an outage.
+    fn failed(&self, started: u64) -> bool {
+        started.is_multiple_of(2)
+            && self
+                .epoch
+                .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
+
+    /// A call started in `started` worked; true when this ends an outage.
+    fn succeeded(&self, started: u64) -> bool {
+        !started.is_multiple_of(2)
+            && self
+                .epoch
+                .compare_exchange(started, started + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
     }
 }
 
@@ -431,14 +598,21 @@ impl PubsubSubscriber {
             .clamp(1, 100_000);
         let (tx, rx) = mpsc::channel(capacity);
         let stop = CancellationToken::new();
+        let settings = StreamSettings {
+            subscription: subscription.clone(),
+            max_messages: config.max_outstanding_messages,
+            max_bytes: config.max_outstanding_bytes,
+            lease: ack_deadline(config),
+        };
+        // One health for all streams: an outage is logged once, not once per stream.
+        let health = Arc::new(Health::default());
         let mut tasks = Vec::with_capacity(config.streams);
         for _ in 0..config.streams {
             tasks.push(tokio::spawn(pull(
                 client.clone(),
-                subscription.clone(),
-                config.max_outstanding_messages,
-                config.max_outstanding_bytes,
+                settings.clone(),
                 tx.clone(),
+                health.clone(),
                 stop.clone(),
             )));
         }
@@ -524,21 +698,51 @@ impl PubsubSubscriber {
     }
 }
 
+/// The lease a streaming pull asks for and keeps renewing: the configured ack deadline.
+///
+/// A streaming pull does not use the subscription's ack deadline: it sends its
+/// own (`stream_ack_deadline_seconds`) and extends each message's lease by it
+/// until the message is settled. The client's default is 60 s whatever the
+/// subscription says, so a daemon killed with messages in hand kept them from
+/// everyone for a minute even with `ack_deadline_seconds = 10`. Using the same
+/// value makes `ack_deadline_seconds` what a dead daemon's messages wait.
+fn ack_deadline(config: &PubsubConfig) -> Duration {
+    Duration::from_secs(u64::try_from(config.ack_deadline_seconds).unwrap_or(60))
+}
+
+/// What each streaming pull asks for.
+#[derive(Debug, Clone)]
+struct StreamSettings {
+    subscription: String,
+    /// Flow control: messages and bytes leased and not yet settled.
+    max_messages: i64,
+    max_bytes: i64,
+    /// The lease asked for and renewed ([`ack_deadline`]).
+    lease: Duration,
+}
+
 /// One streaming pull, reopened with backoff when it fails, until `stop` fires.
 async fn pull(
     client: Subscriber,
-    subscription: String,
-    max_messages: i64,
-    max_bytes: i64,
+    settings: StreamSettings,
     tx: mpsc::Sender<(Message, Handler)>,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) {
+    let StreamSettings {
+        subscription,
+        max_messages,
+        max_bytes,
+        lease,
+    } = settings;
     let mut failures = 0u32;
     while !stop.is_cancelled() {
+        let started = health.epoch();
         let mut stream = client
             .subscribe(subscription.clone())
             .set_max_outstanding_messages(max_messages)
             .set_max_outstanding_bytes(max_bytes)
+            .set_max_lease_extension(lease)
             .build();
         let shutdown = stream.shutdown_token();
         let ended = loop {
@@ -548,9 +752,9 @@ async fn pull(
             };
             match next {
                 Some(Ok(received)) => {
-                    if failures > 0 {
+                    failures = 0;
+                    if health.succeeded(started) {
                         log::info!("pubsub: pulling {subscription} works again");
-                        failures = 0;
                     }
                     // A full queue holds the stream: flow control does the rest.
                     let sent = tokio::select! {
@@ -571,8 +775,10 @@ async fn pull(
             return;
         };
         failures += 1;
-        if failures == 1 {
-            log::warn!("pubsub: pulling {subscription} failed, reconnecting: {error}");
+        if health.failed(started) {
+            log::warn!(
+                "pubsub: pulling {subscription} failed, reconnecting until it works: {error}"
+            );
         }
         let backoff = Duration::from_millis(200u64.saturating_mul(1 << failures.min(6)));
         tokio::select! {
