@@ -22,8 +22,8 @@ fn rows() -> Vec<Post> {
         AttrValue::List(vec!["r0".to_owned()]),
     );
     attrs.insert("sentiment_compound".to_owned(), AttrValue::Float(0.4404));
-    attrs.insert("sentiment_pos".to_owned(), AttrValue::Float(0.318));
-    attrs.insert("sentiment_neu".to_owned(), AttrValue::Float(0.682));
+    attrs.insert("sentiment_pos".to_owned(), AttrValue::Float(0.297));
+    attrs.insert("sentiment_neu".to_owned(), AttrValue::Float(0.703));
     attrs.insert("sentiment_neg".to_owned(), AttrValue::Float(0.0));
     attrs.insert(
         "sentiment_label".to_owned(),

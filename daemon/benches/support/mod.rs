@@ -38,7 +38,8 @@ pub const FILTER_RULES: [&str; 25] = [
 
 /// The workspace's target directory (`CARGO_TARGET_DIR` when set).
 pub fn target_dir() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().unwrap_or(manifest_dir);
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
         Some(dir) => workspace.join(dir),
