@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip2
 CONFIG      ?= config/tweetpipe.toml
 BIN         := target/release/tweetpipe
 
-.PHONY: all build plugins run test test-only lint setup bench sample clean deb deb-tools test-deb
+.PHONY: all build plugins run test test-only lint setup bench bench-reference sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -56,9 +56,30 @@ lint:
 setup:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-## Benchmarks (release builds; numbers depend on the machine).
-bench: setup plugins
-	$(CARGO) bench --locked -p tweetpipe
+## Benchmarks: every `cargo bench` target of the daemon pinned to one core, then
+## benches/report.rs, which runs `tweetpipe run` end to end on a generated replay
+## of BENCH_POSTS posts (BENCH_RUNS runs per sink) and Python's VADER, and prints
+## the table of posts/s, CPU-s per million posts and peak RSS beside the targets.
+BENCH_CPU    ?= 0
+BENCH_POSTS  ?= 1000000
+BENCH_RUNS   ?= 3
+BENCH_DIR    := $(or $(CARGO_TARGET_DIR),target)/bench
+BENCH_PIN    := $(if $(shell command -v taskset),taskset -c $(BENCH_CPU))
+CRITERION_BENCHES := $(filter-out report,$(basename $(notdir $(wildcard daemon/benches/*.rs))))
+bench: setup plugins build bench-reference
+	@mkdir -p $(BENCH_DIR) && touch $(BENCH_DIR)/started
+	$(CARGO) bench --locked -p tweetpipe --no-run
+	$(BENCH_PIN) $(CARGO) bench --locked -p tweetpipe $(addprefix --bench ,$(CRITERION_BENCHES))
+	TWEETPIPE_BENCH_CPU=$(if $(BENCH_PIN),$(BENCH_CPU)) TWEETPIPE_BENCH_POSTS=$(BENCH_POSTS) \
+	TWEETPIPE_BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench --locked -p tweetpipe --bench report
+
+## The Python reference the sentiment figure is compared with (vaderSentiment):
+## installed with pip only when pip can do it offline (a local wheel cache or
+## index); otherwise the table says it is missing.
+bench-reference:
+	@python3 -c 'import vaderSentiment' 2>/dev/null \
+	  || python3 -m pip install --quiet --no-index vaderSentiment 2>/dev/null \
+	  || echo "note: python3 with vaderSentiment is not available offline; the table leaves out the Python reference"
 
 ## Regenerate the committed sample posts (deterministic).
 sample:

@@ -1,34 +1,20 @@
 //! Posts per second through the plugin runtime on one core: a no-op plugin that
 //! reads nothing, a no-op that reads every field (the full-record crossing), and
-//! a keyword filter, at batch sizes 1, 64 and 512; then the process's peak RSS.
+//! a keyword filter, at batch sizes 1, 64 and 512; the shipped plugins (filter
+//! with 25 rules, sentiment, pii-scrub) alone and chained as `make run` chains
+//! them. Each group records its peak RSS for the table `benches/report.rs` prints.
 //!
 //! Needs the plugins built by `make plugins`.
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use support::wasm;
 use tweetpipe::config::{OnError, PluginConfig};
 use tweetpipe::plugins::{LoadedChain, RuntimeOptions};
 use tweetpipe::post::{Author, MatchingRule, Metrics, Post};
-
-fn wasm(name: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        Some(dir) => workspace.join(dir),
-        None => workspace.join("target"),
-    };
-    let path = target
-        .join("wasm32-wasip2/plugin")
-        .join(format!("{name}.wasm"));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `make plugins` before `make bench`",
-        path.display()
-    );
-    path
-}
 
 /// A post shaped like a typical filtered-stream message.
 fn sample_post(index: usize) -> Post {
@@ -92,9 +78,11 @@ fn bench_plugins(criterion: &mut Criterion) {
             memory_mb: None,
             self_check: None,
         };
+        support::reset_peak_rss();
         let chain = LoadedChain::load_with(&[entry], &options).expect("loading the plugin");
         let mut runner = chain.instantiate().expect("instantiating the plugin");
-        let mut group = criterion.benchmark_group(format!("plugin/{name}"));
+        let group_name = format!("plugin/{name}");
+        let mut group = criterion.benchmark_group(&group_name);
         group
             .measurement_time(Duration::from_secs(3))
             .warm_up_time(Duration::from_secs(1));
@@ -110,178 +98,118 @@ fn bench_plugins(criterion: &mut Criterion) {
             });
         }
         group.finish();
-    }
-    // Peak resident memory of the whole benchmark process.
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-        && let Some(line) = status.lines().find(|line| line.starts_with("VmHWM:"))
-    {
-        println!("peak RSS (VmHWM): {}", line["VmHWM:".len()..].trim());
+        support::record_peak_rss(&group_name);
     }
 }
 
-/// The 25 filtered-stream rules of the `filter` plugin's benchmark: keywords,
-/// phrases, entities, negations, groups and the conjunction-required operators.
-const FILTER_RULES: [&str; 25] = [
-    "(covid OR vaccine OR booster) lang:en -is:retweet",
-    "#COVID19 -is:retweet",
-    "\"long covid\" OR #LongCovid",
-    "(vacina OR vacuna OR vaccin OR Impfung) -is:retweet",
-    "masks (bus OR train) has:hashtags",
-    "#Lisbon lang:pt",
-    "#LisbonLife -is:reply",
-    "(tram OR eléctrico OR elétrico) 28",
-    "\"storm warning\" OR orages OR Unwetter",
-    "heatwave OR calor OR Hitze -is:retweet",
-    "(golazo OR golaço OR goal) -is:retweet",
-    "marathon bridge",
-    "miradouro OR \"city tonight\"",
-    "$ACME OR $GLBX",
-    "(earnings OR balanço OR resultados) has:cashtags",
-    "(stocks OR bolsa OR Börse) -is:quote",
-    "\"Nova Lark\" (tickets OR ingressos OR entradas)",
-    "#NovaLarkLive has:links",
-    "\"Nova Lark\" -lang:en",
-    "(concert OR concierto OR Konzert) -is:retweet",
-    "from:synth_fan OR to:synth_fan",
-    "@synth_dev has:mentions",
-    "url:\"example.com\" -has:media",
-    "(rust OR wasm) -(java OR golang)",
-    "😭 OR 🔥 OR 🎸 is:verified",
-];
-
-/// Posts per second through the `filter` plugin with 25 rules, on the
-/// committed sample posts, at the batch size the daemon uses most.
-fn bench_filter_rules(criterion: &mut Criterion) {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
-    let samples: Vec<Post> = std::fs::read_to_string(&samples)
-        .expect("reading the sample posts")
-        .lines()
+/// The committed sample posts that decode (the malformed lines left out).
+fn sample_posts() -> Vec<Post> {
+    support::sample_lines()
+        .iter()
         .filter_map(|line| tweetpipe::post::decode(line).ok())
-        .collect();
-    let rules: Vec<serde_json::Value> = FILTER_RULES
+        .collect()
+}
+
+/// A plugin entry for `name.wasm` with `config`.
+fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
+    PluginConfig {
+        path: wasm(name),
+        config: serde_json::from_value(config).expect("a plugin config table"),
+        ..toml::from_str(r#"path = "plugin.wasm""#).expect("a minimal plugin entry")
+    }
+}
+
+/// The filter plugin's config with [`support::FILTER_RULES`].
+fn filter_config() -> serde_json::Value {
+    let rules: Vec<serde_json::Value> = support::FILTER_RULES
         .iter()
         .enumerate()
         .map(|(index, rule)| serde_json::json!({ "value": rule, "tag": format!("r{index}") }))
         .collect();
-    let entry = PluginConfig {
-        path: wasm("filter"),
-        config: serde_json::from_value(serde_json::json!({ "rules": rules })).unwrap(),
-        ..toml::from_str(r#"path = "filter.wasm""#).expect("a minimal plugin entry")
-    };
+    serde_json::json!({ "rules": rules })
+}
+
+/// The pii-scrub plugin's config: a key, every detector on.
+fn pii_scrub_config() -> serde_json::Value {
+    serde_json::json!({ "key": "benchmark-key-0123456789" })
+}
+
+/// Posts per second through `entries` chained, on consecutive slices of the
+/// sample posts (so caches inside plugins see the file's real mix), at batch
+/// sizes 64 and 512; records the group's peak RSS.
+fn bench_chain_on_samples(criterion: &mut Criterion, group_name: &str, entries: &[PluginConfig]) {
+    support::reset_peak_rss();
+    let samples = sample_posts();
     let options = RuntimeOptions {
         cache_dir: None,
         ..RuntimeOptions::default()
     };
-    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the filter plugin");
-    let mut runner = chain
-        .instantiate()
-        .expect("instantiating the filter plugin");
-    let mut group = criterion.benchmark_group("plugin/filter 25 rules");
+    let chain = LoadedChain::load_with(entries, &options).expect("loading the plugins");
+    let mut runner = chain.instantiate().expect("instantiating the plugins");
+    let mut group = criterion.benchmark_group(group_name);
     group
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
     for batch in [64usize, 512] {
-        let posts: Vec<Post> = samples.iter().cycle().take(batch).cloned().collect();
+        let batches: Vec<Vec<Post>> = samples.chunks_exact(batch).map(<[Post]>::to_vec).collect();
+        let mut next = 0;
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_function(format!("batch {batch}"), |bencher| {
             bencher.iter_batched(
-                || posts.clone(),
+                || {
+                    next = (next + 1) % batches.len();
+                    batches[next].clone()
+                },
                 |posts| runner.run(posts),
                 BatchSize::SmallInput,
             )
         });
     }
     group.finish();
+    support::record_peak_rss(group_name);
 }
 
-/// Posts per second through the `pii-scrub` plugin (every detector on) on the
-/// committed sample posts, which plant e-mail addresses, phone numbers and card
-/// numbers; each batch is the next slice of the file, so the cache of author
-/// pseudonyms sees the file's real mix of repeated and new handles.
+/// Posts per second through the `filter` plugin with 25 rules.
+fn bench_filter_rules(criterion: &mut Criterion) {
+    bench_chain_on_samples(
+        criterion,
+        "plugin/filter 25 rules",
+        &[entry("filter", filter_config())],
+    );
+}
+
+/// Posts per second through the `pii-scrub` plugin (every detector on); the
+/// sample posts plant e-mail addresses, phone numbers and card numbers, and
+/// repeat authors as a real stream does.
 fn bench_pii_scrub(criterion: &mut Criterion) {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
-    let samples: Vec<Post> = std::fs::read_to_string(&samples)
-        .expect("reading the sample posts")
-        .lines()
-        .filter_map(|line| tweetpipe::post::decode(line).ok())
-        .collect();
-    let entry = PluginConfig {
-        path: wasm("pii_scrub"),
-        config: serde_json::from_value(serde_json::json!({ "key": "benchmark-key-0123456789" }))
-            .unwrap(),
-        ..toml::from_str(r#"path = "pii_scrub.wasm""#).expect("a minimal plugin entry")
-    };
-    let options = RuntimeOptions {
-        cache_dir: None,
-        ..RuntimeOptions::default()
-    };
-    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the pii-scrub plugin");
-    let mut runner = chain
-        .instantiate()
-        .expect("instantiating the pii-scrub plugin");
-    let mut group = criterion.benchmark_group("plugin/pii_scrub");
-    group
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
-    for batch in [64usize, 512] {
-        let batches: Vec<Vec<Post>> = samples.chunks_exact(batch).map(<[Post]>::to_vec).collect();
-        let mut next = 0;
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("batch {batch}"), |bencher| {
-            bencher.iter_batched(
-                || {
-                    next = (next + 1) % batches.len();
-                    batches[next].clone()
-                },
-                |posts| runner.run(posts),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
+    bench_chain_on_samples(
+        criterion,
+        "plugin/pii_scrub",
+        &[entry("pii_scrub", pii_scrub_config())],
+    );
 }
 
-/// Posts per second through the `sentiment` plugin (VADER) on the committed
-/// sample posts; each batch is the next slice of the file.
+/// Posts per second through the `sentiment` plugin (VADER).
 fn bench_sentiment(criterion: &mut Criterion) {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
-    let samples: Vec<Post> = std::fs::read_to_string(&samples)
-        .expect("reading the sample posts")
-        .lines()
-        .filter_map(|line| tweetpipe::post::decode(line).ok())
-        .collect();
-    let entry = PluginConfig {
-        path: wasm("sentiment"),
-        ..toml::from_str(r#"path = "sentiment.wasm""#).expect("a minimal plugin entry")
-    };
-    let options = RuntimeOptions {
-        cache_dir: None,
-        ..RuntimeOptions::default()
-    };
-    let chain = LoadedChain::load_with(&[entry], &options).expect("loading the sentiment plugin");
-    let mut runner = chain
-        .instantiate()
-        .expect("instantiating the sentiment plugin");
-    let mut group = criterion.benchmark_group("plugin/sentiment");
-    group
-        .measurement_time(Duration::from_secs(3))
-        .warm_up_time(Duration::from_secs(1));
-    for batch in [64usize, 512] {
-        let batches: Vec<Vec<Post>> = samples.chunks_exact(batch).map(<[Post]>::to_vec).collect();
-        let mut next = 0;
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_function(format!("batch {batch}"), |bencher| {
-            bencher.iter_batched(
-                || {
-                    next = (next + 1) % batches.len();
-                    batches[next].clone()
-                },
-                |posts| runner.run(posts),
-                BatchSize::SmallInput,
-            )
-        });
-    }
-    group.finish();
+    bench_chain_on_samples(
+        criterion,
+        "plugin/sentiment",
+        &[entry("sentiment", serde_json::json!({}))],
+    );
+}
+
+/// Posts per second through the chain `make run` runs: filter (25 rules) →
+/// sentiment → pii-scrub; posts the filter drops are not seen by the others.
+fn bench_shipped_chain(criterion: &mut Criterion) {
+    bench_chain_on_samples(
+        criterion,
+        "chain/filter, sentiment, pii_scrub",
+        &[
+            entry("filter", filter_config()),
+            entry("sentiment", serde_json::json!({})),
+            entry("pii_scrub", pii_scrub_config()),
+        ],
+    );
 }
 
 criterion_group!(
@@ -289,6 +217,7 @@ criterion_group!(
     bench_plugins,
     bench_filter_rules,
     bench_pii_scrub,
-    bench_sentiment
+    bench_sentiment,
+    bench_shipped_chain
 );
 criterion_main!(benches);

@@ -596,6 +596,7 @@ pub struct SinkConfig {
     pub jsonl: Option<JsonlSinkConfig>,
     pub stdout: Option<StdoutSinkConfig>,
     pub bigquery: Option<BigQuerySinkConfig>,
+    pub null: Option<NullSinkConfig>,
 }
 
 pub use crate::sinks::bigquery::BigQuerySinkConfig;
@@ -649,6 +650,11 @@ pub struct StdoutSinkConfig {
     pub store_raw: bool,
 }
 
+/// `[sink.null]`: rows are discarded (and their messages acked), for benchmarks and dry runs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullSinkConfig {}
+
 /// The one sink a config selects.
 #[derive(Debug, Clone)]
 pub enum SinkKind {
@@ -656,6 +662,7 @@ pub enum SinkKind {
     Jsonl(JsonlSinkConfig),
     Stdout(StdoutSinkConfig),
     BigQuery(BigQuerySinkConfig),
+    Null(NullSinkConfig),
 }
 
 /// `[dead_letter]`: a JSONL file (`path`, the default kind) or a Pub/Sub topic.
@@ -1087,14 +1094,17 @@ impl Config {
         if let Some(bigquery) = &self.sink.bigquery {
             kinds.push(SinkKind::BigQuery(bigquery.clone()));
         }
+        if let Some(null) = &self.sink.null {
+            kinds.push(SinkKind::Null(null.clone()));
+        }
         match kinds.len() {
             1 => Ok(kinds.remove(0)),
             0 => Err(
-                "no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery])"
+                "no sink is configured (add one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery], [sink.null])"
                     .to_owned(),
             ),
             n => Err(format!(
-                "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery]"
+                "{n} sinks are configured; keep exactly one of [sink.sqlite], [sink.jsonl], [sink.stdout], [sink.bigquery], [sink.null]"
             )),
         }
     }
@@ -1199,6 +1209,7 @@ impl fmt::Display for SinkKind {
                     .unwrap_or_default()
             ),
             SinkKind::Stdout(_) => write!(f, "stdout (one JSON row per line)"),
+            SinkKind::Null(_) => write!(f, "null (rows are discarded)"),
             SinkKind::BigQuery(bigquery) => write!(
                 f,
                 "bigquery {}.{}.{} (insertAll, ≤ {} rows / {} bytes per request{})",

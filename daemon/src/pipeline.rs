@@ -20,7 +20,7 @@ use crate::config::{BrokerKind, Config, SinkKind};
 use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetterSink, Stage};
 use crate::metrics::{DeadLetterMetrics, Metrics, Shape, SinkMetrics, VerdictTally};
 use crate::plugins::{ChainRunner, ChainSwitch, LoadedChain, PluginError, Verdict};
-use crate::post::{Post, decode};
+use crate::post::{Post, decode_shared};
 use crate::sinks::{self, Sink, SinkError};
 use crate::sources::{ReplaySource, SourceError, XSource, XSourceError};
 use crate::stats::{Stats, StatsSnapshot};
@@ -598,7 +598,7 @@ fn process_batch(
             ))));
             continue;
         }
-        match decode(&delivery.payload) {
+        match decode_shared(&delivery.payload) {
             Ok(post) => {
                 processed.push(None);
                 posts.push(post);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod decode;
 
-pub use decode::{DecodeError, decode};
+pub use decode::{DecodeError, decode, decode_shared};
 
 /// A post normalised from any supported source shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

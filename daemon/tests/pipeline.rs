@@ -175,6 +175,36 @@ fn every_input_id_is_in_the_table_or_the_dead_letters_once() {
     assert_eq!(outcome.abandoned, 0);
 }
 
+/// `[sink.null]` stores nothing, yet every message is settled: rows acked as
+/// written, malformed lines dead-lettered as with any other sink.
+#[test]
+fn the_null_sink_acks_every_row_and_stores_nothing() {
+    let scenario = Scenario::new(1500, 7);
+    let (ids, malformed) = scenario.input();
+    let config = std::fs::read_to_string(scenario.path("tweetpipe.toml"))
+        .unwrap()
+        .replace("[sink.sqlite]\npath = \"out/posts.db\"", "[sink.null]");
+    std::fs::write(scenario.path("tweetpipe.toml"), config).unwrap();
+
+    let outcome = run_pipeline(&scenario.config());
+
+    assert!(matches!(outcome.sink, tweetpipe::config::SinkKind::Null(_)));
+    assert!(!scenario.path("out/posts.db").exists());
+    assert_eq!(scenario.dead_letters().len(), malformed.len());
+    let stats = outcome.stats;
+    assert_eq!(stats.kept, stats.read - stats.malformed);
+    assert_eq!(
+        stats.written, stats.kept,
+        "every kept row counts as written"
+    );
+    assert!(
+        stats.written > ids.len() as u64,
+        "repeats are not deduplicated"
+    );
+    assert_eq!(stats.duplicates, 0);
+    assert_eq!(stats.acked, stats.read);
+}
+
 #[test]
 fn a_second_run_of_the_same_input_adds_no_rows() {
     let scenario = Scenario::new(400, 11);
@@ -320,7 +350,7 @@ fn version_and_help_exit_zero_and_bad_usage_exits_two() {
 
 #[test]
 fn run_prints_a_summary_with_the_classic_questions() {
-    let scenario = Scenario::new(600, 5);
+    let scenario = Scenario::new(1500, 7);
     let output = Command::new(BIN)
         .args(["run", "--config"])
         .arg(scenario.path("tweetpipe.toml"))

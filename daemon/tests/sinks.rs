@@ -516,6 +516,19 @@ async fn stdout_sink_builds_and_writes() {
 }
 
 #[tokio::test]
+async fn null_sink_builds_and_discards() {
+    let mut sink = sinks::build(&SinkKind::Null(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(sink.name(), "null");
+    let batch = [post(1, 8, "Paris", &[]), post(1, 8, "Paris", &[])];
+    let report = sink.write(&batch).await.unwrap();
+    assert_eq!((report.written, report.duplicates), (2, 0));
+    assert!(report.rejected.is_empty());
+    sink.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn dead_letters_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state/dead/letters.jsonl");

@@ -14,12 +14,14 @@ use crate::post::Post;
 
 pub mod bigquery;
 pub mod jsonl;
+pub mod null;
 pub mod row;
 pub mod sqlite;
 pub mod stdout;
 
 pub use bigquery::BigQuerySink;
 pub use jsonl::JsonlSink;
+pub use null::NullSink;
 pub use sqlite::{SqliteSink, SqliteSummary};
 pub use stdout::StdoutSink;
 
@@ -127,6 +129,7 @@ pub async fn build(kind: &SinkKind) -> Result<Box<dyn Sink>, SinkError> {
         }
         SinkKind::Jsonl(config) => Ok(Box::new(row::blocking(|| JsonlSink::open(config))?)),
         SinkKind::Stdout(config) => Ok(Box::new(StdoutSink::new(config))),
+        SinkKind::Null(_) => Ok(Box::new(NullSink)),
         SinkKind::BigQuery(config) => Ok(Box::new(BigQuerySink::connect(config).await?)),
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! [`summarize`] runs the queries behind the run summary on a database file.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,6 +128,7 @@ fn insert_rows(
     let ingested_at = row::rfc3339_millis(Utc::now());
     let mut statement = transaction.prepare_cached(insert_sql)?;
     let mut report = WriteReport::default();
+    let mut scratch = Vec::with_capacity(512);
     for (index, post) in rows.iter().enumerate() {
         if let Some(reason) = row::refuse(post) {
             report.rejected.push(RejectedRow {
@@ -136,8 +138,7 @@ fn insert_rows(
             continue;
         }
         let row = Row::new(post, &ingested_at, store_raw);
-        let result = SqlRow::render(&row).and_then(|values| values.execute(&mut statement));
-        match result {
+        match insert_row(&mut statement, &row, &mut scratch) {
             Ok(0) => report.duplicates += 1,
             Ok(_) => report.written += 1,
             Err(RowError::Json(error)) => report.rejected.push(RejectedRow {
@@ -173,75 +174,78 @@ enum RowError {
     Sqlite(rusqlite::Error),
 }
 
-/// The values of one row the way SQLite stores them.
-struct SqlRow<'r, 'a> {
-    row: &'r Row<'a>,
-    created_at: Option<String>,
-    hashtags: String,
-    mentions: String,
-    urls: String,
-    matching_rules: String,
-    attrs: String,
+impl From<rusqlite::Error> for RowError {
+    fn from(error: rusqlite::Error) -> Self {
+        RowError::Sqlite(error)
+    }
 }
 
-impl<'r, 'a> SqlRow<'r, 'a> {
-    fn render(row: &'r Row<'a>) -> Result<Self, RowError> {
-        fn json(value: &impl serde::Serialize) -> Result<String, RowError> {
-            serde_json::to_string(value).map_err(RowError::Json)
-        }
-        Ok(SqlRow {
-            row,
-            created_at: row.created_at.map(|time| time.to_string()),
-            hashtags: json(&row.hashtags)?,
-            mentions: json(&row.mentions)?,
-            urls: json(&row.urls)?,
-            matching_rules: json(&row.matching_rules)?,
-            attrs: json(&row.attrs)?,
-        })
+/// Inserts one row; the number of rows it changed (0 for a duplicate id).
+///
+/// The values are bound one by one in the order of `row::COLUMNS` (then `raw`
+/// when it is stored); the JSON columns and `created_at` are rendered into
+/// `scratch`, reused from row to row, so a row costs no allocation of its own.
+fn insert_row(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    row: &Row<'_>,
+    scratch: &mut Vec<u8>,
+) -> Result<usize, RowError> {
+    scratch.clear();
+    let mut ends = [0usize; 6];
+    if let Some(created_at) = row.created_at {
+        write!(scratch, "{created_at}").expect("writing to a Vec cannot fail");
     }
+    ends[0] = scratch.len();
+    ends[1] = json(scratch, &row.hashtags)?;
+    ends[2] = json(scratch, &row.mentions)?;
+    ends[3] = json(scratch, &row.urls)?;
+    ends[4] = json(scratch, &row.matching_rules)?;
+    ends[5] = json(scratch, &row.attrs)?;
+    let text = |n: usize| {
+        let start = if n == 0 { 0 } else { ends[n - 1] };
+        std::str::from_utf8(&scratch[start..ends[n]]).expect("JSON and timestamps are UTF-8")
+    };
+    let created_at = row.created_at.map(|_| text(0));
+    let [hashtags, mentions, urls, matching_rules, attrs] = [1, 2, 3, 4, 5].map(text);
 
-    /// Runs the insert; the number of rows it changed (0 for a duplicate id).
-    fn execute(&self, statement: &mut rusqlite::CachedStatement<'_>) -> Result<usize, RowError> {
-        let row = self.row;
-        let counts = [
-            count(row.retweet_count),
-            count(row.favorite_count),
-            count(row.reply_count),
-            count(row.quote_count),
-            count(row.user_followers_count),
-        ];
-        // The order of `row::COLUMNS`, then `raw` when it is stored.
-        let mut values: Vec<&dyn rusqlite::ToSql> = vec![
-            &row.id,
-            &self.created_at,
-            &row.tweet_location,
-            &row.text,
-            &counts[0],
-            &counts[1],
-            &counts[2],
-            &counts[3],
-            &row.user_id,
-            &row.user_name,
-            &row.user_display_name,
-            &row.user_location,
-            &counts[4],
-            &row.lang,
-            &self.hashtags,
-            &self.mentions,
-            &self.urls,
-            &row.is_retweet,
-            &row.is_reply,
-            &row.is_quote,
-            &self.matching_rules,
-            &self.attrs,
-            &row.ingested_at,
-        ];
-        if let Some(raw) = &row.raw {
-            values.push(raw);
-        }
-        let result = statement.execute(rusqlite::params_from_iter(values));
-        result.map_err(RowError::Sqlite)
+    statement.raw_bind_parameter(1, row.id)?;
+    statement.raw_bind_parameter(2, created_at)?;
+    statement.raw_bind_parameter(3, row.tweet_location)?;
+    statement.raw_bind_parameter(4, row.text)?;
+    statement.raw_bind_parameter(5, count(row.retweet_count))?;
+    statement.raw_bind_parameter(6, count(row.favorite_count))?;
+    statement.raw_bind_parameter(7, count(row.reply_count))?;
+    statement.raw_bind_parameter(8, count(row.quote_count))?;
+    statement.raw_bind_parameter(9, row.user_id)?;
+    statement.raw_bind_parameter(10, row.user_name)?;
+    statement.raw_bind_parameter(11, row.user_display_name)?;
+    statement.raw_bind_parameter(12, row.user_location)?;
+    statement.raw_bind_parameter(13, count(row.user_followers_count))?;
+    statement.raw_bind_parameter(14, row.lang)?;
+    statement.raw_bind_parameter(15, hashtags)?;
+    statement.raw_bind_parameter(16, mentions)?;
+    statement.raw_bind_parameter(17, urls)?;
+    statement.raw_bind_parameter(18, row.is_retweet)?;
+    statement.raw_bind_parameter(19, row.is_reply)?;
+    statement.raw_bind_parameter(20, row.is_quote)?;
+    statement.raw_bind_parameter(21, matching_rules)?;
+    statement.raw_bind_parameter(22, attrs)?;
+    statement.raw_bind_parameter(23, row.ingested_at)?;
+    if let Some(raw) = row.raw {
+        statement.raw_bind_parameter(24, raw)?;
     }
+    debug_assert_eq!(
+        statement.parameter_count(),
+        row::columns(row.raw.is_some()).count(),
+        "every column is bound"
+    );
+    Ok(statement.raw_execute()?)
+}
+
+/// Appends `value` as JSON to `out`; the new length of `out`.
+fn json(out: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<usize, RowError> {
+    serde_json::to_writer(&mut *out, value).map_err(RowError::Json)?;
+    Ok(out.len())
 }
 
 /// Counts above `i64::MAX` cannot be stored as an SQLite integer; they saturate.

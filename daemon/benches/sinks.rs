@@ -1,0 +1,105 @@
+//! Rows per second committed by each local sink on one core, in batches of 500
+//! (the default `batch.max_rows`): the sample posts with the attributes the
+//! shipped plugins add, every batch with new post ids, into a fresh database or
+//! directory that grows as the benchmark runs.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use tweetpipe::config::{JsonlSinkConfig, NullSinkConfig, SinkKind, SqliteSinkConfig};
+use tweetpipe::post::{AttrValue, Post};
+
+const BATCH: usize = 500;
+
+/// The sample posts as they reach the sink after filter → sentiment → pii-scrub.
+fn rows() -> Vec<Post> {
+    let mut attrs = BTreeMap::new();
+    attrs.insert(
+        "matched_rules".to_owned(),
+        AttrValue::List(vec!["r0".to_owned()]),
+    );
+    attrs.insert("sentiment_compound".to_owned(), AttrValue::Float(0.4404));
+    attrs.insert("sentiment_pos".to_owned(), AttrValue::Float(0.297));
+    attrs.insert("sentiment_neu".to_owned(), AttrValue::Float(0.703));
+    attrs.insert("sentiment_neg".to_owned(), AttrValue::Float(0.0));
+    attrs.insert(
+        "sentiment_label".to_owned(),
+        AttrValue::Str("positive".to_owned()),
+    );
+    attrs.insert("pii_redactions".to_owned(), AttrValue::Int(0));
+    support::sample_lines()
+        .iter()
+        .filter_map(|line| tweetpipe::post::decode(line).ok())
+        .map(|post| Post {
+            attrs: attrs.clone(),
+            ..post
+        })
+        .take(BATCH)
+        .collect()
+}
+
+fn bench_sinks(criterion: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let template = rows();
+    assert_eq!(template.len(), BATCH, "the sample has enough posts");
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let kinds = [
+        SinkKind::Sqlite(SqliteSinkConfig {
+            path: dir.path().join("posts.db"),
+            table: "posts".to_owned(),
+            store_raw: false,
+        }),
+        SinkKind::Jsonl(JsonlSinkConfig {
+            dir: dir.path().join("jsonl"),
+            prefix: "posts".to_owned(),
+            rotate_bytes: 64 * 1024 * 1024,
+            rotate_secs: None,
+            store_raw: false,
+        }),
+        SinkKind::Null(NullSinkConfig::default()),
+    ];
+    let mut next_id = 0u64;
+    for kind in kinds {
+        support::reset_peak_rss();
+        let mut sink = runtime
+            .block_on(tweetpipe::sinks::build(&kind))
+            .expect("opening the sink");
+        let group_name = format!("sink/{}", sink.name());
+        let mut group = criterion.benchmark_group(&group_name);
+        group
+            .measurement_time(Duration::from_secs(3))
+            .warm_up_time(Duration::from_secs(1))
+            .throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(format!("batch {BATCH}"), |bencher| {
+            bencher.iter_batched(
+                || {
+                    let mut batch = template.clone();
+                    for post in &mut batch {
+                        next_id += 1;
+                        post.id = format!("9{next_id:018}");
+                    }
+                    batch
+                },
+                |batch| {
+                    let report = runtime
+                        .block_on(sink.write(&batch))
+                        .expect("writing a batch");
+                    assert_eq!(report.written, BATCH);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+        runtime.block_on(sink.close()).expect("closing the sink");
+        support::record_peak_rss(&group_name);
+    }
+}
+
+criterion_group!(benches, bench_sinks);
+criterion_main!(benches);
