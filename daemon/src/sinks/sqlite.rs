@@ -8,8 +8,9 @@
 //! the rest of the batch commits; if the transaction itself fails, nothing does.
 //! List columns (`hashtags`, `mentions`, `urls`, `matching_rules`) and `attrs` are
 //! JSON text, so `json_each(hashtags)` and `json_extract(attrs, '$.name')` work.
-//! With `synchronous=NORMAL` a commit survives a crash of the daemon; the last
-//! commits before a power loss may be rolled back.
+//! With `synchronous=FULL` a commit is on disk before the batch is acked (one
+//! WAL fsync per batch), so an acked post survives a power loss too, as the
+//! JSONL sink's `fdatasync` per batch does.
 //!
 //! [`summarize`] runs the queries behind the run summary on a database file.
 
@@ -60,7 +61,7 @@ impl SqliteSink {
                 config.path.display()
             );
         }
-        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
 
         let table = quote(&config.table);
         connection.execute_batch(&create_table_sql(&config.table, config.store_raw))?;
