@@ -167,6 +167,22 @@ async fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the SQLite sink has created its `posts` table in `db`.
+async fn wait_for_posts_table(db: &Path) {
+    wait_for("the posts table", Duration::from_secs(60), || {
+        rusqlite::Connection::open(db)
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'posts'",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+            })
+            .is_ok_and(|count| count == 1)
+    })
+    .await;
+}
+
 fn db_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
@@ -217,18 +233,7 @@ async fn a_failing_sink_nacks_and_the_messages_come_back() {
     config.source.replay.as_mut().unwrap().rate = Some(100.0);
     let db = db_path(dir.path(), "posts.db");
     let running = Running::start(config);
-    wait_for("the posts table", Duration::from_secs(60), || {
-        rusqlite::Connection::open(&db)
-            .and_then(|db| {
-                db.query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'posts'",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-            })
-            .is_ok_and(|count| count == 1)
-    })
-    .await;
+    wait_for_posts_table(&db).await;
     // Every insert now fails the whole batch (an integer overflow is no row-level error).
     let blocker = rusqlite::Connection::open(&db).unwrap();
     blocker.busy_timeout(Duration::from_secs(10)).unwrap();
@@ -868,18 +873,7 @@ async fn dead_letters_are_published_to_a_topic_with_the_reason_as_attributes() {
     // `create_if_missing` makes the topic: a subscription can then be made on it.
     let db = db_path(dir.path(), "posts.db");
     let running = Running::start(process);
-    wait_for("the posts table", Duration::from_secs(60), || {
-        rusqlite::Connection::open(&db)
-            .and_then(|db| {
-                db.query_row(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'posts'",
-                    [],
-                    |row| row.get::<_, i64>(0),
-                )
-            })
-            .is_ok_and(|count| count == 1)
-    })
-    .await;
+    wait_for_posts_table(&db).await;
     create_subscription(
         &emulator,
         &topic.topic_name(),
