@@ -26,7 +26,7 @@ run: build plugins
 
 ## Install what the tests need, then run every test.
 test: setup plugins lint
-	$(CARGO) test --locked -p tweetpipe
+	$(CARGO) test --locked --workspace
 
 ## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
 deb: plugins
