@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 pub use wit_bindgen;
 
 pub use crate::bindings::exports::tweetpipe::plugin::processor::{
-    Changes as WireChanges, Guest, Outcome, PluginInfo as Info,
+    Changes as WireChanges, Guest, Outcome, PluginInfo as Info, Post as WirePost,
 };
 use crate::{Attr, Changes, Config, Error, Fields, Post, Result};
 
@@ -145,13 +145,13 @@ fn dropped(function: &str) -> Outcome {
 
 /// The batch loop of `#[filter]`.
 pub fn run_filter<R: FilterOutput>(
-    posts: Vec<Post>,
+    posts: Vec<WirePost>,
     function: &str,
     filter: impl Fn(&Post) -> R,
 ) -> Vec<Outcome> {
     posts
-        .iter()
-        .map(|post| match filter(post).into_result() {
+        .into_iter()
+        .map(|post| match filter(&Post::from(post)).into_result() {
             Ok(true) => Outcome::Keep(None),
             Ok(false) => dropped(function),
             Err(error) => Outcome::Fail(error.to_string()),
@@ -160,10 +160,11 @@ pub fn run_filter<R: FilterOutput>(
 }
 
 /// The batch loop of `#[map]` taking and returning a `Post`.
-pub fn run_map<R: MapOutput>(posts: Vec<Post>, map: impl Fn(Post) -> R) -> Vec<Outcome> {
+pub fn run_map<R: MapOutput>(posts: Vec<WirePost>, map: impl Fn(Post) -> R) -> Vec<Outcome> {
     posts
         .into_iter()
         .map(|post| {
+            let post = Post::from(post);
             let before = post.clone();
             match map(post).into_result() {
                 Ok(after) => Outcome::Keep(changes(&before, after)),
@@ -175,12 +176,13 @@ pub fn run_map<R: MapOutput>(posts: Vec<Post>, map: impl Fn(Post) -> R) -> Vec<O
 
 /// The batch loop of `#[map]` editing `&mut Post`.
 pub fn run_map_in_place<R: InPlaceOutput>(
-    posts: Vec<Post>,
+    posts: Vec<WirePost>,
     map: impl Fn(&mut Post) -> R,
 ) -> Vec<Outcome> {
     posts
         .into_iter()
-        .map(|mut post| {
+        .map(|post| {
+            let mut post = Post::from(post);
             let before = post.clone();
             match map(&mut post).into_result() {
                 Ok(()) => Outcome::Keep(changes(&before, post)),
@@ -192,10 +194,13 @@ pub fn run_map_in_place<R: InPlaceOutput>(
 
 /// The batch loop of `#[map]` reading `&Post` and returning its [`Changes`]:
 /// nothing is copied or compared.
-pub fn run_map_ref<R: ChangesOutput>(posts: Vec<Post>, map: impl Fn(&Post) -> R) -> Vec<Outcome> {
+pub fn run_map_ref<R: ChangesOutput>(
+    posts: Vec<WirePost>,
+    map: impl Fn(&Post) -> R,
+) -> Vec<Outcome> {
     posts
-        .iter()
-        .map(|post| match map(post).into_result() {
+        .into_iter()
+        .map(|post| match map(&Post::from(post)).into_result() {
             Ok(changes) => Outcome::Keep(changes.into_wire()),
             Err(error) => Outcome::Fail(error.to_string()),
         })
@@ -205,13 +210,13 @@ pub fn run_map_ref<R: ChangesOutput>(posts: Vec<Post>, map: impl Fn(&Post) -> R)
 /// The batch loop of `#[filter_map]` reading `&Post` and returning the
 /// [`Changes`] of the posts it keeps.
 pub fn run_filter_map_ref<R: FilterChangesOutput>(
-    posts: Vec<Post>,
+    posts: Vec<WirePost>,
     function: &str,
     filter_map: impl Fn(&Post) -> R,
 ) -> Vec<Outcome> {
     posts
-        .iter()
-        .map(|post| match filter_map(post).into_result() {
+        .into_iter()
+        .map(|post| match filter_map(&Post::from(post)).into_result() {
             Ok(Some(changes)) => Outcome::Keep(changes.into_wire()),
             Ok(None) => dropped(function),
             Err(error) => Outcome::Fail(error.to_string()),
@@ -221,13 +226,14 @@ pub fn run_filter_map_ref<R: FilterChangesOutput>(
 
 /// The batch loop of `#[filter_map]`.
 pub fn run_filter_map<R: FilterMapOutput>(
-    posts: Vec<Post>,
+    posts: Vec<WirePost>,
     function: &str,
     filter_map: impl Fn(Post) -> R,
 ) -> Vec<Outcome> {
     posts
         .into_iter()
         .map(|post| {
+            let post = Post::from(post);
             let before = post.clone();
             match filter_map(post).into_result() {
                 Ok(Some(after)) => Outcome::Keep(changes(&before, after)),
@@ -250,6 +256,7 @@ pub fn changes(before: &Post, after: Post) -> Option<WireChanges> {
         author,
         mentions,
         urls,
+        in_reply_to_user_id,
         attrs,
         ..
     } = after;
@@ -266,21 +273,26 @@ pub fn changes(before: &Post, after: Post) -> Option<WireChanges> {
     let changes = WireChanges {
         text: (text != before.text).then_some(text),
         lang: (lang != before.lang).then_some(lang),
+        author_id: (author.id != before.author.id).then_some(author.id),
         author_username: (author.username != before.author.username).then_some(author.username),
         author_name: (author.name != before.author.name).then_some(author.name),
         author_location: (author.location != before.author.location).then_some(author.location),
         mentions: (mentions != before.mentions).then_some(mentions),
         urls: (urls != before.urls).then_some(urls),
+        in_reply_to_user_id: (in_reply_to_user_id != before.in_reply_to_user_id)
+            .then_some(in_reply_to_user_id),
         set_attrs,
         remove_attrs,
     };
     let unchanged = changes.text.is_none()
         && changes.lang.is_none()
+        && changes.author_id.is_none()
         && changes.author_username.is_none()
         && changes.author_name.is_none()
         && changes.author_location.is_none()
         && changes.mentions.is_none()
         && changes.urls.is_none()
+        && changes.in_reply_to_user_id.is_none()
         && changes.set_attrs.is_empty()
         && changes.remove_attrs.is_empty();
     (!unchanged).then_some(changes)

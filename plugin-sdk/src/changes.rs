@@ -33,11 +33,13 @@ impl Changes {
         Changes(Wire {
             text: None,
             lang: None,
+            author_id: None,
             author_username: None,
             author_name: None,
             author_location: None,
             mentions: None,
             urls: None,
+            in_reply_to_user_id: None,
             set_attrs: Vec::new(),
             remove_attrs: Vec::new(),
         })
@@ -48,21 +50,25 @@ impl Changes {
         let Wire {
             text,
             lang,
+            author_id,
             author_username,
             author_name,
             author_location,
             mentions,
             urls,
+            in_reply_to_user_id,
             set_attrs,
             remove_attrs,
         } = &self.0;
         text.is_none()
             && lang.is_none()
+            && author_id.is_none()
             && author_username.is_none()
             && author_name.is_none()
             && author_location.is_none()
             && mentions.is_none()
             && urls.is_none()
+            && in_reply_to_user_id.is_none()
             && set_attrs.is_empty()
             && remove_attrs.is_empty()
     }
@@ -108,6 +114,12 @@ impl Changes {
         self
     }
 
+    /// Replaces the author's id (e.g. with a pseudonym).
+    pub fn set_author_id(&mut self, id: impl Into<String>) -> &mut Changes {
+        self.0.author_id = Some(id.into());
+        self
+    }
+
     /// Replaces the author's handle.
     pub fn set_author_username(&mut self, username: impl Into<String>) -> &mut Changes {
         self.0.author_username = Some(username.into());
@@ -138,17 +150,25 @@ impl Changes {
         self
     }
 
+    /// Replaces (`Some`) or clears (`None`) the id of the user replied to.
+    pub fn set_in_reply_to_user_id(&mut self, id: Option<String>) -> &mut Changes {
+        self.0.in_reply_to_user_id = Some(id);
+        self
+    }
+
     /// Applies these changes to `post`, as the host does with the full post;
     /// handy in a plugin's own tests.
     pub fn apply(self, post: &mut Post) {
         let Wire {
             text,
             lang,
+            author_id,
             author_username,
             author_name,
             author_location,
             mentions,
             urls,
+            in_reply_to_user_id,
             set_attrs,
             remove_attrs,
         } = self.0;
@@ -157,6 +177,9 @@ impl Changes {
         }
         if let Some(lang) = lang {
             post.lang = lang;
+        }
+        if let Some(id) = author_id {
+            post.author.id = id;
         }
         if let Some(username) = author_username {
             post.author.username = username;
@@ -172,6 +195,9 @@ impl Changes {
         }
         if let Some(urls) = urls {
             post.urls = urls;
+        }
+        if let Some(id) = in_reply_to_user_id {
+            post.in_reply_to_user_id = id;
         }
         post.attrs.retain(|attr| !remove_attrs.contains(&attr.name));
         for attr in set_attrs {

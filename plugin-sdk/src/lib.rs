@@ -12,7 +12,7 @@ mod post;
 #[doc(hidden)]
 pub mod __private;
 
-/// The guest bindings of the `tweetpipe:plugin@0.1.0` contract, generated once
+/// The guest bindings of the `tweetpipe:plugin@0.2.0` contract, generated once
 /// here so plugin crates never run the generator themselves.
 #[doc(hidden)]
 pub mod bindings {
@@ -33,11 +33,12 @@ pub use error::{Error, Result};
 pub use tweetpipe_plugin_macros::{filter, filter_map, init, map};
 
 pub use bindings::exports::tweetpipe::plugin::processor::{
-    Attr, AttrValue, Author, Fields, MatchingRule, Metrics, Place, Post,
+    Attr, AttrValue, Author, Fields, MatchingRule, Metrics, Place,
 };
+pub use post::Post;
 
 /// The version of the contract this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Everything a plugin usually needs: `use tweetpipe_plugin::prelude::*;`.
 pub mod prelude {

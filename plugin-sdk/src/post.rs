@@ -1,6 +1,137 @@
-//! Conveniences on the contract's post record: typed attributes and common questions.
+//! The post a plugin works on: the contract's record with its optional fields
+//! made plain (empty when absent or not read), plus typed attributes and
+//! common questions.
 
-use crate::{Attr, AttrValue, Post};
+use crate::bindings::exports::tweetpipe::plugin::processor::Post as Wire;
+use crate::{Attr, AttrValue, Author, MatchingRule, Metrics, Place};
+
+/// A post, normalised from any source.
+///
+/// Only the field groups the plugin declares in `reads(...)` are filled; the
+/// others are empty (`""`, `[]`, `None`, `false`, zero). `Post::default()`
+/// is an empty post, handy in tests:
+/// `Post { text: "hello".into(), ..Post::default() }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Post {
+    /// The post id as X gives it (a decimal string). Always filled.
+    pub id: String,
+    /// Creation time in milliseconds since the Unix epoch, if known.
+    pub created_at: Option<i64>,
+    pub text: String,
+    /// BCP 47 language tag as detected by X (`und` when unknown).
+    pub lang: String,
+    pub author: Author,
+    /// Public engagement counts at the time the post was read.
+    pub metrics: Metrics,
+    /// Hashtags without `#`.
+    pub hashtags: Vec<String>,
+    /// Mentioned usernames without `@`.
+    pub mentions: Vec<String>,
+    /// Cashtags without `$`.
+    pub cashtags: Vec<String>,
+    /// Expanded URLs.
+    pub urls: Vec<String>,
+    pub place: Option<Place>,
+    pub is_retweet: bool,
+    pub is_reply: bool,
+    pub is_quote: bool,
+    pub has_media: bool,
+    pub in_reply_to_user_id: Option<String>,
+    /// The filtered-stream rules that matched the post on X.
+    pub matching_rules: Vec<MatchingRule>,
+    /// Attributes added by earlier plugins in the chain.
+    pub attrs: Vec<Attr>,
+}
+
+impl Default for Post {
+    fn default() -> Post {
+        Post {
+            id: String::new(),
+            created_at: None,
+            text: String::new(),
+            lang: String::new(),
+            author: empty_author(),
+            metrics: EMPTY_METRICS,
+            hashtags: Vec::new(),
+            mentions: Vec::new(),
+            cashtags: Vec::new(),
+            urls: Vec::new(),
+            place: None,
+            is_retweet: false,
+            is_reply: false,
+            is_quote: false,
+            has_media: false,
+            in_reply_to_user_id: None,
+            matching_rules: Vec::new(),
+            attrs: Vec::new(),
+        }
+    }
+}
+
+fn empty_author() -> Author {
+    Author {
+        id: String::new(),
+        username: String::new(),
+        name: String::new(),
+        location: None,
+        followers: 0,
+        verified: false,
+    }
+}
+
+const EMPTY_METRICS: Metrics = Metrics {
+    retweets: 0,
+    likes: 0,
+    replies: 0,
+    quotes: 0,
+};
+
+impl From<Wire> for Post {
+    /// The record as it crossed from the host, its `none`s made empty (moves,
+    /// never copies).
+    fn from(wire: Wire) -> Post {
+        let Wire {
+            id,
+            created_at,
+            text,
+            lang,
+            author,
+            metrics,
+            hashtags,
+            mentions,
+            cashtags,
+            urls,
+            place,
+            is_retweet,
+            is_reply,
+            is_quote,
+            has_media,
+            in_reply_to_user_id,
+            matching_rules,
+            attrs,
+        } = wire;
+        Post {
+            id,
+            created_at,
+            text: text.unwrap_or_default(),
+            lang: lang.unwrap_or_default(),
+            author: author.unwrap_or_else(empty_author),
+            metrics: metrics.unwrap_or(EMPTY_METRICS),
+            hashtags: hashtags.unwrap_or_default(),
+            mentions: mentions.unwrap_or_default(),
+            cashtags: cashtags.unwrap_or_default(),
+            urls: urls.unwrap_or_default(),
+            place,
+            is_retweet,
+            is_reply,
+            is_quote,
+            has_media,
+            in_reply_to_user_id,
+            matching_rules: matching_rules.unwrap_or_default(),
+            attrs: attrs.unwrap_or_default(),
+        }
+    }
+}
 
 impl Post {
     /// The attribute `name`, if an earlier plugin (or this one) set it.

@@ -15,7 +15,7 @@ pub use exports::tweetpipe::plugin::processor::{
 pub const CONTRACT_PACKAGE: &str = "tweetpipe:plugin";
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// The interface every plugin exports, without version.
 pub const PROCESSOR_INTERFACE: &str = "tweetpipe:plugin/processor";

@@ -21,7 +21,18 @@ pub(crate) struct Extra {
     raw: Option<Arc<str>>,
 }
 
-/// Turns a post into the contract's record.
+/// `Some` unless empty: the record's form of an optional string.
+fn non_empty(value: String) -> Option<String> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// `Some` unless empty: the record's form of an optional list.
+fn non_empty_list<T>(value: Vec<T>) -> Option<Vec<T>> {
+    (!value.is_empty()).then_some(value)
+}
+
+/// Turns a post into the contract's record: every group filled, every empty
+/// string or list `none` (so it costs nothing to pass to a plugin).
 pub(crate) fn to_wit(post: Post) -> (wit::Post, Extra) {
     let Post {
         id,
@@ -47,26 +58,26 @@ pub(crate) fn to_wit(post: Post) -> (wit::Post, Extra) {
     let record = wit::Post {
         id,
         created_at: created_at.map(|time| time.timestamp_millis()),
-        text,
-        lang,
-        author: wit::Author {
+        text: non_empty(text),
+        lang: non_empty(lang),
+        author: Some(wit::Author {
             id: author.id,
             username: author.username,
             name: author.name,
             location: author.location,
             followers: author.followers,
             verified: author.verified,
-        },
-        metrics: wit::Metrics {
+        }),
+        metrics: Some(wit::Metrics {
             retweets: metrics.retweets,
             likes: metrics.likes,
             replies: metrics.replies,
             quotes: metrics.quotes,
-        },
-        hashtags,
-        mentions,
-        cashtags,
-        urls,
+        }),
+        hashtags: non_empty_list(hashtags),
+        mentions: non_empty_list(mentions),
+        cashtags: non_empty_list(cashtags),
+        urls: non_empty_list(urls),
         place: place.map(|place| wit::Place {
             id: place.id,
             full_name: place.full_name,
@@ -77,20 +88,24 @@ pub(crate) fn to_wit(post: Post) -> (wit::Post, Extra) {
         is_quote,
         has_media,
         in_reply_to_user_id,
-        matching_rules: matching_rules
-            .into_iter()
-            .map(|rule| wit::MatchingRule {
-                id: rule.id,
-                tag: rule.tag,
-            })
-            .collect(),
-        attrs: attrs
-            .into_iter()
-            .map(|(name, value)| wit::Attr {
-                name,
-                value: attr_to_wit(value),
-            })
-            .collect(),
+        matching_rules: non_empty_list(
+            matching_rules
+                .into_iter()
+                .map(|rule| wit::MatchingRule {
+                    id: rule.id,
+                    tag: rule.tag,
+                })
+                .collect(),
+        ),
+        attrs: non_empty_list(
+            attrs
+                .into_iter()
+                .map(|(name, value)| wit::Attr {
+                    name,
+                    value: attr_to_wit(value),
+                })
+                .collect(),
+        ),
     };
     (record, Extra { created_at, raw })
 }
@@ -117,11 +132,13 @@ pub(crate) fn from_wit(record: wit::Post, extra: Extra) -> Post {
         matching_rules,
         attrs,
     } = record;
+    let author = author.unwrap_or_else(empty_author);
+    let metrics = metrics.unwrap_or(EMPTY_METRICS);
     Post {
         id,
         created_at: extra.created_at,
-        text,
-        lang,
+        text: text.unwrap_or_default(),
+        lang: lang.unwrap_or_default(),
         author: Author {
             id: author.id,
             username: author.username,
@@ -136,10 +153,10 @@ pub(crate) fn from_wit(record: wit::Post, extra: Extra) -> Post {
             replies: metrics.replies,
             quotes: metrics.quotes,
         },
-        hashtags,
-        mentions,
-        cashtags,
-        urls,
+        hashtags: hashtags.unwrap_or_default(),
+        mentions: mentions.unwrap_or_default(),
+        cashtags: cashtags.unwrap_or_default(),
+        urls: urls.unwrap_or_default(),
         place: place.map(|place| Place {
             id: place.id,
             full_name: place.full_name,
@@ -151,6 +168,7 @@ pub(crate) fn from_wit(record: wit::Post, extra: Extra) -> Post {
         has_media,
         in_reply_to_user_id,
         matching_rules: matching_rules
+            .unwrap_or_default()
             .into_iter()
             .map(|rule| MatchingRule {
                 id: rule.id,
@@ -158,6 +176,7 @@ pub(crate) fn from_wit(record: wit::Post, extra: Extra) -> Post {
             })
             .collect(),
         attrs: attrs
+            .unwrap_or_default()
             .into_iter()
             .map(|attr| (attr.name, attr_from_wit(attr.value)))
             .collect::<BTreeMap<_, _>>(),
@@ -185,48 +204,72 @@ fn attr_from_wit(value: wit::AttrValue) -> AttrValue {
     }
 }
 
-/// Applies what a plugin changed to the full post.
+/// Applies what a plugin changed to the full post (keeping empty values `none`).
 pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
     let wit::Changes {
         text,
         lang,
+        author_id,
         author_username,
         author_name,
         author_location,
         mentions,
         urls,
+        in_reply_to_user_id,
         set_attrs,
         remove_attrs,
     } = changes;
     if let Some(text) = text {
-        post.text = text;
+        post.text = non_empty(text);
     }
     if let Some(lang) = lang {
-        post.lang = lang;
+        post.lang = non_empty(lang);
     }
-    if let Some(username) = author_username {
-        post.author.username = username;
-    }
-    if let Some(name) = author_name {
-        post.author.name = name;
-    }
-    if let Some(location) = author_location {
-        post.author.location = location;
+    if author_id.is_some()
+        || author_username.is_some()
+        || author_name.is_some()
+        || author_location.is_some()
+    {
+        let author = post.author.get_or_insert_with(empty_author);
+        if let Some(id) = author_id {
+            author.id = id;
+        }
+        if let Some(username) = author_username {
+            author.username = username;
+        }
+        if let Some(name) = author_name {
+            author.name = name;
+        }
+        if let Some(location) = author_location {
+            author.location = location;
+        }
     }
     if let Some(mentions) = mentions {
-        post.mentions = mentions;
+        post.mentions = non_empty_list(mentions);
     }
     if let Some(urls) = urls {
-        post.urls = urls;
+        post.urls = non_empty_list(urls);
     }
-    if !remove_attrs.is_empty() {
-        post.attrs.retain(|attr| !remove_attrs.contains(&attr.name));
+    if let Some(in_reply_to_user_id) = in_reply_to_user_id {
+        post.in_reply_to_user_id = in_reply_to_user_id;
     }
-    post.attrs.reserve(set_attrs.len());
+    if !remove_attrs.is_empty()
+        && let Some(attrs) = &mut post.attrs
+    {
+        attrs.retain(|attr| !remove_attrs.contains(&attr.name));
+        if attrs.is_empty() {
+            post.attrs = None;
+        }
+    }
+    if set_attrs.is_empty() {
+        return;
+    }
+    let attrs = post.attrs.get_or_insert_with(Vec::new);
+    attrs.reserve(set_attrs.len());
     for attr in set_attrs {
-        match post.attrs.iter_mut().find(|old| old.name == attr.name) {
+        match attrs.iter_mut().find(|old| old.name == attr.name) {
             Some(old) => old.value = attr.value,
-            None => post.attrs.push(attr),
+            None => attrs.push(attr),
         }
     }
 }
@@ -270,36 +313,33 @@ pub(crate) fn field_names(reads: wit::Fields) -> Vec<&'static str> {
 }
 
 /// Moves the field groups in `reads` (and the id) out of `post` into a record
-/// of their own, the other groups left empty; [`restore`] moves them back.
+/// of their own, the other groups `none`; [`restore`] moves them back.
 /// Nothing is copied, so a plugin that reads little costs little.
 pub(crate) fn take_projection(post: &mut wit::Post, reads: wit::Fields) -> wit::Post {
     let has = |flag: wit::Fields| reads.contains(flag);
-    let take = std::mem::take::<String>;
-    let kind = has(wit::Fields::KIND);
-    let entities = has(wit::Fields::ENTITIES);
-    let mut projected = empty_post(take(&mut post.id));
+    let mut projected = empty_post(std::mem::take(&mut post.id));
     if has(wit::Fields::TEXT) {
-        projected.text = take(&mut post.text);
+        projected.text = post.text.take();
     }
     if has(wit::Fields::LANG) {
-        projected.lang = take(&mut post.lang);
+        projected.lang = post.lang.take();
     }
     if has(wit::Fields::AUTHOR) {
-        std::mem::swap(&mut projected.author, &mut post.author);
+        projected.author = post.author.take();
     }
     if has(wit::Fields::METRICS) {
         projected.metrics = post.metrics;
     }
-    if entities {
-        projected.hashtags = std::mem::take(&mut post.hashtags);
-        projected.mentions = std::mem::take(&mut post.mentions);
-        projected.cashtags = std::mem::take(&mut post.cashtags);
-        projected.urls = std::mem::take(&mut post.urls);
+    if has(wit::Fields::ENTITIES) {
+        projected.hashtags = post.hashtags.take();
+        projected.mentions = post.mentions.take();
+        projected.cashtags = post.cashtags.take();
+        projected.urls = post.urls.take();
     }
     if has(wit::Fields::PLACE) {
         projected.place = post.place.take();
     }
-    if kind {
+    if has(wit::Fields::KIND) {
         projected.created_at = post.created_at;
         projected.is_retweet = post.is_retweet;
         projected.is_reply = post.is_reply;
@@ -308,10 +348,10 @@ pub(crate) fn take_projection(post: &mut wit::Post, reads: wit::Fields) -> wit::
         projected.in_reply_to_user_id = post.in_reply_to_user_id.take();
     }
     if has(wit::Fields::RULES) {
-        projected.matching_rules = std::mem::take(&mut post.matching_rules);
+        projected.matching_rules = post.matching_rules.take();
     }
     if has(wit::Fields::ATTRS) {
-        projected.attrs = std::mem::take(&mut post.attrs);
+        projected.attrs = post.attrs.take();
     }
     projected
 }
@@ -364,39 +404,47 @@ pub(crate) fn restore(post: &mut wit::Post, projected: wit::Post, reads: wit::Fi
     }
 }
 
+/// An author with nothing known.
+fn empty_author() -> wit::Author {
+    wit::Author {
+        id: String::new(),
+        username: String::new(),
+        name: String::new(),
+        location: None,
+        followers: 0,
+        verified: false,
+    }
+}
+
+/// Metrics with every count zero.
+const EMPTY_METRICS: wit::Metrics = wit::Metrics {
+    retweets: 0,
+    likes: 0,
+    replies: 0,
+    quotes: 0,
+};
+
 /// A record with only the id filled.
 fn empty_post(id: String) -> wit::Post {
     wit::Post {
         id,
         created_at: None,
-        text: String::new(),
-        lang: String::new(),
-        author: wit::Author {
-            id: String::new(),
-            username: String::new(),
-            name: String::new(),
-            location: None,
-            followers: 0,
-            verified: false,
-        },
-        metrics: wit::Metrics {
-            retweets: 0,
-            likes: 0,
-            replies: 0,
-            quotes: 0,
-        },
-        hashtags: Vec::new(),
-        mentions: Vec::new(),
-        cashtags: Vec::new(),
-        urls: Vec::new(),
+        text: None,
+        lang: None,
+        author: None,
+        metrics: None,
+        hashtags: None,
+        mentions: None,
+        cashtags: None,
+        urls: None,
         place: None,
         is_retweet: false,
         is_reply: false,
         is_quote: false,
         has_media: false,
         in_reply_to_user_id: None,
-        matching_rules: Vec::new(),
-        attrs: Vec::new(),
+        matching_rules: None,
+        attrs: None,
     }
 }
 
@@ -464,24 +512,81 @@ mod tests {
             let projected = take_projection(&mut record, reads);
             let has = |flag| reads.contains(flag);
             assert_eq!(projected.id, "1861000000000000001");
-            assert_eq!(projected.text.is_empty(), !has(wit::Fields::TEXT));
-            assert_eq!(projected.lang.is_empty(), !has(wit::Fields::LANG));
-            assert_eq!(
-                projected.author.username.is_empty(),
-                !has(wit::Fields::AUTHOR)
-            );
-            assert_eq!(projected.metrics.likes == 0, !has(wit::Fields::METRICS));
-            assert_eq!(projected.urls.is_empty(), !has(wit::Fields::ENTITIES));
+            assert_eq!(projected.text.is_none(), !has(wit::Fields::TEXT));
+            assert_eq!(projected.lang.is_none(), !has(wit::Fields::LANG));
+            assert_eq!(projected.author.is_none(), !has(wit::Fields::AUTHOR));
+            assert_eq!(projected.metrics.is_none(), !has(wit::Fields::METRICS));
+            assert_eq!(projected.urls.is_none(), !has(wit::Fields::ENTITIES));
             assert_eq!(projected.place.is_none(), !has(wit::Fields::PLACE));
             assert_eq!(projected.is_quote, has(wit::Fields::KIND));
             assert_eq!(projected.created_at.is_some(), has(wit::Fields::KIND));
-            assert_eq!(
-                projected.matching_rules.is_empty(),
-                !has(wit::Fields::RULES)
-            );
-            assert_eq!(projected.attrs.is_empty(), !has(wit::Fields::ATTRS));
+            assert_eq!(projected.matching_rules.is_none(), !has(wit::Fields::RULES));
+            assert_eq!(projected.attrs.is_none(), !has(wit::Fields::ATTRS));
             restore(&mut record, projected, reads);
             assert_eq!(format!("{record:?}"), original, "reads {reads:?}");
         }
+    }
+
+    fn no_changes() -> wit::Changes {
+        wit::Changes {
+            text: None,
+            lang: None,
+            author_id: None,
+            author_username: None,
+            author_name: None,
+            author_location: None,
+            mentions: None,
+            urls: None,
+            in_reply_to_user_id: None,
+            set_attrs: Vec::new(),
+            remove_attrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn empty_strings_and_lists_cross_as_none_and_come_back_empty() {
+        let post = Post {
+            id: "7".to_owned(),
+            ..Post::default()
+        };
+        let (record, extra) = to_wit(post.clone());
+        assert_eq!(record.text, None);
+        assert_eq!(record.lang, None);
+        assert_eq!(record.hashtags, None);
+        assert!(record.matching_rules.is_none());
+        assert!(record.attrs.is_none());
+        let back = from_wit(record, extra);
+        assert_eq!(format!("{back:?}"), format!("{post:?}"));
+    }
+
+    #[test]
+    fn changes_apply_to_the_full_record_and_keep_empty_values_none() {
+        let mut record = full_record();
+        let mut changes = no_changes();
+        changes.text = Some(String::new());
+        changes.author_id = Some("i_1".to_owned());
+        changes.in_reply_to_user_id = Some(Some("i_2".to_owned()));
+        changes.mentions = Some(Vec::new());
+        changes.remove_attrs = vec!["score".to_owned()];
+        apply_changes(&mut record, changes);
+        assert_eq!(record.text, None);
+        assert_eq!(record.mentions, None);
+        assert!(record.attrs.is_none());
+        assert_eq!(record.in_reply_to_user_id.as_deref(), Some("i_2"));
+        let author = record.author.as_ref().unwrap();
+        assert_eq!(
+            (author.id.as_str(), author.username.as_str()),
+            ("i_1", "bob")
+        );
+
+        let mut changes = no_changes();
+        changes.set_attrs = vec![wit::Attr {
+            name: "label".to_owned(),
+            value: wit::AttrValue::Text("positive".to_owned()),
+        }];
+        apply_changes(&mut record, changes);
+        let attrs = record.attrs.as_ref().unwrap();
+        assert_eq!(attrs.len(), 1);
+        assert_eq!(attrs[0].name, "label");
     }
 }

@@ -4,7 +4,7 @@
 //! and [`ChainRunner`] (one per worker, owns the plugin instances). With an empty
 //! chain every post is kept unchanged.
 //!
-//! Plugins are WebAssembly components implementing `tweetpipe:plugin@0.1.0`
+//! Plugins are WebAssembly components implementing `tweetpipe:plugin@0.2.0`
 //! (`plugin-sdk/wit`). Each runs in its own store with no capabilities, a CPU
 //! deadline and a memory cap. A trap, a missed deadline or memory exhaustion
 //! discards the instance; the batch is then retried post by post on fresh
@@ -89,7 +89,7 @@ pub enum PluginError {
     )]
     CoreModule { plugin: String, path: PathBuf },
     /// The component does not implement this version of the contract.
-    #[error("plugin {plugin}: not a tweetpipe:plugin@0.1.0 component: {message}")]
+    #[error("plugin {plugin}: not a tweetpipe:plugin@0.2.0 component: {message}")]
     Contract { plugin: String, message: String },
     /// The component imports something the sandbox does not provide.
     #[error(

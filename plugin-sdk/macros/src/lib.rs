@@ -222,7 +222,7 @@ fn expand_entry(
             }
 
             fn process(
-                posts: ::std::vec::Vec<::tweetpipe_plugin::Post>,
+                posts: ::std::vec::Vec<::tweetpipe_plugin::__private::WirePost>,
             ) -> ::std::vec::Vec<::tweetpipe_plugin::__private::Outcome> {
                 #body
             }
