@@ -142,6 +142,11 @@ fn plugin_run_scrubs_every_planted_item_and_pseudonymises_consistently() {
         let username = out["author"]["username"].as_str().unwrap();
         assert!(is_token(username, "u_"), "{username}");
         assert!(is_token(name, "n_"), "{name}");
+        let author_id = out["author"]["id"].as_str().unwrap();
+        assert!(is_token(author_id, "i_"), "{author_id}");
+        if let Some(replied) = out["in_reply_to_user_id"].as_str() {
+            assert!(is_token(replied, "i_"), "{replied}");
+        }
         let previous =
             username_tokens.insert(original.author.username.to_lowercase(), username.to_owned());
         assert!(

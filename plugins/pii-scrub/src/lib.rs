@@ -1,5 +1,5 @@
-//! `pii-scrub`: privacy before storage. Replaces the author's handle and
-//! display name, the mentioned handles and the `@handles` in the text with
+//! `pii-scrub`: privacy before storage. Replaces the author's id, handle and
+//! display name, the id of the user replied to, the mentioned handles and the `@handles` in the text with
 //! keyed pseudonyms, and redacts e-mail addresses, phone numbers, payment card
 //! numbers and IP addresses in the text, the display name and the location.
 //!

@@ -17,7 +17,7 @@ fn init(config: &Config) -> Result<()> {
     Ok(())
 }
 
-#[map(reads(text, author, mentions))]
+#[map(reads(text, author, mentions, kind))]
 fn pii_scrub(post: &Post) -> Result<Changes> {
     let scrubber = SCRUBBER
         .get()

@@ -133,6 +133,12 @@ impl Scrubber {
         let mut changes = Changes::new();
         let mut redactions = 0;
         let author = &post.author;
+        if !author.id.is_empty() {
+            changes.set_author_id(self.pseudonyms.token(Domain::UserId, &author.id));
+        }
+        if let Some(id) = post.in_reply_to_user_id.as_deref() {
+            changes.set_in_reply_to_user_id(Some(self.pseudonyms.token(Domain::UserId, id)));
+        }
         if !author.username.is_empty() {
             changes.set_author_username(self.pseudonyms.token(Domain::Username, &author.username));
         }

@@ -337,6 +337,29 @@ fn a_whole_post_is_pseudonymised_and_redacted() {
 }
 
 #[test]
+fn user_ids_are_pseudonymised_the_same_way_wherever_they_appear() {
+    let scrubber = Scrubber::new(b"0123456789abcdef0123");
+    let mut author_post = sample_post();
+    scrubber.scrub_post(&mut author_post);
+    let id_token = &author_post.author.id;
+    assert!(id_token.starts_with("i_"), "{id_token}");
+    assert!(!id_token.contains("2244994945"), "{id_token}");
+
+    // A reply to that author carries the same token as the author's own posts.
+    let mut reply = sample_post();
+    reply.author.id = "783214".to_owned();
+    reply.in_reply_to_user_id = Some("2244994945".to_owned());
+    scrubber.scrub_post(&mut reply);
+    assert_eq!(reply.in_reply_to_user_id.as_ref(), Some(id_token));
+    assert_ne!(&reply.author.id, id_token);
+
+    // Another key gives other tokens.
+    let mut other = sample_post();
+    Scrubber::new(b"another key, 20 bytes").scrub_post(&mut other);
+    assert_ne!(&other.author.id, id_token);
+}
+
+#[test]
 fn a_post_without_personal_data_gets_no_count() {
     let scrubber = Scrubber::new(b"0123456789abcdef0123");
     let mut post = sample_post();
