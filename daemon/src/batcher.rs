@@ -14,6 +14,9 @@ pub enum FlushCause {
     Rows,
     Bytes,
     Age,
+    /// Every source has ended and no row is waiting: nothing more is coming
+    /// soon, so there is no reason to wait for `max_age`.
+    End,
     Shutdown,
 }
 
@@ -23,6 +26,7 @@ impl FlushCause {
             FlushCause::Rows => "rows",
             FlushCause::Bytes => "bytes",
             FlushCause::Age => "age",
+            FlushCause::End => "end",
             FlushCause::Shutdown => "shutdown",
         }
     }

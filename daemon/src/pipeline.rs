@@ -198,6 +198,7 @@ pub async fn run_switched(
         stats.clone(),
         metrics.dead_letters(),
     ));
+    let sources_ended = CancellationToken::new();
     let sink_task = tokio::spawn(sink_stage(SinkStage {
         sink,
         batcher: Batcher::new(&config.batch),
@@ -205,6 +206,7 @@ pub async fn run_switched(
         letters: letter_tx.clone(),
         stats: stats.clone(),
         cancel: cancel.clone(),
+        sources_ended: sources_ended.clone(),
         close_broker: Box::new(move || {
             if let Some(closer) = &closer {
                 closer.close();
@@ -257,9 +259,11 @@ pub async fn run_switched(
         Some(publisher) => {
             let flushed = publisher.clone();
             let error = run_sources(replay, x_source, publisher, &stats, &cancel).await;
-            if let Publisher::Pubsub(publisher) = flushed {
+            match flushed {
                 // Everything read is confirmed by Pub/Sub (or given up at shutdown).
-                publisher.flush().await;
+                Publisher::Pubsub(publisher) => publisher.flush().await,
+                // Nothing more will be queued: the sink need not wait for more rows.
+                Publisher::Embedded(_) => sources_ended.cancel(),
             }
             error
         }
@@ -693,6 +697,8 @@ struct SinkStage {
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
+    /// Fired when every source of a run on the embedded queue has ended.
+    sources_ended: CancellationToken,
     close_broker: Box<dyn Fn() + Send>,
     observer: Arc<dyn Observer>,
     heartbeat: Option<tokio::time::Interval>,
@@ -716,7 +722,12 @@ async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer
     }
 }
 
+/// Batches rows into the sink. Once the sources have ended, a batch is
+/// written as soon as no row is waiting: the last rows of a replay then do not
+/// wait `max_age` (their messages stay unacknowledged, and the run open, until
+/// they are written).
 async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
+    let mut ended = false;
     loop {
         let deadline = stage.batcher.deadline();
         let cause = tokio::select! {
@@ -725,10 +736,14 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
                     let bytes = row.bytes;
                     let cause = stage.batcher.push(row, bytes);
                     stage.metrics.open_batch(stage.batcher.len());
-                    cause
+                    cause.or_else(|| (ended && stage.rows.is_empty()).then_some(FlushCause::End))
                 }
                 None => break,
             },
+            _ = stage.sources_ended.cancelled(), if !ended => {
+                ended = true;
+                (!stage.batcher.is_empty() && stage.rows.is_empty()).then_some(FlushCause::End)
+            }
             _ = sleep_until(deadline), if deadline.is_some() => Some(FlushCause::Age),
             _ = beat(&mut stage.heartbeat, &*stage.observer, &stage.stats) => None,
         };

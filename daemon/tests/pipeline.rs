@@ -205,6 +205,42 @@ fn the_null_sink_acks_every_row_and_stores_nothing() {
     assert_eq!(stats.acked, stats.read);
 }
 
+/// When the replay has ended the last batch is written at once, not after
+/// `max_age`: with an hour-long `max_age` and a batch (and queue) larger than
+/// the input, the run still ends (a bound of two minutes stands for "did not wait").
+#[test]
+fn the_last_batch_of_a_replay_does_not_wait_for_max_age() {
+    let scenario = Scenario::new(300, 5);
+    let (ids, _) = scenario.input();
+    let config = std::fs::read_to_string(scenario.path("tweetpipe.toml"))
+        .unwrap()
+        .replace("capacity = 256", "capacity = 100000")
+        .replace(
+            "max_rows = 100\nmax_age_ms = 200",
+            "max_rows = 100000\nmax_age_ms = 3600000",
+        );
+    std::fs::write(scenario.path("tweetpipe.toml"), config).unwrap();
+    let config = scenario.config();
+    assert_eq!(config.batch.max_age, Duration::from_secs(3600));
+
+    let chain = LoadedChain::load(&config.plugins).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let outcome = runtime
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(120),
+                tweetpipe::pipeline::run(&config, chain, std::future::pending()),
+            )
+            .await
+        })
+        .expect("the run waited for max_age after the replay ended")
+        .unwrap();
+
+    let in_table: BTreeSet<String> = scenario.rows().keys().cloned().collect();
+    assert_eq!(in_table, ids);
+    assert_eq!(outcome.stats.acked, outcome.stats.read);
+}
+
 #[test]
 fn a_second_run_of_the_same_input_adds_no_rows() {
     let scenario = Scenario::new(400, 11);

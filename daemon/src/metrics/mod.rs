@@ -440,6 +440,7 @@ impl Metrics {
                 cause(FlushCause::Rows),
                 cause(FlushCause::Bytes),
                 cause(FlushCause::Age),
+                cause(FlushCause::End),
                 cause(FlushCause::Shutdown),
             ],
             batch_rows: self.families.batch_rows.get_or_create_owned(&labels),
@@ -594,7 +595,7 @@ impl VerdictTally {
 /// The sink stage's handles.
 #[derive(Debug)]
 pub struct SinkMetrics {
-    flushes: [Counter; 4],
+    flushes: [Counter; 5],
     batch_rows: Histogram,
     write_seconds: Histogram,
     errors: Counter,
@@ -608,7 +609,8 @@ impl SinkMetrics {
             FlushCause::Rows => 0,
             FlushCause::Bytes => 1,
             FlushCause::Age => 2,
-            FlushCause::Shutdown => 3,
+            FlushCause::End => 3,
+            FlushCause::Shutdown => 4,
         };
         self.flushes[index].inc();
         self.batch_rows.observe(rows as f64);
