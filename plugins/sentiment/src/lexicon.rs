@@ -185,6 +185,43 @@ const NEGATIONS: &[&str] = &[
     "despite",
 ];
 
+/// Words the rules compare tokens with: "no", "but", the words of the
+/// negation and "least" exceptions and every word of [`SPECIAL_CASES`] and
+/// [`BOOSTER_PHRASES`]. Each is tagged with its [`rule_word`] id in the word
+/// map, so the rules compare one small integer per token instead of strings.
+pub const RULE_WORDS: &[&str] = &[
+    "no", "or", "nor", "never", "so", "this", "without", "doubt", "least", "at", "very", "but",
+    "kind", "of", "sort", "just", "enough", "the", "shit", "bomb", "bad", "ass", "bus", "stop",
+    "yeah", "right", "kiss", "death", "to", "die", "for", "beating", "heart",
+];
+
+/// The id of `word` in [`RULE_WORDS`] (its index + 1; 0 means "no rule word").
+/// Evaluated at compile time, so naming a word missing from the list does not build.
+pub const fn rule_word(word: &str) -> u8 {
+    let mut index = 0;
+    while index < RULE_WORDS.len() {
+        if same_bytes(RULE_WORDS[index].as_bytes(), word.as_bytes()) {
+            return index as u8 + 1;
+        }
+        index += 1;
+    }
+    panic!("not one of RULE_WORDS")
+}
+
+const fn same_bytes(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
 /// What the rules need to know about one lowercase word.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WordInfo {
@@ -194,6 +231,8 @@ pub struct WordInfo {
     pub booster: f64,
     /// True when it is one of the negation words.
     pub negation: bool,
+    /// Its [`rule_word`] id, or 0 when it is none of [`RULE_WORDS`].
+    pub rule: u8,
 }
 
 /// A lexicon file that cannot be read.
@@ -269,11 +308,20 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// Code points below this are screened by [`Lexicon`]'s emoji bitmap (all of
+/// Unicode's planes 0 and 1, where the emoji and nearly all text are).
+const EMOJI_BITMAP_LIMIT: usize = 0x2_0000;
+
 /// The parsed lexicons.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
     words: FxMap<&'static str, WordInfo>,
+    /// Length in bytes of the longest key of `words`: longer tokens skip the lookup.
+    longest_word: usize,
     emojis: FxMap<char, &'static str>,
+    /// One bit per code point below `EMOJI_BITMAP_LIMIT`, set for the keys of
+    /// `emojis`, so the many non-emoji characters of a text skip the hash lookup.
+    emoji_bits: Vec<u64>,
 }
 
 impl Lexicon {
@@ -311,7 +359,11 @@ impl Lexicon {
         for word in NEGATIONS {
             map.entry(word).or_default().negation = true;
         }
+        for word in RULE_WORDS {
+            map.entry(word).or_default().rule = rule_word(word);
+        }
         let mut emoji_map: FxMap<char, &'static str> = FxMap::default();
+        let mut emoji_bits = vec![0u64; EMOJI_BITMAP_LIMIT / 64];
         for (index, line) in emojis.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
@@ -325,17 +377,25 @@ impl Lexicon {
             let mut chars = emoji.chars();
             if let (Some(emoji), None) = (chars.next(), chars.next()) {
                 emoji_map.insert(emoji, description);
+                if let Some(bits) = emoji_bits.get_mut(emoji as usize / 64) {
+                    *bits |= 1 << (emoji as usize % 64);
+                }
             }
         }
         Ok(Lexicon {
+            longest_word: map.keys().map(|word| word.len()).max().unwrap_or(0),
             words: map,
             emojis: emoji_map,
+            emoji_bits,
         })
     }
 
     /// What is known about a lowercase word (all defaults when nothing).
     #[inline]
     pub fn word(&self, lowercase: &str) -> WordInfo {
+        if lowercase.len() > self.longest_word {
+            return WordInfo::default();
+        }
         self.words.get(lowercase).copied().unwrap_or_default()
     }
 
@@ -343,6 +403,12 @@ impl Lexicon {
     #[inline]
     pub fn emoji(&self, emoji: char) -> Option<&'static str> {
         if emoji.is_ascii() {
+            return None;
+        }
+        let code = emoji as usize;
+        if let Some(bits) = self.emoji_bits.get(code / 64)
+            && bits & (1 << (code % 64)) == 0
+        {
             return None;
         }
         self.emojis.get(&emoji).copied()
@@ -378,6 +444,34 @@ mod tests {
         assert!(lexicon.word("never").negation);
         assert_eq!(lexicon.word("zzzunknown"), WordInfo::default());
         assert_eq!(lexicon.emoji('😀'), Some("grinning face"));
+    }
+
+    #[test]
+    fn rule_words_keep_their_other_facts() {
+        let lexicon = Lexicon::vader().unwrap();
+        assert_eq!(lexicon.word("but").rule, rule_word("but"));
+        assert_eq!(lexicon.word("never").rule, rule_word("never"));
+        assert!(lexicon.word("never").negation);
+        assert_eq!(lexicon.word("so").booster, B_INCR);
+        assert_eq!(lexicon.word("bad").valence, Some(-2.5));
+        assert_eq!(lexicon.word("bad").rule, rule_word("bad"));
+        assert_eq!(lexicon.word("good").rule, 0);
+        for (index, word) in RULE_WORDS.iter().enumerate() {
+            assert_eq!(
+                usize::from(rule_word(word)),
+                index + 1,
+                "{word} is listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn the_emoji_bitmap_lets_every_emoji_through() {
+        let lexicon = Lexicon::vader().unwrap();
+        for (emoji, description) in &lexicon.emojis {
+            assert_eq!(lexicon.emoji(*emoji), Some(*description), "{emoji:?}");
+        }
+        assert_eq!(lexicon.emoji('é'), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! and the sum is normalised into the compound score. The reference's quirks
 //! are kept on purpose (see [`but_check`]), because agreement is the point.
 
-use crate::lexicon::{BOOSTER_PHRASES, Lexicon, LexiconError, SPECIAL_CASES, WordInfo};
+use crate::lexicon::{BOOSTER_PHRASES, Lexicon, LexiconError, SPECIAL_CASES, WordInfo, rule_word};
 
 /// Emphasis an ALL-CAPS word gets when the rest of the text is not all caps.
 const C_INCR: f64 = 0.733;
@@ -47,15 +47,82 @@ impl Scores {
     }
 }
 
+/// Ids of the rule words the rules below name (see [`RULE_WORDS`](crate::lexicon::RULE_WORDS)).
+const NO: u8 = rule_word("no");
+const OR: u8 = rule_word("or");
+const NOR: u8 = rule_word("nor");
+const NEVER: u8 = rule_word("never");
+const SO: u8 = rule_word("so");
+const THIS: u8 = rule_word("this");
+const WITHOUT: u8 = rule_word("without");
+const DOUBT: u8 = rule_word("doubt");
+const LEAST: u8 = rule_word("least");
+const AT: u8 = rule_word("at");
+const VERY: u8 = rule_word("very");
+const BUT: u8 = rule_word("but");
+const KIND: u8 = rule_word("kind");
+const OF: u8 = rule_word("of");
+
+/// A phrase of [`SPECIAL_CASES`] or [`BOOSTER_PHRASES`] as rule-word ids.
+#[derive(Debug, Clone, Copy)]
+struct Phrase {
+    /// The ids of its words; the unused tail is 0, which no token matches.
+    words: [u8; 3],
+    /// How many words it has.
+    len: usize,
+    /// Its valence (special cases) or scalar (booster phrases).
+    value: f64,
+}
+
+/// `table` as [`Phrase`]s, at compile time.
+const fn phrases<const N: usize>(table: &[(&[&str], f64)]) -> [Phrase; N] {
+    let mut out = [Phrase {
+        words: [0; 3],
+        len: 0,
+        value: 0.0,
+    }; N];
+    let mut index = 0;
+    while index < N {
+        let (words, value) = table[index];
+        assert!(
+            !words.is_empty() && words.len() <= 3,
+            "phrases have 1 to 3 words"
+        );
+        let mut word = 0;
+        while word < words.len() {
+            out[index].words[word] = rule_word(words[word]);
+            word += 1;
+        }
+        out[index].len = words.len();
+        out[index].value = value;
+        index += 1;
+    }
+    out
+}
+
+const SPECIAL_CASE_PHRASES: [Phrase; SPECIAL_CASES.len()] = phrases(SPECIAL_CASES);
+const BOOSTER_PHRASE_IDS: [Phrase; BOOSTER_PHRASES.len()] = phrases(BOOSTER_PHRASES);
+
 /// One whitespace-separated token with what the rules ask about it.
 #[derive(Debug, Clone, Copy)]
 struct Token {
-    /// Byte range of the lowercase form in the scratch buffer.
-    lower: (u32, u32),
-    /// Lexicon facts about the lowercase form.
+    /// Lexicon facts about the lowercase form, including its rule-word id.
     info: WordInfo,
     /// Python's `str.isupper()` on the original form.
     upper: bool,
+    /// A negation word, or a lowercase form containing `n't`.
+    negated: bool,
+}
+
+/// What tokenizing learns about the whole text on the way.
+#[derive(Debug, Clone, Copy, Default)]
+struct Summary {
+    /// How many tokens are ALL CAPS.
+    caps: usize,
+    /// The index of the first "but".
+    but: Option<usize>,
+    /// True when some token has a lexicon valence.
+    any_valence: bool,
 }
 
 /// Reusable buffers, so scoring a post allocates nothing once warm.
@@ -100,176 +167,205 @@ impl Analyzer {
             sentiments,
         } = scratch;
         let text = self.replace_emojis(text, replaced);
-        self.tokenize(text, lower, tokens);
-        let words = Words {
-            lower: lower.as_str(),
-            tokens: tokens.as_slice(),
-        };
-        let cap_diff = allcap_differential(tokens);
+        let summary = self.tokenize(text, lower, tokens);
+        if tokens.is_empty() {
+            return Scores::default();
+        }
+        if !summary.any_valence {
+            // Every sentiment would be 0: what `score_valence` makes of that.
+            return Scores {
+                compound: 0.0,
+                pos: 0.0,
+                neu: 1.0,
+                neg: 0.0,
+            };
+        }
+        let cap_diff = 0 < summary.caps && summary.caps < tokens.len();
 
         sentiments.clear();
-        for index in 0..tokens.len() {
-            let word = words.lower(index);
-            if tokens[index].info.booster != 0.0
-                || (index + 1 < tokens.len() && word == "kind" && words.lower(index + 1) == "of")
+        for (index, token) in tokens.iter().enumerate() {
+            let sentiment = if token.info.booster != 0.0
+                || (token.info.rule == KIND
+                    && tokens
+                        .get(index + 1)
+                        .is_some_and(|next| next.info.rule == OF))
             {
-                sentiments.push(0.0);
-                continue;
-            }
-            sentiments.push(self.sentiment_valence(&words, index, cap_diff));
+                0.0
+            } else {
+                sentiment_valence(tokens, index, cap_diff)
+            };
+            sentiments.push(sentiment);
         }
-        but_check(&words, sentiments);
+        if let Some(but) = summary.but {
+            but_check(but, sentiments);
+        }
         score_valence(sentiments, text)
     }
 
     /// VADER's emoji step: each emoji character becomes its description,
-    /// preceded by a space unless one is already there; then the text is
-    /// stripped. Borrows `text` when it has no emoji.
+    /// preceded by a space unless one is already there. Borrows `text` when
+    /// it has no emoji. (The reference then strips the text, which changes
+    /// neither its tokens nor its `!` and `?`, so that is left out.)
     fn replace_emojis<'a>(&self, text: &'a str, out: &'a mut String) -> &'a str {
-        let first = text
-            .char_indices()
-            .find(|(_, ch)| self.lexicon.emoji(*ch).is_some());
-        let Some((start, _)) = first else {
-            return text.trim_matches(is_py_space);
+        let Some(non_ascii) = text.bytes().position(|byte| !byte.is_ascii()) else {
+            return text;
         };
-        out.clear();
-        out.push_str(&text[..start]);
-        let mut prev_space = start == 0 || text[..start].ends_with(' ');
-        for ch in text[start..].chars() {
-            match self.lexicon.emoji(ch) {
-                Some(description) => {
-                    if !prev_space {
-                        out.push(' ');
-                    }
-                    out.push_str(description);
-                    prev_space = false;
-                }
-                None => {
-                    out.push(ch);
-                    prev_space = ch == ' ';
-                }
-            }
+        let mut emojis = text[non_ascii..]
+            .char_indices()
+            .filter_map(|(at, ch)| {
+                self.lexicon
+                    .emoji(ch)
+                    .map(|description| (non_ascii + at, ch, description))
+            })
+            .peekable();
+        if emojis.peek().is_none() {
+            return text;
         }
-        out.trim_matches(is_py_space)
+        out.clear();
+        // `text[..copied]` is in `out`; `previous_end` is where the last emoji ended.
+        let (mut copied, mut previous_end) = (0, usize::MAX);
+        for (at, ch, description) in emojis {
+            let prev_space = if at == previous_end {
+                false
+            } else {
+                at == 0 || text[..at].ends_with(' ')
+            };
+            out.push_str(&text[copied..at]);
+            if !prev_space {
+                out.push(' ');
+            }
+            out.push_str(description);
+            copied = at + ch.len_utf8();
+            previous_end = copied;
+        }
+        out.push_str(&text[copied..]);
+        out
     }
 
     /// Splits on whitespace and strips punctuation from each token's ends,
     /// unless that leaves two characters or fewer (an emoticon such as `:)`).
-    fn tokenize(&self, text: &str, lower: &mut String, tokens: &mut Vec<Token>) {
-        lower.clear();
+    fn tokenize(&self, text: &str, lower: &mut String, tokens: &mut Vec<Token>) -> Summary {
         tokens.clear();
-        for raw in text.split(is_py_space).filter(|token| !token.is_empty()) {
-            let stripped = raw.trim_matches(|ch: char| ch.is_ascii_punctuation());
-            let word = if stripped.chars().nth(2).is_none() {
-                raw
-            } else {
-                stripped
-            };
-            let start = lower.len();
-            if word.is_ascii() {
-                lower.extend(
-                    word.bytes()
-                        .map(|byte| char::from(byte.to_ascii_lowercase())),
-                );
-            } else {
-                lower.push_str(&word.to_lowercase());
+        let mut summary = Summary::default();
+        let end = text.len();
+        let mut at = 0;
+        while at < end {
+            let space = py_space_len(text, at);
+            if space > 0 {
+                at += space;
+                continue;
             }
-            let end = lower.len();
-            tokens.push(Token {
-                lower: (start as u32, end as u32),
-                info: self.lexicon.word(&lower[start..end]),
-                upper: py_isupper(word),
-            });
+            let start = at;
+            at += 1;
+            while at < end && py_space_len(text, at) == 0 {
+                at += 1;
+            }
+            let token = self.token(&text[start..at], lower);
+            summary.caps += usize::from(token.upper);
+            if summary.but.is_none() && token.info.rule == BUT {
+                summary.but = Some(tokens.len());
+            }
+            summary.any_valence |= token.info.valence.is_some();
+            tokens.push(token);
         }
+        summary
     }
 
-    /// The valence of token `i` after the rules that look backwards.
-    fn sentiment_valence(&self, words: &Words<'_>, i: usize, cap_diff: bool) -> f64 {
-        let tokens = words.tokens;
-        let Some(base) = tokens[i].info.valence else {
-            return 0.0;
+    /// One token of [`Analyzer::tokenize`]; `lower` is a buffer for its lowercase form.
+    fn token(&self, raw: &str, lower: &mut String) -> Token {
+        let stripped = raw.trim_matches(|ch: char| ch.is_ascii_punctuation());
+        let word = if char_count_below_3(stripped) {
+            raw
+        } else {
+            stripped
         };
-        let mut valence = base;
-        let lower = |k: usize| words.lower(k);
-        if lower(i) == "no" && i + 1 != tokens.len() && tokens[i + 1].info.valence.is_some() {
-            // "no" before a lexicon word is a determiner, not a sentiment.
-            valence = 0.0;
-        }
-        if (i > 0 && lower(i - 1) == "no")
-            || (i > 1 && lower(i - 2) == "no")
-            || (i > 2 && lower(i - 3) == "no" && matches!(lower(i - 1), "or" | "nor"))
-        {
-            valence = base * N_SCALAR;
-        }
-        if tokens[i].upper && cap_diff {
-            if valence > 0.0 {
-                valence += C_INCR;
+        let (lowercase, upper) = if word.is_ascii() {
+            let bytes = word.as_bytes();
+            let has_upper = bytes.iter().any(u8::is_ascii_uppercase);
+            let upper = has_upper && !bytes.iter().any(u8::is_ascii_lowercase);
+            if has_upper {
+                lower.clear();
+                lower.push_str(word);
+                lower.make_ascii_lowercase();
+                (lower.as_str(), upper)
             } else {
-                valence -= C_INCR;
+                (word, upper)
             }
+        } else {
+            let upper = lowercase_into(word, lower);
+            (lower.as_str(), upper)
+        };
+        let info = self.lexicon.word(lowercase);
+        Token {
+            info,
+            upper,
+            negated: info.negation || (word.contains('\'') && lowercase.contains("n't")),
         }
-        for start in 0..3 {
-            if i > start && tokens[i - (start + 1)].info.valence.is_none() {
-                let mut scalar = scalar_inc_dec(&tokens[i - (start + 1)], valence, cap_diff);
-                if start == 1 && scalar != 0.0 {
-                    scalar *= 0.95;
-                }
-                if start == 2 && scalar != 0.0 {
-                    scalar *= 0.9;
-                }
-                valence += scalar;
-                valence = negation_check(words, valence, start, i);
-                if start == 2 {
-                    valence = special_idioms_check(words, valence, i);
-                }
-            }
-        }
-        least_check(words, valence, i)
     }
 }
 
-/// The tokens of one text and their lowercase forms.
-struct Words<'a> {
-    lower: &'a str,
-    tokens: &'a [Token],
+/// The valence of token `i` after the rules that look backwards.
+fn sentiment_valence(tokens: &[Token], i: usize, cap_diff: bool) -> f64 {
+    let Some(base) = tokens[i].info.valence else {
+        return 0.0;
+    };
+    let mut valence = base;
+    let rule = |k: usize| tokens[k].info.rule;
+    if rule(i) == NO && i + 1 != tokens.len() && tokens[i + 1].info.valence.is_some() {
+        // "no" before a lexicon word is a determiner, not a sentiment.
+        valence = 0.0;
+    }
+    if (i > 0 && rule(i - 1) == NO)
+        || (i > 1 && rule(i - 2) == NO)
+        || (i > 2 && rule(i - 3) == NO && matches!(rule(i - 1), OR | NOR))
+    {
+        valence = base * N_SCALAR;
+    }
+    if tokens[i].upper && cap_diff {
+        if valence > 0.0 {
+            valence += C_INCR;
+        } else {
+            valence -= C_INCR;
+        }
+    }
+    for start in 0..3 {
+        if i > start && tokens[i - (start + 1)].info.valence.is_none() {
+            let mut scalar = scalar_inc_dec(&tokens[i - (start + 1)], valence, cap_diff);
+            if start == 1 && scalar != 0.0 {
+                scalar *= 0.95;
+            }
+            if start == 2 && scalar != 0.0 {
+                scalar *= 0.9;
+            }
+            valence += scalar;
+            valence = negation_check(tokens, valence, start, i);
+            if start == 2 {
+                valence = special_idioms_check(tokens, valence, i);
+            }
+        }
+    }
+    least_check(tokens, valence, i)
 }
 
-impl Words<'_> {
-    #[inline]
-    fn lower(&self, index: usize) -> &str {
-        let (start, end) = self.tokens[index].lower;
-        &self.lower[start as usize..end as usize]
-    }
-
-    #[inline]
-    fn len(&self) -> usize {
-        self.tokens.len()
-    }
-
-    /// True when the tokens from `start` spell `phrase`.
-    fn spells(&self, start: usize, phrase: &[&str]) -> bool {
-        start + phrase.len() <= self.len()
-            && phrase
-                .iter()
-                .enumerate()
-                .all(|(offset, word)| self.lower(start + offset) == *word)
-    }
-
-    /// The valence of the special case spelled by `len` tokens from `start`.
-    fn special_case(&self, start: usize, len: usize) -> Option<f64> {
-        SPECIAL_CASES
+/// True when the tokens from `start` spell `phrase`.
+#[inline]
+fn spells(tokens: &[Token], start: usize, phrase: &Phrase) -> bool {
+    start + phrase.len <= tokens.len()
+        && tokens[start..start + phrase.len]
             .iter()
-            .find(|(phrase, _)| phrase.len() == len && self.spells(start, phrase))
-            .map(|(_, valence)| *valence)
-    }
+            .zip(phrase.words)
+            .all(|(token, word)| token.info.rule == word)
+}
 
-    /// The scalar of the booster phrase spelled by `len` tokens from `start`.
-    fn booster_phrase(&self, start: usize, len: usize) -> Option<f64> {
-        BOOSTER_PHRASES
-            .iter()
-            .find(|(phrase, _)| phrase.len() == len && self.spells(start, phrase))
-            .map(|(_, scalar)| *scalar)
+/// The value of the phrase of `table` spelled by `len` tokens from `start`.
+fn phrase_at(tokens: &[Token], start: usize, len: usize, table: &[Phrase]) -> Option<f64> {
+    if tokens[start].info.rule == 0 {
+        return None;
     }
+    table
+        .iter()
+        .find(|phrase| phrase.len == len && spells(tokens, start, phrase))
+        .map(|phrase| phrase.value)
 }
 
 /// Python's `str.isspace()`, which `str.split()` and `str.strip()` use.
@@ -278,21 +374,71 @@ fn is_py_space(ch: char) -> bool {
         || (!ch.is_ascii() && (ch.is_whitespace() || ch == '\u{85}'))
 }
 
-/// Python's `str.isupper()`: at least one cased character and no lowercase one.
-fn py_isupper(word: &str) -> bool {
-    if word.is_ascii() {
-        let bytes = word.as_bytes();
-        return bytes.iter().any(u8::is_ascii_uppercase)
-            && !bytes.iter().any(u8::is_ascii_lowercase);
+/// The length in bytes of the [`is_py_space`] character at byte `at` of
+/// `text`, or 0 when there is none. `at` need not be a character boundary:
+/// only the lead bytes that start a non-ASCII space (U+0085, U+00A0, U+1680,
+/// U+2000 to U+205F, U+3000) are decoded.
+#[inline]
+fn py_space_len(text: &str, at: usize) -> usize {
+    match text.as_bytes()[at] {
+        b'\t'..=b'\r' | 0x1c..=0x1f | b' ' => 1,
+        0xc2 | 0xe1 | 0xe2 | 0xe3 => match text[at..].chars().next() {
+            Some(ch) if is_py_space(ch) => ch.len_utf8(),
+            _ => 0,
+        },
+        _ => 0,
     }
-    word.chars().any(char::is_uppercase) && !word.chars().any(char::is_lowercase)
 }
 
-/// True when some but not all tokens are ALL CAPS.
-fn allcap_differential(tokens: &[Token]) -> bool {
-    let caps = tokens.iter().filter(|token| token.upper).count();
-    let differential = tokens.len() - caps;
-    0 < differential && differential < tokens.len()
+/// `text.chars().nth(2).is_none()`, counting lead bytes.
+#[inline]
+fn char_count_below_3(text: &str) -> bool {
+    text.len() < 3
+        || text
+            .bytes()
+            .filter(|byte| !is_utf8_continuation(*byte))
+            .nth(2)
+            .is_none()
+}
+
+#[inline]
+fn is_utf8_continuation(byte: u8) -> bool {
+    byte & 0xc0 == 0x80
+}
+
+/// Characters with no case at all: not upper, not lower, their own
+/// lowercase (checked for every one of them by a test). Scripts such as
+/// Devanagari, Arabic and CJK take this shortcut past the Unicode tables.
+#[inline]
+fn caseless(ch: char) -> bool {
+    matches!(u32::from(ch), 0x0590..=0x109f | 0x3040..=0xa63f | 0xac00..=0xd7ff | 0xfe00..=0xfe0f)
+}
+
+/// Writes `word.to_lowercase()` into `out` (without allocating a String) and
+/// returns Python's `str.isupper()` of `word`.
+fn lowercase_into(word: &str, out: &mut String) -> bool {
+    out.clear();
+    let (mut has_upper, mut has_lower, mut sigma) = (false, false, false);
+    for ch in word.chars() {
+        if ch.is_ascii() {
+            has_upper |= ch.is_ascii_uppercase();
+            has_lower |= ch.is_ascii_lowercase();
+            out.push(ch.to_ascii_lowercase());
+        } else if caseless(ch) {
+            out.push(ch);
+        } else {
+            has_upper |= ch.is_uppercase();
+            has_lower |= ch.is_lowercase();
+            sigma |= ch == 'Σ';
+            out.extend(ch.to_lowercase());
+        }
+    }
+    if sigma {
+        // A capital sigma lowercases by its position in the word; leave that to std.
+        out.clear();
+        out.push_str(&word.to_lowercase());
+    }
+    has_upper && !has_lower
 }
 
 /// The booster or dampener effect of `token` on a following valence.
@@ -313,22 +459,17 @@ fn scalar_inc_dec(token: &Token, valence: f64, cap_diff: bool) -> f64 {
     scalar
 }
 
-/// True for a negation word or any word containing `n't`.
-fn negated(token: &Token, lower: &str) -> bool {
-    token.info.negation || lower.contains("n't")
-}
-
 /// Negation up to three tokens back, with VADER's "never so/this" and
 /// "without doubt" exceptions.
-fn negation_check(words: &Words<'_>, valence: f64, start: usize, i: usize) -> f64 {
-    let lower = |k: usize| words.lower(k);
-    let negated_at = |k: usize| negated(&words.tokens[k], words.lower(k));
+fn negation_check(tokens: &[Token], valence: f64, start: usize, i: usize) -> f64 {
+    let rule = |k: usize| tokens[k].info.rule;
+    let negated_at = |k: usize| tokens[k].negated;
     match start {
         0 if negated_at(i - 1) => valence * N_SCALAR,
         1 => {
-            if lower(i - 2) == "never" && matches!(lower(i - 1), "so" | "this") {
+            if rule(i - 2) == NEVER && matches!(rule(i - 1), SO | THIS) {
                 valence * 1.25
-            } else if lower(i - 2) == "without" && lower(i - 1) == "doubt" {
+            } else if rule(i - 2) == WITHOUT && rule(i - 1) == DOUBT {
                 valence
             } else if negated_at(i - 2) {
                 valence * N_SCALAR
@@ -338,13 +479,11 @@ fn negation_check(words: &Words<'_>, valence: f64, start: usize, i: usize) -> f6
         }
         2 => {
             // The reference's operator precedence: (never and (so or this)) or (so or this).
-            if (lower(i - 3) == "never" && matches!(lower(i - 2), "so" | "this"))
-                || matches!(lower(i - 1), "so" | "this")
+            if (rule(i - 3) == NEVER && matches!(rule(i - 2), SO | THIS))
+                || matches!(rule(i - 1), SO | THIS)
             {
                 valence * 1.25
-            } else if lower(i - 3) == "without"
-                && (lower(i - 2) == "doubt" || lower(i - 1) == "doubt")
-            {
+            } else if rule(i - 3) == WITHOUT && (rule(i - 2) == DOUBT || rule(i - 1) == DOUBT) {
                 valence
             } else if negated_at(i - 3) {
                 valence * N_SCALAR
@@ -357,27 +496,25 @@ fn negation_check(words: &Words<'_>, valence: f64, start: usize, i: usize) -> f6
 }
 
 /// Special-case phrases around token `i` (`i > 2`) and two-word boosters before it.
-fn special_idioms_check(words: &Words<'_>, mut valence: f64, i: usize) -> f64 {
+fn special_idioms_check(tokens: &[Token], mut valence: f64, i: usize) -> f64 {
+    let special = |start: usize, len: usize| phrase_at(tokens, start, len, &SPECIAL_CASE_PHRASES);
     // (start, length) of: i-1..=i, i-2..=i, i-2..=i-1, i-3..=i-1, i-3..=i-2.
     let before = [(i - 1, 2), (i - 2, 3), (i - 2, 2), (i - 3, 3), (i - 3, 2)];
-    if let Some(special) = before
-        .iter()
-        .find_map(|(start, len)| words.special_case(*start, *len))
-    {
-        valence = special;
+    if let Some(value) = before.iter().find_map(|(start, len)| special(*start, *len)) {
+        valence = value;
     }
-    if words.len() - 1 > i
-        && let Some(special) = words.special_case(i, 2)
+    if tokens.len() - 1 > i
+        && let Some(value) = special(i, 2)
     {
-        valence = special;
+        valence = value;
     }
-    if words.len() - 1 > i + 1
-        && let Some(special) = words.special_case(i, 3)
+    if tokens.len() - 1 > i + 1
+        && let Some(value) = special(i, 3)
     {
-        valence = special;
+        valence = value;
     }
     for (start, len) in [(i - 3, 3), (i - 3, 2), (i - 2, 2)] {
-        if let Some(scalar) = words.booster_phrase(start, len) {
+        if let Some(scalar) = phrase_at(tokens, start, len, &BOOSTER_PHRASE_IDS) {
             valence += scalar;
         }
     }
@@ -385,11 +522,11 @@ fn special_idioms_check(words: &Words<'_>, mut valence: f64, i: usize) -> f64 {
 }
 
 /// "least" before a word negates it, except in "at least" and "very least".
-fn least_check(words: &Words<'_>, valence: f64, i: usize) -> f64 {
+fn least_check(tokens: &[Token], valence: f64, i: usize) -> f64 {
     let previous_is_least =
-        |k: usize| words.tokens[k].info.valence.is_none() && words.lower(k) == "least";
+        |k: usize| tokens[k].info.valence.is_none() && tokens[k].info.rule == LEAST;
     if i > 1 && previous_is_least(i - 1) {
-        if !matches!(words.lower(i - 2), "at" | "very") {
+        if !matches!(tokens[i - 2].info.rule, AT | VERY) {
             return valence * N_SCALAR;
         }
     } else if i > 0 && previous_is_least(i - 1) {
@@ -398,15 +535,13 @@ fn least_check(words: &Words<'_>, valence: f64, i: usize) -> f64 {
     valence
 }
 
-/// "but" halves the valences before it and multiplies those after by 1.5.
+/// "but" (the first one, at token `but`) halves the valences before it and
+/// multiplies those after by 1.5.
 ///
 /// Kept exactly as the reference does it: it walks the list and rewrites the
 /// *first* element equal to the current value, so repeated valences (common:
 /// every neutral word is 0) can be rewritten more than once or not at all.
-fn but_check(words: &Words<'_>, sentiments: &mut [f64]) {
-    let Some(but) = (0..words.len()).find(|index| words.lower(*index) == "but") else {
-        return;
-    };
+fn but_check(but: usize, sentiments: &mut [f64]) {
     for position in 0..sentiments.len() {
         let sentiment = sentiments[position];
         let first = sentiments
@@ -544,6 +679,127 @@ mod tests {
         let scores = Analyzer::new().unwrap().polarity_scores(text);
         assert!(scores.compound > 0.99 && scores.compound <= 1.0);
         assert!((scores.pos + scores.neu + scores.neg - 1.0).abs() < 1e-9);
+    }
+
+    /// Every character, for the exhaustive tests below.
+    fn all_chars() -> impl Iterator<Item = char> {
+        (0..=u32::from(char::MAX)).filter_map(char::from_u32)
+    }
+
+    /// Python's `str.isupper()`, written plainly.
+    fn py_isupper(word: &str) -> bool {
+        word.chars().any(char::is_uppercase) && !word.chars().any(char::is_lowercase)
+    }
+
+    #[test]
+    fn caseless_characters_have_no_case() {
+        for ch in all_chars().filter(|ch| caseless(*ch)) {
+            assert!(!ch.is_uppercase() && !ch.is_lowercase(), "{ch:?}");
+            assert!(ch.to_lowercase().eq([ch]), "{ch:?}");
+        }
+    }
+
+    #[test]
+    fn lowercase_into_agrees_with_std() {
+        let mut out = String::new();
+        let words = all_chars()
+            .flat_map(|ch| [format!("{ch}"), format!("A{ch}b"), format!("É{ch}Ü")])
+            .chain(["ΣΑΣ", "ΑΣ.", "Σa", "ΌΣΟΣ", "İK", "ǅ"].map(str::to_owned));
+        for word in words {
+            let upper = lowercase_into(&word, &mut out);
+            assert_eq!(out, word.to_lowercase(), "{word:?}");
+            assert_eq!(upper, py_isupper(&word), "{word:?}");
+        }
+    }
+
+    #[test]
+    fn py_space_len_finds_exactly_the_python_spaces() {
+        let mut buffer = [0u8; 4];
+        for ch in all_chars() {
+            let text = ch.encode_utf8(&mut buffer);
+            let expected = if is_py_space(ch) { text.len() } else { 0 };
+            assert_eq!(py_space_len(text, 0), expected, "{ch:?}");
+            for at in 1..text.len() {
+                assert_eq!(py_space_len(text, at), 0, "{ch:?} at {at}");
+            }
+        }
+    }
+
+    /// The tokenizer as first written: `str::split`, `trim_matches`, `to_lowercase`.
+    fn plain_tokens(lexicon: &Lexicon, text: &str) -> Vec<(WordInfo, bool, bool)> {
+        text.split(is_py_space)
+            .filter(|token| !token.is_empty())
+            .map(|raw| {
+                let stripped = raw.trim_matches(|ch: char| ch.is_ascii_punctuation());
+                let word = if stripped.chars().nth(2).is_none() {
+                    raw
+                } else {
+                    stripped
+                };
+                let lower = word.to_lowercase();
+                let info = lexicon.word(&lower);
+                (
+                    info,
+                    py_isupper(word),
+                    info.negation || lower.contains("n't"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tokenizer_agrees_with_the_plain_one() {
+        let analyzer = Analyzer::new().unwrap();
+        let texts = [
+            "",
+            "  \t\n ",
+            "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate)",
+            "no\u{a0}way\u{2003}good\u{3000}great\u{1c}nice\u{85}fine\u{1680}x\u{202f}y\u{205f}z",
+            "non\u{200b}break\u{feff}word café CAFÉ ΣΟΦΌΣ \u{212a}ind İstanbul",
+            "DON'T isn't WON'T can’t '' ' !!! ... a.b",
+            "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
+            "kind of sort-of the shit KISS OF DEATH to die for",
+        ];
+        let mut lower = String::new();
+        let mut tokens = Vec::new();
+        for text in texts {
+            let summary = analyzer.tokenize(text, &mut lower, &mut tokens);
+            let ours: Vec<_> = tokens
+                .iter()
+                .map(|token| (token.info, token.upper, token.negated))
+                .collect();
+            let plain = plain_tokens(&analyzer.lexicon, text);
+            assert_eq!(ours, plain, "{text:?}");
+            assert_eq!(summary.caps, plain.iter().filter(|token| token.1).count());
+            assert_eq!(
+                summary.any_valence,
+                plain.iter().any(|token| token.0.valence.is_some())
+            );
+        }
+    }
+
+    #[test]
+    fn texts_without_lexicon_words_take_the_shortcut_to_the_same_scores() {
+        let analyzer = Analyzer::new().unwrap();
+        let text = "the bus but a train!!! really?? #nope";
+        let mut sentiments = vec![0.0; 7];
+        but_check(2, &mut sentiments);
+        assert_eq!(
+            analyzer.polarity_scores(text),
+            score_valence(&sentiments, text)
+        );
+    }
+
+    #[test]
+    fn emoji_replacement_spaces_descriptions_as_the_reference_does() {
+        let analyzer = Analyzer::new().unwrap();
+        let mut out = String::new();
+        // A space before a description only when none precedes it; none after.
+        assert_eq!(
+            analyzer.replace_emojis("😀ok 😀😀x😀 é", &mut out),
+            "grinning faceok grinning face grinning facex grinning face é"
+        );
+        assert_eq!(analyzer.replace_emojis("café ok", &mut out), "café ok");
     }
 
     #[test]
