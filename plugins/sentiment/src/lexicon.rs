@@ -322,6 +322,9 @@ pub struct Lexicon {
     /// One bit per code point below `EMOJI_BITMAP_LIMIT`, set for the keys of
     /// `emojis`, so the many non-emoji characters of a text skip the hash lookup.
     emoji_bits: Vec<u64>,
+    /// True for the first UTF-8 byte of each non-ASCII key of `emojis`, so a
+    /// text's bytes can be screened without decoding its characters.
+    emoji_leads: [bool; 256],
 }
 
 impl Lexicon {
@@ -364,6 +367,7 @@ impl Lexicon {
         }
         let mut emoji_map: FxMap<char, &'static str> = FxMap::default();
         let mut emoji_bits = vec![0u64; EMOJI_BITMAP_LIMIT / 64];
+        let mut emoji_leads = [false; 256];
         for (index, line) in emojis.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
@@ -380,6 +384,9 @@ impl Lexicon {
                 if let Some(bits) = emoji_bits.get_mut(emoji as usize / 64) {
                     *bits |= 1 << (emoji as usize % 64);
                 }
+                if !emoji.is_ascii() {
+                    emoji_leads[usize::from(emoji.encode_utf8(&mut [0; 4]).as_bytes()[0])] = true;
+                }
             }
         }
         Ok(Lexicon {
@@ -387,6 +394,7 @@ impl Lexicon {
             words: map,
             emojis: emoji_map,
             emoji_bits,
+            emoji_leads,
         })
     }
 
@@ -412,6 +420,18 @@ impl Lexicon {
             return None;
         }
         self.emojis.get(&emoji).copied()
+    }
+
+    /// The emoji character starting at byte `at` of `text` and its
+    /// description, if there is one there. `at` need not be a character
+    /// boundary: only bytes that start an emoji are decoded.
+    #[inline]
+    pub fn emoji_at(&self, text: &str, at: usize) -> Option<(char, &'static str)> {
+        if !self.emoji_leads[usize::from(*text.as_bytes().get(at)?)] {
+            return None;
+        }
+        let emoji = text[at..].chars().next()?;
+        self.emoji(emoji).map(|description| (emoji, description))
     }
 
     /// Number of lexicon words (with a valence).
@@ -472,6 +492,11 @@ mod tests {
             assert_eq!(lexicon.emoji(*emoji), Some(*description), "{emoji:?}");
         }
         assert_eq!(lexicon.emoji('é'), None);
+        let text = "é😀 a❤";
+        let found: Vec<_> = (0..text.len() + 1)
+            .filter_map(|at| lexicon.emoji_at(text, at).map(|(emoji, _)| (at, emoji)))
+            .collect();
+        assert_eq!(found, [(2, '😀'), (8, '❤')]);
     }
 
     #[test]

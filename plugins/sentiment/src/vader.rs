@@ -210,12 +210,10 @@ impl Analyzer {
         let Some(non_ascii) = text.bytes().position(|byte| !byte.is_ascii()) else {
             return text;
         };
-        let mut emojis = text[non_ascii..]
-            .char_indices()
-            .filter_map(|(at, ch)| {
-                self.lexicon
-                    .emoji(ch)
-                    .map(|description| (non_ascii + at, ch, description))
+        let mut emojis = (non_ascii..text.len())
+            .filter_map(|at| {
+                let (ch, description) = self.lexicon.emoji_at(text, at)?;
+                Some((at, ch, description))
             })
             .peekable();
         if emojis.peek().is_none() {
@@ -247,20 +245,33 @@ impl Analyzer {
     fn tokenize(&self, text: &str, lower: &mut String, tokens: &mut Vec<Token>) -> Summary {
         tokens.clear();
         let mut summary = Summary::default();
-        let end = text.len();
+        let bytes = text.as_bytes();
         let mut at = 0;
-        while at < end {
-            let space = py_space_len(text, at);
-            if space > 0 {
-                at += space;
+        while at < bytes.len() {
+            let class = BYTE_CLASS[usize::from(bytes[at])];
+            if class & SPACE != 0 {
+                at += 1;
                 continue;
             }
+            if class & MAYBE_SPACE != 0 {
+                let space = py_space_len(text, at);
+                if space > 0 {
+                    at += space;
+                    continue;
+                }
+            }
             let start = at;
+            let mut flags = class;
             at += 1;
-            while at < end && py_space_len(text, at) == 0 {
+            while at < bytes.len() {
+                let class = BYTE_CLASS[usize::from(bytes[at])];
+                if class & (SPACE | MAYBE_SPACE) != 0 && py_space_len(text, at) > 0 {
+                    break;
+                }
+                flags |= class;
                 at += 1;
             }
-            let token = self.token(&text[start..at], lower);
+            let token = self.token(&text[start..at], flags, lower);
             summary.caps += usize::from(token.upper);
             if summary.but.is_none() && token.info.rule == BUT {
                 summary.but = Some(tokens.len());
@@ -271,19 +282,19 @@ impl Analyzer {
         summary
     }
 
-    /// One token of [`Analyzer::tokenize`]; `lower` is a buffer for its lowercase form.
-    fn token(&self, raw: &str, lower: &mut String) -> Token {
-        let stripped = raw.trim_matches(|ch: char| ch.is_ascii_punctuation());
+    /// One token of [`Analyzer::tokenize`]: `flags` are the [`BYTE_CLASS`]es
+    /// of its bytes or'ed together, `lower` a buffer for its lowercase form.
+    fn token(&self, raw: &str, flags: u8, lower: &mut String) -> Token {
+        let stripped = trim_ascii_punctuation(raw);
         let word = if char_count_below_3(stripped) {
             raw
         } else {
             stripped
         };
-        let (lowercase, upper) = if word.is_ascii() {
-            let bytes = word.as_bytes();
-            let has_upper = bytes.iter().any(u8::is_ascii_uppercase);
-            let upper = has_upper && !bytes.iter().any(u8::is_ascii_lowercase);
-            if has_upper {
+        // Stripping removes only ASCII punctuation, so `flags` hold for `word` too.
+        let (lowercase, upper) = if flags & NON_ASCII == 0 {
+            let upper = flags & UPPER != 0 && flags & LOWER == 0;
+            if flags & UPPER != 0 {
                 lower.clear();
                 lower.push_str(word);
                 lower.make_ascii_lowercase();
@@ -299,9 +310,57 @@ impl Analyzer {
         Token {
             info,
             upper,
-            negated: info.negation || (word.contains('\'') && lowercase.contains("n't")),
+            negated: info.negation || (flags & APOSTROPHE != 0 && lowercase.contains("n't")),
         }
     }
+}
+
+/// [`BYTE_CLASS`] bit: an ASCII Python space.
+const SPACE: u8 = 1;
+/// [`BYTE_CLASS`] bit: a lead byte some non-ASCII Python spaces start with.
+const MAYBE_SPACE: u8 = 2;
+/// [`BYTE_CLASS`] bit: any byte of a non-ASCII character.
+const NON_ASCII: u8 = 4;
+/// [`BYTE_CLASS`] bit: `A` to `Z`.
+const UPPER: u8 = 8;
+/// [`BYTE_CLASS`] bit: `a` to `z`.
+const LOWER: u8 = 16;
+/// [`BYTE_CLASS`] bit: `'`, which any `n't` contains.
+const APOSTROPHE: u8 = 32;
+
+/// What the tokenizer needs to know about each byte, in one table lookup.
+const BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = match byte as u8 {
+            b'\t'..=b'\r' | 0x1c..=0x1f | b' ' => SPACE,
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'\'' => APOSTROPHE,
+            0xc2 | 0xe1 | 0xe2 | 0xe3 => NON_ASCII | MAYBE_SPACE,
+            0x80..=0xff => NON_ASCII,
+            _ => 0,
+        };
+        byte += 1;
+    }
+    table
+};
+
+/// `text.trim_matches(|ch: char| ch.is_ascii_punctuation())`, on bytes: no
+/// byte of a non-ASCII character is ASCII punctuation, so the cuts fall on
+/// character boundaries.
+#[inline]
+fn trim_ascii_punctuation(text: &str) -> &str {
+    let bytes = text.as_bytes();
+    let Some(start) = bytes.iter().position(|byte| !byte.is_ascii_punctuation()) else {
+        return "";
+    };
+    let end = bytes
+        .iter()
+        .rposition(|byte| !byte.is_ascii_punctuation())
+        .map_or(start, |last| last + 1);
+    &text[start..end]
 }
 
 /// The valence of token `i` after the rules that look backwards.
@@ -692,6 +751,24 @@ mod tests {
     }
 
     #[test]
+    fn byte_classes_match_the_byte_tests() {
+        for byte in 0..=255u8 {
+            let class = BYTE_CLASS[usize::from(byte)];
+            let ascii_space = byte.is_ascii() && is_py_space(char::from(byte));
+            assert_eq!(class & SPACE != 0, ascii_space, "{byte:#x}");
+            assert_eq!(class & NON_ASCII != 0, !byte.is_ascii(), "{byte:#x}");
+            assert_eq!(class & UPPER != 0, byte.is_ascii_uppercase(), "{byte:#x}");
+            assert_eq!(class & LOWER != 0, byte.is_ascii_lowercase(), "{byte:#x}");
+            assert_eq!(class & APOSTROPHE != 0, byte == b'\'', "{byte:#x}");
+        }
+        // Every non-ASCII space starts with a MAYBE_SPACE byte.
+        for ch in all_chars().filter(|ch| !ch.is_ascii() && is_py_space(*ch)) {
+            let lead = ch.encode_utf8(&mut [0; 4]).as_bytes()[0];
+            assert!(BYTE_CLASS[usize::from(lead)] & MAYBE_SPACE != 0, "{ch:?}");
+        }
+    }
+
+    #[test]
     fn caseless_characters_have_no_case() {
         for ch in all_chars().filter(|ch| caseless(*ch)) {
             assert!(!ch.is_uppercase() && !ch.is_lowercase(), "{ch:?}");
@@ -756,7 +833,7 @@ mod tests {
             "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate)",
             "no\u{a0}way\u{2003}good\u{3000}great\u{1c}nice\u{85}fine\u{1680}x\u{202f}y\u{205f}z",
             "non\u{200b}break\u{feff}word café CAFÉ ΣΟΦΌΣ \u{212a}ind İstanbul",
-            "DON'T isn't WON'T can’t '' ' !!! ... a.b",
+            "DON'T isn't WON'T can’t '' ' !!! ... a.b ,;:-) !é! .'n't.",
             "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
             "kind of sort-of the shit KISS OF DEATH to die for",
         ];
