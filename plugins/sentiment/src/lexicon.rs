@@ -318,6 +318,9 @@ pub struct Lexicon {
     words: FxMap<&'static str, WordInfo>,
     /// Length in bytes of the longest key of `words`: longer tokens skip the lookup.
     longest_word: usize,
+    /// True for the first byte of some key of `words`: tokens starting with
+    /// another byte (a mention, a number, most non-Latin words) skip the lookup.
+    word_starts: [bool; 256],
     emojis: FxMap<char, &'static str>,
     /// One bit per code point below `EMOJI_BITMAP_LIMIT`, set for the keys of
     /// `emojis`, so the many non-emoji characters of a text skip the hash lookup.
@@ -389,8 +392,15 @@ impl Lexicon {
                 }
             }
         }
+        let mut word_starts = [false; 256];
+        for word in map.keys() {
+            if let Some(first) = word.bytes().next() {
+                word_starts[usize::from(first)] = true;
+            }
+        }
         Ok(Lexicon {
             longest_word: map.keys().map(|word| word.len()).max().unwrap_or(0),
+            word_starts,
             words: map,
             emojis: emoji_map,
             emoji_bits,
@@ -401,10 +411,19 @@ impl Lexicon {
     /// What is known about a lowercase word (all defaults when nothing).
     #[inline]
     pub fn word(&self, lowercase: &str) -> WordInfo {
-        if lowercase.len() > self.longest_word {
+        if lowercase.len() > self.longest_word || !self.may_start_word(lowercase) {
             return WordInfo::default();
         }
         self.words.get(lowercase).copied().unwrap_or_default()
+    }
+
+    /// False when no word of the lexicon starts with the first byte of
+    /// `text`, so no lowercase form starting that way has anything to find.
+    #[inline]
+    pub fn may_start_word(&self, text: &str) -> bool {
+        text.bytes()
+            .next()
+            .is_some_and(|first| self.word_starts[usize::from(first)])
     }
 
     /// The description VADER substitutes for an emoji character.
@@ -422,16 +441,27 @@ impl Lexicon {
         self.emojis.get(&emoji).copied()
     }
 
-    /// The emoji character starting at byte `at` of `text` and its
-    /// description, if there is one there. `at` need not be a character
+    /// The first emoji character of `text` at or after byte `from`: its
+    /// position, itself and its description. `from` need not be a character
     /// boundary: only bytes that start an emoji are decoded.
     #[inline]
-    pub fn emoji_at(&self, text: &str, at: usize) -> Option<(char, &'static str)> {
-        if !self.emoji_leads[usize::from(*text.as_bytes().get(at)?)] {
-            return None;
+    pub fn next_emoji(&self, text: &str, from: usize) -> Option<(usize, char, &'static str)> {
+        let bytes = text.as_bytes();
+        let mut at = from;
+        while let Some(offset) = bytes
+            .get(at..)?
+            .iter()
+            .position(|byte| self.emoji_leads[usize::from(*byte)])
+        {
+            at += offset;
+            if let Some(emoji) = text[at..].chars().next()
+                && let Some(description) = self.emoji(emoji)
+            {
+                return Some((at, emoji, description));
+            }
+            at += 1;
         }
-        let emoji = text[at..].chars().next()?;
-        self.emoji(emoji).map(|description| (emoji, description))
+        None
     }
 
     /// Number of lexicon words (with a valence).
@@ -463,6 +493,8 @@ mod tests {
         assert_eq!(lexicon.word("very").booster, B_INCR);
         assert!(lexicon.word("never").negation);
         assert_eq!(lexicon.word("zzzunknown"), WordInfo::default());
+        assert!(lexicon.may_start_word("good") && lexicon.may_start_word(":)"));
+        assert!(!lexicon.may_start_word("#tag") && !lexicon.may_start_word("आज"));
         assert_eq!(lexicon.emoji('😀'), Some("grinning face"));
     }
 
@@ -493,10 +525,27 @@ mod tests {
         }
         assert_eq!(lexicon.emoji('é'), None);
         let text = "é😀 a❤";
-        let found: Vec<_> = (0..text.len() + 1)
-            .filter_map(|at| lexicon.emoji_at(text, at).map(|(emoji, _)| (at, emoji)))
+        let found: Vec<_> = (0..text.len() + 2)
+            .filter_map(|from| {
+                lexicon
+                    .next_emoji(text, from)
+                    .map(|(at, emoji, _)| (at, emoji))
+            })
             .collect();
-        assert_eq!(found, [(2, '😀'), (8, '❤')]);
+        assert_eq!(
+            found,
+            [
+                (2, '😀'),
+                (2, '😀'),
+                (2, '😀'),
+                (8, '❤'),
+                (8, '❤'),
+                (8, '❤'),
+                (8, '❤'),
+                (8, '❤'),
+                (8, '❤')
+            ]
+        );
     }
 
     #[test]

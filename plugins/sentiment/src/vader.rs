@@ -210,19 +210,14 @@ impl Analyzer {
         let Some(non_ascii) = text.bytes().position(|byte| !byte.is_ascii()) else {
             return text;
         };
-        let mut emojis = (non_ascii..text.len())
-            .filter_map(|at| {
-                let (ch, description) = self.lexicon.emoji_at(text, at)?;
-                Some((at, ch, description))
-            })
-            .peekable();
-        if emojis.peek().is_none() {
+        let Some(mut emoji) = self.lexicon.next_emoji(text, non_ascii) else {
             return text;
-        }
+        };
         out.clear();
         // `text[..copied]` is in `out`; `previous_end` is where the last emoji ended.
         let (mut copied, mut previous_end) = (0, usize::MAX);
-        for (at, ch, description) in emojis {
+        loop {
+            let (at, ch, description) = emoji;
             let prev_space = if at == previous_end {
                 false
             } else {
@@ -235,6 +230,10 @@ impl Analyzer {
             out.push_str(description);
             copied = at + ch.len_utf8();
             previous_end = copied;
+            match self.lexicon.next_emoji(text, copied) {
+                Some(next) => emoji = next,
+                None => break,
+            }
         }
         out.push_str(&text[copied..]);
         out
@@ -285,11 +284,15 @@ impl Analyzer {
     /// One token of [`Analyzer::tokenize`]: `flags` are the [`BYTE_CLASS`]es
     /// of its bytes or'ed together, `lower` a buffer for its lowercase form.
     fn token(&self, raw: &str, flags: u8, lower: &mut String) -> Token {
-        let stripped = trim_ascii_punctuation(raw);
-        let word = if char_count_below_3(stripped) {
+        let word = if flags & PUNCTUATION == 0 {
             raw
         } else {
-            stripped
+            let stripped = trim_ascii_punctuation(raw);
+            if char_count_below_3(stripped) {
+                raw
+            } else {
+                stripped
+            }
         };
         // Stripping removes only ASCII punctuation, so `flags` hold for `word` too.
         let (lowercase, upper) = if flags & NON_ASCII == 0 {
@@ -302,6 +305,17 @@ impl Analyzer {
             } else {
                 (word, upper)
             }
+        } else if flags & APOSTROPHE == 0
+            && word.chars().next().is_some_and(caseless)
+            && !self.lexicon.may_start_word(word)
+        {
+            // Its lowercase form starts with the same caseless character, so
+            // it is no lexicon word, and without `'` it is no `n't` either.
+            return Token {
+                info: WordInfo::default(),
+                upper: py_isupper(word),
+                negated: false,
+            };
         } else {
             let upper = lowercase_into(word, lower);
             (lower.as_str(), upper)
@@ -327,6 +341,8 @@ const UPPER: u8 = 8;
 const LOWER: u8 = 16;
 /// [`BYTE_CLASS`] bit: `'`, which any `n't` contains.
 const APOSTROPHE: u8 = 32;
+/// [`BYTE_CLASS`] bit: ASCII punctuation, which tokens are stripped of.
+const PUNCTUATION: u8 = 64;
 
 /// What the tokenizer needs to know about each byte, in one table lookup.
 const BYTE_CLASS: [u8; 256] = {
@@ -337,7 +353,8 @@ const BYTE_CLASS: [u8; 256] = {
             b'\t'..=b'\r' | 0x1c..=0x1f | b' ' => SPACE,
             b'A'..=b'Z' => UPPER,
             b'a'..=b'z' => LOWER,
-            b'\'' => APOSTROPHE,
+            b'\'' => APOSTROPHE | PUNCTUATION,
+            b'!'..=b'/' | b':'..=b'@' | b'['..=b'`' | b'{'..=b'~' => PUNCTUATION,
             0xc2 | 0xe1 | 0xe2 | 0xe3 => NON_ASCII | MAYBE_SPACE,
             0x80..=0xff => NON_ASCII,
             _ => 0,
@@ -471,6 +488,16 @@ fn is_utf8_continuation(byte: u8) -> bool {
 #[inline]
 fn caseless(ch: char) -> bool {
     matches!(u32::from(ch), 0x0590..=0x109f | 0x3040..=0xa63f | 0xac00..=0xd7ff | 0xfe00..=0xfe0f)
+}
+
+/// Python's `str.isupper()`: at least one cased character and no lowercase one.
+fn py_isupper(word: &str) -> bool {
+    let (mut has_upper, mut has_lower) = (false, false);
+    for ch in word.chars().filter(|ch| !caseless(*ch)) {
+        has_upper |= ch.is_uppercase();
+        has_lower |= ch.is_lowercase();
+    }
+    has_upper && !has_lower
 }
 
 /// Writes `word.to_lowercase()` into `out` (without allocating a String) and
@@ -746,7 +773,7 @@ mod tests {
     }
 
     /// Python's `str.isupper()`, written plainly.
-    fn py_isupper(word: &str) -> bool {
+    fn plain_isupper(word: &str) -> bool {
         word.chars().any(char::is_uppercase) && !word.chars().any(char::is_lowercase)
     }
 
@@ -760,6 +787,11 @@ mod tests {
             assert_eq!(class & UPPER != 0, byte.is_ascii_uppercase(), "{byte:#x}");
             assert_eq!(class & LOWER != 0, byte.is_ascii_lowercase(), "{byte:#x}");
             assert_eq!(class & APOSTROPHE != 0, byte == b'\'', "{byte:#x}");
+            assert_eq!(
+                class & PUNCTUATION != 0,
+                byte.is_ascii_punctuation(),
+                "{byte:#x}"
+            );
         }
         // Every non-ASCII space starts with a MAYBE_SPACE byte.
         for ch in all_chars().filter(|ch| !ch.is_ascii() && is_py_space(*ch)) {
@@ -785,7 +817,8 @@ mod tests {
         for word in words {
             let upper = lowercase_into(&word, &mut out);
             assert_eq!(out, word.to_lowercase(), "{word:?}");
-            assert_eq!(upper, py_isupper(&word), "{word:?}");
+            assert_eq!(upper, plain_isupper(&word), "{word:?}");
+            assert_eq!(py_isupper(&word), plain_isupper(&word), "{word:?}");
         }
     }
 
@@ -817,7 +850,7 @@ mod tests {
                 let info = lexicon.word(&lower);
                 (
                     info,
-                    py_isupper(word),
+                    plain_isupper(word),
                     info.negation || lower.contains("n't"),
                 )
             })
@@ -836,6 +869,7 @@ mod tests {
             "DON'T isn't WON'T can’t '' ' !!! ... a.b ,;:-) !é! .'n't.",
             "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
             "kind of sort-of the shit KISS OF DEATH to die for",
+            "आजn't आज'N'T 日本GOOD ا good ΑΒΓ Ωmega ÉTÉ",
         ];
         let mut lower = String::new();
         let mut tokens = Vec::new();
