@@ -321,7 +321,10 @@ pub struct Lexicon {
     /// True for the first byte of some key of `words`: tokens starting with
     /// another byte (a mention, a number, most non-Latin words) skip the lookup.
     word_starts: [bool; 256],
-    emojis: FxMap<char, &'static str>,
+    /// Each emoji's index in `descriptions`.
+    emojis: FxMap<char, u32>,
+    /// The emoji descriptions, in file order.
+    descriptions: Vec<&'static str>,
     /// One bit per code point below `EMOJI_BITMAP_LIMIT`, set for the keys of
     /// `emojis`, so the many non-emoji characters of a text skip the hash lookup.
     emoji_bits: Vec<u64>,
@@ -368,7 +371,8 @@ impl Lexicon {
         for word in RULE_WORDS {
             map.entry(word).or_default().rule = rule_word(word);
         }
-        let mut emoji_map: FxMap<char, &'static str> = FxMap::default();
+        let mut emoji_map: FxMap<char, u32> = FxMap::default();
+        let mut descriptions = Vec::new();
         let mut emoji_bits = vec![0u64; EMOJI_BITMAP_LIMIT / 64];
         let mut emoji_leads = [false; 256];
         for (index, line) in emojis.lines().enumerate() {
@@ -383,7 +387,8 @@ impl Lexicon {
             let description = rest.split('\t').next().unwrap_or_default();
             let mut chars = emoji.chars();
             if let (Some(emoji), None) = (chars.next(), chars.next()) {
-                emoji_map.insert(emoji, description);
+                emoji_map.insert(emoji, descriptions.len() as u32);
+                descriptions.push(description);
                 if let Some(bits) = emoji_bits.get_mut(emoji as usize / 64) {
                     *bits |= 1 << (emoji as usize % 64);
                 }
@@ -403,6 +408,7 @@ impl Lexicon {
             word_starts,
             words: map,
             emojis: emoji_map,
+            descriptions,
             emoji_bits,
             emoji_leads,
         })
@@ -429,6 +435,12 @@ impl Lexicon {
     /// The description VADER substitutes for an emoji character.
     #[inline]
     pub fn emoji(&self, emoji: char) -> Option<&'static str> {
+        self.emoji_id(emoji).map(|id| self.descriptions[id])
+    }
+
+    /// The index in [`Lexicon::descriptions`] of an emoji character's description.
+    #[inline]
+    pub fn emoji_id(&self, emoji: char) -> Option<usize> {
         if emoji.is_ascii() {
             return None;
         }
@@ -438,7 +450,18 @@ impl Lexicon {
         {
             return None;
         }
-        self.emojis.get(&emoji).copied()
+        self.emojis.get(&emoji).map(|id| *id as usize)
+    }
+
+    /// Every emoji description, indexed by [`Lexicon::emoji_id`].
+    pub fn descriptions(&self) -> &[&'static str] {
+        &self.descriptions
+    }
+
+    /// False when no emoji's UTF-8 form starts with `byte`.
+    #[inline]
+    pub fn may_start_emoji(&self, byte: u8) -> bool {
+        self.emoji_leads[usize::from(byte)]
     }
 
     /// The first emoji character of `text` at or after byte `from`: its
@@ -520,8 +543,10 @@ mod tests {
     #[test]
     fn the_emoji_bitmap_lets_every_emoji_through() {
         let lexicon = Lexicon::vader().unwrap();
-        for (emoji, description) in &lexicon.emojis {
-            assert_eq!(lexicon.emoji(*emoji), Some(*description), "{emoji:?}");
+        for (emoji, id) in &lexicon.emojis {
+            let description = lexicon.descriptions()[*id as usize];
+            assert_eq!(lexicon.emoji(*emoji), Some(description), "{emoji:?}");
+            assert!(lexicon.may_start_emoji(emoji.encode_utf8(&mut [0; 4]).as_bytes()[0]));
         }
         assert_eq!(lexicon.emoji('é'), None);
         let text = "é😀 a❤";

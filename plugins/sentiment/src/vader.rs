@@ -8,6 +8,10 @@
 //! idioms before it; then "but" reweights the halves, `!` and `?` add emphasis
 //! and the sum is normalised into the compound score. The reference's quirks
 //! are kept on purpose (see [`but_check`]), because agreement is the point.
+//!
+//! Every post of the pipeline goes through here, so the first two steps are
+//! one pass over the text's bytes (emoji descriptions are tokenized once, when
+//! the [`Analyzer`] is built) and the rules compare small word ids, not strings.
 
 use crate::lexicon::{BOOSTER_PHRASES, Lexicon, LexiconError, SPECIAL_CASES, WordInfo, rule_word};
 
@@ -123,12 +127,43 @@ struct Summary {
     but: Option<usize>,
     /// True when some token has a lexicon valence.
     any_valence: bool,
+    /// `!` in the emoji descriptions put into the text.
+    exclamations: usize,
+    /// `?` in the emoji descriptions put into the text.
+    questions: usize,
+}
+
+/// An emoji's description, tokenized once when the analyzer is built.
+#[derive(Debug, Clone)]
+struct Described {
+    /// The tokens of the description, but for `tail`.
+    tokens: Vec<Token>,
+    /// The description's last word when no space ends the description: VADER
+    /// inserts no space after a description, so that word joins whatever
+    /// non-space text follows the emoji into one token.
+    tail: Option<Tail>,
+    /// `!` in the description.
+    exclamations: usize,
+    /// `?` in the description.
+    questions: usize,
+}
+
+/// The last word of a description, which may join the text after the emoji.
+#[derive(Debug, Clone, Copy)]
+struct Tail {
+    /// The word.
+    word: &'static str,
+    /// Its [`BYTE_CLASS`]es or'ed together.
+    flags: u8,
+    /// Its token when a space or the end of the text follows the emoji.
+    token: Token,
 }
 
 /// Reusable buffers, so scoring a post allocates nothing once warm.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    text: String,
+    /// A description's last word joined with the text after its emoji.
+    joined: String,
     lower: String,
     tokens: Vec<Token>,
     sentiments: Vec<f64>,
@@ -138,19 +173,69 @@ pub struct Scratch {
 #[derive(Debug, Clone)]
 pub struct Analyzer {
     lexicon: Lexicon,
+    /// [`BYTE_CLASS`] plus [`EMOJI`] on the bytes that start an emoji.
+    classes: [u8; 256],
+    /// The lexicon's emoji descriptions as tokens, by [`Lexicon::emoji_id`].
+    described: Vec<Described>,
 }
 
 impl Analyzer {
     /// An analyzer with the lexicons shipped in the plugin.
     pub fn new() -> Result<Analyzer, LexiconError> {
-        Ok(Analyzer {
-            lexicon: Lexicon::vader()?,
-        })
+        Ok(Analyzer::with_lexicon(Lexicon::vader()?))
     }
 
     /// An analyzer over another lexicon.
     pub fn with_lexicon(lexicon: Lexicon) -> Analyzer {
-        Analyzer { lexicon }
+        let mut classes = BYTE_CLASS;
+        for (byte, class) in (0..=255u8).zip(classes.iter_mut()) {
+            if lexicon.may_start_emoji(byte) {
+                *class |= EMOJI;
+            }
+        }
+        let mut analyzer = Analyzer {
+            lexicon,
+            classes,
+            described: Vec::new(),
+        };
+        analyzer.described = analyzer
+            .lexicon
+            .descriptions()
+            .iter()
+            .map(|description| analyzer.describe(description))
+            .collect();
+        analyzer
+    }
+
+    /// Tokenizes an emoji description as it reads inside a text.
+    fn describe(&self, description: &'static str) -> Described {
+        let mut lower = String::new();
+        let mut tokens: Vec<Token> = Vec::new();
+        let mut tail = None;
+        let words = description
+            .split(is_py_space)
+            .filter(|word| !word.is_empty());
+        for word in words {
+            let flags = word
+                .bytes()
+                .fold(0, |flags, byte| flags | BYTE_CLASS[usize::from(byte)]);
+            let token = self.token(word, flags, &mut lower);
+            if let Some(Tail { token, .. }) = tail.replace(Tail { word, flags, token }) {
+                tokens.push(token);
+            }
+        }
+        if description.ends_with(is_py_space)
+            && let Some(Tail { token, .. }) = tail.take()
+        {
+            tokens.push(token);
+        }
+        let count = |mark: u8| description.bytes().filter(|byte| *byte == mark).count();
+        Described {
+            tokens,
+            tail,
+            exclamations: count(b'!'),
+            questions: count(b'?'),
+        }
     }
 
     /// The unrounded scores of `text` (allocates fresh buffers).
@@ -160,14 +245,10 @@ impl Analyzer {
 
     /// The unrounded scores of `text`, reusing `scratch`'s buffers.
     pub fn scores_with(&self, scratch: &mut Scratch, text: &str) -> Scores {
+        let summary = self.tokenize(text, scratch);
         let Scratch {
-            text: replaced,
-            lower,
-            tokens,
-            sentiments,
+            tokens, sentiments, ..
         } = scratch;
-        let text = self.replace_emojis(text, replaced);
-        let summary = self.tokenize(text, lower, tokens);
         if tokens.is_empty() {
             return Scores::default();
         }
@@ -199,63 +280,56 @@ impl Analyzer {
         if let Some(but) = summary.but {
             but_check(but, sentiments);
         }
-        score_valence(sentiments, text)
+        let (exclamations, questions) = text.bytes().fold(
+            (summary.exclamations, summary.questions),
+            |(exclamations, questions), byte| {
+                (
+                    exclamations + usize::from(byte == b'!'),
+                    questions + usize::from(byte == b'?'),
+                )
+            },
+        );
+        score_valence(sentiments, punctuation_emphasis(exclamations, questions))
     }
 
-    /// VADER's emoji step: each emoji character becomes its description,
-    /// preceded by a space unless one is already there. Borrows `text` when
-    /// it has no emoji. (The reference then strips the text, which changes
-    /// neither its tokens nor its `!` and `?`, so that is left out.)
-    fn replace_emojis<'a>(&self, text: &'a str, out: &'a mut String) -> &'a str {
-        let Some(non_ascii) = text.bytes().position(|byte| !byte.is_ascii()) else {
-            return text;
-        };
-        let Some(mut emoji) = self.lexicon.next_emoji(text, non_ascii) else {
-            return text;
-        };
-        out.clear();
-        // `text[..copied]` is in `out`; `previous_end` is where the last emoji ended.
-        let (mut copied, mut previous_end) = (0, usize::MAX);
-        loop {
-            let (at, ch, description) = emoji;
-            let prev_space = if at == previous_end {
-                false
-            } else {
-                at == 0 || text[..at].ends_with(' ')
-            };
-            out.push_str(&text[copied..at]);
-            if !prev_space {
-                out.push(' ');
-            }
-            out.push_str(description);
-            copied = at + ch.len_utf8();
-            previous_end = copied;
-            match self.lexicon.next_emoji(text, copied) {
-                Some(next) => emoji = next,
-                None => break,
-            }
-        }
-        out.push_str(&text[copied..]);
-        out
-    }
-
-    /// Splits on whitespace and strips punctuation from each token's ends,
-    /// unless that leaves two characters or fewer (an emoticon such as `:)`).
-    fn tokenize(&self, text: &str, lower: &mut String, tokens: &mut Vec<Token>) -> Summary {
+    /// The tokens of `text` after VADER's emoji step, in one pass.
+    ///
+    /// VADER first replaces each emoji character by its description, preceded
+    /// by a space unless one is already there, then splits on whitespace and
+    /// strips punctuation from each token's ends, unless that leaves two
+    /// characters or fewer (an emoticon such as `:)`). Here the descriptions'
+    /// tokens come ready-made: an emoji ends the token before it, and only a
+    /// description's last word can join the text after it into one token.
+    /// (The reference also strips the text, which changes no token.)
+    fn tokenize(&self, text: &str, scratch: &mut Scratch) -> Summary {
+        let Scratch {
+            joined,
+            lower,
+            tokens,
+            ..
+        } = scratch;
         tokens.clear();
         let mut summary = Summary::default();
         let bytes = text.as_bytes();
+        let mut tail: Option<&Tail> = None;
         let mut at = 0;
         while at < bytes.len() {
-            let class = BYTE_CLASS[usize::from(bytes[at])];
-            if class & SPACE != 0 {
-                at += 1;
-                continue;
-            }
-            if class & MAYBE_SPACE != 0 {
-                let space = py_space_len(text, at);
-                if space > 0 {
-                    at += space;
+            let class = self.classes[usize::from(bytes[at])];
+            if class & (SPACE | MAYBE_SPACE | EMOJI) != 0 {
+                let (length, described) = self.separator_at(text, at, class);
+                if length > 0 {
+                    if let Some(tail) = tail.take() {
+                        push_token(tokens, &mut summary, tail.token);
+                    }
+                    if let Some(described) = described {
+                        for token in &described.tokens {
+                            push_token(tokens, &mut summary, *token);
+                        }
+                        tail = described.tail.as_ref();
+                        summary.exclamations += described.exclamations;
+                        summary.questions += described.questions;
+                    }
+                    at += length;
                     continue;
                 }
             }
@@ -263,22 +337,53 @@ impl Analyzer {
             let mut flags = class;
             at += 1;
             while at < bytes.len() {
-                let class = BYTE_CLASS[usize::from(bytes[at])];
-                if class & (SPACE | MAYBE_SPACE) != 0 && py_space_len(text, at) > 0 {
+                let class = self.classes[usize::from(bytes[at])];
+                if class & (SPACE | MAYBE_SPACE | EMOJI) != 0
+                    && self.separator_at(text, at, class).0 > 0
+                {
                     break;
                 }
                 flags |= class;
                 at += 1;
             }
-            let token = self.token(&text[start..at], flags, lower);
-            summary.caps += usize::from(token.upper);
-            if summary.but.is_none() && token.info.rule == BUT {
-                summary.but = Some(tokens.len());
-            }
-            summary.any_valence |= token.info.valence.is_some();
-            tokens.push(token);
+            let token = match tail.take() {
+                None => self.token(&text[start..at], flags, lower),
+                Some(tail) => {
+                    joined.clear();
+                    joined.push_str(tail.word);
+                    joined.push_str(&text[start..at]);
+                    self.token(joined, flags | tail.flags, lower)
+                }
+            };
+            push_token(tokens, &mut summary, token);
+        }
+        if let Some(tail) = tail {
+            push_token(tokens, &mut summary, tail.token);
         }
         summary
+    }
+
+    /// The length in bytes of the space or emoji at byte `at` of `text`
+    /// (whose byte class is `class`), and the emoji's description; 0 when
+    /// the byte starts neither.
+    #[inline]
+    fn separator_at(&self, text: &str, at: usize, class: u8) -> (usize, Option<&Described>) {
+        if class & SPACE != 0 {
+            return (1, None);
+        }
+        if class & MAYBE_SPACE != 0 {
+            let space = py_space_len(text, at);
+            if space > 0 {
+                return (space, None);
+            }
+        }
+        if class & EMOJI != 0
+            && let Some(emoji) = text[at..].chars().next()
+            && let Some(id) = self.lexicon.emoji_id(emoji)
+        {
+            return (emoji.len_utf8(), Some(&self.described[id]));
+        }
+        (0, None)
     }
 
     /// One token of [`Analyzer::tokenize`]: `flags` are the [`BYTE_CLASS`]es
@@ -329,6 +434,17 @@ impl Analyzer {
     }
 }
 
+/// Appends `token`, noting what the rules ask about the whole text.
+#[inline]
+fn push_token(tokens: &mut Vec<Token>, summary: &mut Summary, token: Token) {
+    summary.caps += usize::from(token.upper);
+    if summary.but.is_none() && token.info.rule == BUT {
+        summary.but = Some(tokens.len());
+    }
+    summary.any_valence |= token.info.valence.is_some();
+    tokens.push(token);
+}
+
 /// [`BYTE_CLASS`] bit: an ASCII Python space.
 const SPACE: u8 = 1;
 /// [`BYTE_CLASS`] bit: a lead byte some non-ASCII Python spaces start with.
@@ -343,6 +459,8 @@ const LOWER: u8 = 16;
 const APOSTROPHE: u8 = 32;
 /// [`BYTE_CLASS`] bit: ASCII punctuation, which tokens are stripped of.
 const PUNCTUATION: u8 = 64;
+/// Bit of [`Analyzer`]'s byte classes: a byte some emoji of the lexicon starts with.
+const EMOJI: u8 = 128;
 
 /// What the tokenizer needs to know about each byte, in one table lookup.
 const BYTE_CLASS: [u8; 256] = {
@@ -642,16 +760,9 @@ fn but_check(but: usize, sentiments: &mut [f64]) {
     }
 }
 
-/// Emphasis from up to four `!` and from two or more `?`.
-fn punctuation_emphasis(text: &str) -> f64 {
-    let (mut exclamations, mut questions) = (0usize, 0usize);
-    for byte in text.bytes() {
-        match byte {
-            b'!' => exclamations += 1,
-            b'?' => questions += 1,
-            _ => {}
-        }
-    }
+/// Emphasis from up to four `!` and from two or more `?` (counted in the
+/// text after the emoji step).
+fn punctuation_emphasis(exclamations: usize, questions: usize) -> f64 {
     let exclamation = exclamations.min(4) as f64 * 0.292;
     let question = match questions {
         0 | 1 => 0.0,
@@ -666,13 +777,13 @@ pub fn normalize(score: f64) -> f64 {
     (score / (score * score + ALPHA).sqrt()).clamp(-1.0, 1.0)
 }
 
-/// The compound score and the positive, neutral and negative shares.
-fn score_valence(sentiments: &[f64], text: &str) -> Scores {
+/// The compound score and the positive, neutral and negative shares, given
+/// the text's [`punctuation_emphasis`].
+fn score_valence(sentiments: &[f64], emphasis: f64) -> Scores {
     if sentiments.is_empty() {
         return Scores::default();
     }
     let mut sum: f64 = sentiments.iter().sum();
-    let emphasis = punctuation_emphasis(text);
     if sum > 0.0 {
         sum += emphasis;
     } else if sum < 0.0 {
@@ -857,35 +968,99 @@ mod tests {
             .collect()
     }
 
+    /// VADER's emoji step as the reference writes it, character by character.
+    fn plain_replace_emojis(lexicon: &Lexicon, text: &str) -> String {
+        let mut out = String::new();
+        let mut prev_space = true;
+        for ch in text.chars() {
+            match lexicon.emoji(ch) {
+                Some(description) => {
+                    if !prev_space {
+                        out.push(' ');
+                    }
+                    out.push_str(description);
+                    prev_space = false;
+                }
+                None => {
+                    out.push(ch);
+                    prev_space = ch == ' ';
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks the one-pass tokenizer against the emoji step and tokenizer as
+    /// first written, token by token, and the `!`/`?` count.
+    fn assert_tokenizes_plainly(analyzer: &Analyzer, text: &str) {
+        let mut scratch = Scratch::default();
+        let summary = analyzer.tokenize(text, &mut scratch);
+        let ours: Vec<_> = scratch
+            .tokens
+            .iter()
+            .map(|token| (token.info, token.upper, token.negated))
+            .collect();
+        let replaced = plain_replace_emojis(&analyzer.lexicon, text);
+        let plain = plain_tokens(&analyzer.lexicon, &replaced);
+        assert_eq!(ours, plain, "{text:?} → {replaced:?}");
+        assert_eq!(summary.caps, plain.iter().filter(|token| token.1).count());
+        assert_eq!(
+            summary.any_valence,
+            plain.iter().any(|token| token.0.valence.is_some())
+        );
+        let but = plain.iter().position(|token| token.0.rule == BUT);
+        assert_eq!(summary.but, but, "{text:?}");
+        let count = |text: &str, mark: char| text.chars().filter(|ch| *ch == mark).count();
+        assert_eq!(
+            summary.exclamations + count(text, '!'),
+            count(&replaced, '!')
+        );
+        assert_eq!(summary.questions + count(text, '?'), count(&replaced, '?'));
+    }
+
     #[test]
     fn tokenizer_agrees_with_the_plain_one() {
         let analyzer = Analyzer::new().unwrap();
         let texts = [
             "",
             "  \t\n ",
-            "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate)",
+            "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate) but BUT",
             "no\u{a0}way\u{2003}good\u{3000}great\u{1c}nice\u{85}fine\u{1680}x\u{202f}y\u{205f}z",
             "non\u{200b}break\u{feff}word café CAFÉ ΣΟΦΌΣ \u{212a}ind İstanbul",
             "DON'T isn't WON'T can’t '' ' !!! ... a.b ,;:-) !é! .'n't.",
             "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
             "kind of sort-of the shit KISS OF DEATH to die for",
             "आजn't आज'N'T 日本GOOD ا good ΑΒΓ Ωmega ÉTÉ",
+            "😀ok 😀😀x😀 é😀\n😀\t😀, 😀!!! but😀 GREAT😀GREAT ©®™ 😀",
+            "😀",
+            "x😀",
+            "😀x",
         ];
-        let mut lower = String::new();
-        let mut tokens = Vec::new();
         for text in texts {
-            let summary = analyzer.tokenize(text, &mut lower, &mut tokens);
-            let ours: Vec<_> = tokens
-                .iter()
-                .map(|token| (token.info, token.upper, token.negated))
-                .collect();
-            let plain = plain_tokens(&analyzer.lexicon, text);
-            assert_eq!(ours, plain, "{text:?}");
-            assert_eq!(summary.caps, plain.iter().filter(|token| token.1).count());
-            assert_eq!(
-                summary.any_valence,
-                plain.iter().any(|token| token.0.valence.is_some())
-            );
+            assert_tokenizes_plainly(&analyzer, text);
+        }
+    }
+
+    #[test]
+    fn tokenizer_agrees_with_the_plain_one_on_odd_descriptions() {
+        // A blank description, one ending in a space, ones with `!` and `?`
+        // and punctuation at the end, which a following word joins.
+        let emojis =
+            "😀\tgrinning face\tx\n🙂\t \tx\n🙃\tGOOD !!\tx\n😉\tsmile \tx\n😊\t:) happy?\tx\n";
+        let lexicon = Lexicon::parse(crate::lexicon::VADER_LEXICON, emojis).unwrap();
+        let analyzer = Analyzer::with_lexicon(lexicon);
+        let marks = ["😀", "🙂", "🙃", "😉", "😊"];
+        let mut texts = vec![String::new()];
+        for first in marks {
+            for second in marks {
+                for glue in ["", " ", "!", "ok", "OK!", "\n"] {
+                    texts.push(format!("{first}{glue}{second}{glue}"));
+                    texts.push(format!("a{glue}{first}{second}b {first}"));
+                }
+            }
+        }
+        for text in &texts {
+            assert_tokenizes_plainly(&analyzer, text);
         }
     }
 
@@ -897,20 +1072,23 @@ mod tests {
         but_check(2, &mut sentiments);
         assert_eq!(
             analyzer.polarity_scores(text),
-            score_valence(&sentiments, text)
+            score_valence(&sentiments, punctuation_emphasis(3, 2))
         );
     }
 
     #[test]
-    fn emoji_replacement_spaces_descriptions_as_the_reference_does() {
+    fn emoji_descriptions_are_spaced_as_the_reference_does() {
         let analyzer = Analyzer::new().unwrap();
-        let mut out = String::new();
         // A space before a description only when none precedes it; none after.
         assert_eq!(
-            analyzer.replace_emojis("😀ok 😀😀x😀 é", &mut out),
+            plain_replace_emojis(&analyzer.lexicon, "😀ok 😀😀x😀 é"),
             "grinning faceok grinning face grinning facex grinning face é"
         );
-        assert_eq!(analyzer.replace_emojis("café ok", &mut out), "café ok");
+        let mut scratch = Scratch::default();
+        analyzer.tokenize("😀ok", &mut scratch);
+        let faceok = analyzer.lexicon.word("faceok");
+        assert_eq!(scratch.tokens.len(), 2);
+        assert_eq!(scratch.tokens[1].info, faceok);
     }
 
     #[test]
