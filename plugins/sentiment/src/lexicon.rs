@@ -423,6 +423,17 @@ impl Lexicon {
         self.words.get(lowercase).copied().unwrap_or_default()
     }
 
+    /// False when the ASCII `word`'s lowercase form cannot be a lexicon word:
+    /// it is longer than any, or no word starts with its first letter.
+    #[inline]
+    pub fn may_hold_ascii(&self, word: &str) -> bool {
+        word.len() <= self.longest_word
+            && word
+                .bytes()
+                .next()
+                .is_some_and(|first| self.word_starts[usize::from(first.to_ascii_lowercase())])
+    }
+
     /// False when no word of the lexicon starts with the first byte of
     /// `text`, so no lowercase form starting that way has anything to find.
     #[inline]
@@ -517,6 +528,8 @@ mod tests {
         assert!(lexicon.word("never").negation);
         assert_eq!(lexicon.word("zzzunknown"), WordInfo::default());
         assert!(lexicon.may_start_word("good") && lexicon.may_start_word(":)"));
+        assert!(lexicon.may_hold_ascii("GOOD") && !lexicon.may_hold_ascii("#GOOD"));
+        assert!(!lexicon.may_hold_ascii("Incomprehensibilities"));
         assert!(!lexicon.may_start_word("#tag") && !lexicon.may_start_word("आज"));
         assert_eq!(lexicon.emoji('😀'), Some("grinning face"));
     }

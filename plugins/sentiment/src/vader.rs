@@ -280,16 +280,12 @@ impl Analyzer {
         if let Some(but) = summary.but {
             but_check(but, sentiments);
         }
-        let (exclamations, questions) = text.bytes().fold(
-            (summary.exclamations, summary.questions),
-            |(exclamations, questions), byte| {
-                (
-                    exclamations + usize::from(byte == b'!'),
-                    questions + usize::from(byte == b'?'),
-                )
-            },
+        let (exclamations, questions) = count_marks(text.as_bytes());
+        let emphasis = punctuation_emphasis(
+            summary.exclamations + exclamations,
+            summary.questions + questions,
         );
-        score_valence(sentiments, punctuation_emphasis(exclamations, questions))
+        score_valence(sentiments, emphasis)
     }
 
     /// The tokens of `text` after VADER's emoji step, in one pass.
@@ -315,7 +311,15 @@ impl Analyzer {
         let mut at = 0;
         while at < bytes.len() {
             let class = self.classes[usize::from(bytes[at])];
-            if class & (SPACE | MAYBE_SPACE | EMOJI) != 0 {
+            if class & SPACE != 0 {
+                // The common separator, without the call.
+                if let Some(tail) = tail.take() {
+                    push_token(tokens, &mut summary, tail.token);
+                }
+                at += 1;
+                continue;
+            }
+            if class & (MAYBE_SPACE | EMOJI) != 0 {
                 let (length, described) = self.separator_at(text, at, class);
                 if length > 0 {
                     if let Some(tail) = tail.take() {
@@ -338,8 +342,9 @@ impl Analyzer {
             at += 1;
             while at < bytes.len() {
                 let class = self.classes[usize::from(bytes[at])];
-                if class & (SPACE | MAYBE_SPACE | EMOJI) != 0
-                    && self.separator_at(text, at, class).0 > 0
+                if class & SPACE != 0
+                    || (class & (MAYBE_SPACE | EMOJI) != 0
+                        && self.separator_at(text, at, class).0 > 0)
                 {
                     break;
                 }
@@ -402,6 +407,14 @@ impl Analyzer {
         // Stripping removes only ASCII punctuation, so `flags` hold for `word` too.
         let (lowercase, upper) = if flags & NON_ASCII == 0 {
             let upper = flags & UPPER != 0 && flags & LOWER == 0;
+            if !self.lexicon.may_hold_ascii(word) {
+                // No lexicon word, so no rule word or negation word either.
+                return Token {
+                    info: WordInfo::default(),
+                    upper,
+                    negated: flags & APOSTROPHE != 0 && contains_nt(word),
+                };
+            }
             if flags & UPPER != 0 {
                 lower.clear();
                 lower.push_str(word);
@@ -432,6 +445,47 @@ impl Analyzer {
             negated: info.negation || (flags & APOSTROPHE != 0 && lowercase.contains("n't")),
         }
     }
+}
+
+/// `text.to_ascii_lowercase().contains("n't")`, without the copy.
+fn contains_nt(text: &str) -> bool {
+    text.as_bytes()
+        .windows(3)
+        .any(|window| window[1] == b'\'' && window[0] | 0x20 == b'n' && window[2] | 0x20 == b't')
+}
+
+/// How many `!` and `?` bytes `text` has, eight bytes at a time: most texts
+/// have few, so most eight-byte words are skipped after one test.
+fn count_marks(text: &[u8]) -> (usize, usize) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Nonzero exactly when some byte of `word` is `byte`.
+    let has = |word: u64, byte: u8| {
+        let folded = word ^ (ONES * u64::from(byte));
+        folded.wrapping_sub(ONES) & !folded & HIGHS != 0
+    };
+    let count = |bytes: &[u8]| {
+        bytes
+            .iter()
+            .fold((0, 0), |(exclamations, questions), byte| {
+                (
+                    exclamations + usize::from(*byte == b'!'),
+                    questions + usize::from(*byte == b'?'),
+                )
+            })
+    };
+    let (mut exclamations, mut questions) = (0, 0);
+    let mut chunks = text.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has(word, b'!') || has(word, b'?') {
+            let (more_exclamations, more_questions) = count(chunk);
+            exclamations += more_exclamations;
+            questions += more_questions;
+        }
+    }
+    let (more_exclamations, more_questions) = count(chunks.remainder());
+    (exclamations + more_exclamations, questions + more_questions)
 }
 
 /// Appends `token`, noting what the rules ask about the whole text.
@@ -908,6 +962,32 @@ mod tests {
         for ch in all_chars().filter(|ch| !ch.is_ascii() && is_py_space(*ch)) {
             let lead = ch.encode_utf8(&mut [0; 4]).as_bytes()[0];
             assert!(BYTE_CLASS[usize::from(lead)] & MAYBE_SPACE != 0, "{ch:?}");
+        }
+    }
+
+    #[test]
+    fn marks_and_nt_are_found_as_plainly() {
+        let texts = [
+            "",
+            "!",
+            "?!?!????!!!!!",
+            "no marks at all in this longer text of many words",
+            "wow! what? 😀!!! ¿¡qué?! 0x2121212121212121 !!!!!!!!?????????",
+            "N'T n't DON'T isn`t n'T x'n't 'nt nt'",
+        ];
+        for text in texts {
+            let plain = (
+                text.bytes().filter(|byte| *byte == b'!').count(),
+                text.bytes().filter(|byte| *byte == b'?').count(),
+            );
+            assert_eq!(count_marks(text.as_bytes()), plain, "{text:?}");
+            for word in text.split(' ') {
+                assert_eq!(
+                    contains_nt(word),
+                    word.to_ascii_lowercase().contains("n't"),
+                    "{word:?}"
+                );
+            }
         }
     }
 
