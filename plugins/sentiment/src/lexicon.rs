@@ -318,6 +318,9 @@ pub struct Lexicon {
     words: FxMap<&'static str, WordInfo>,
     /// Length in bytes of the longest key of `words`: longer tokens skip the lookup.
     longest_word: usize,
+    /// True when some key of `words` has a non-ASCII character and is its own
+    /// lowercase form, so a lowercased token could find it.
+    non_ascii_words: bool,
     /// True for the first byte of some key of `words`: tokens starting with
     /// another byte (a mention, a number, most non-Latin words) skip the lookup.
     word_starts: [bool; 256],
@@ -405,6 +408,9 @@ impl Lexicon {
         }
         Ok(Lexicon {
             longest_word: map.keys().map(|word| word.len()).max().unwrap_or(0),
+            non_ascii_words: map
+                .keys()
+                .any(|word| !word.is_ascii() && word.to_lowercase() == *word),
             word_starts,
             words: map,
             emojis: emoji_map,
@@ -421,6 +427,13 @@ impl Lexicon {
             return WordInfo::default();
         }
         self.words.get(lowercase).copied().unwrap_or_default()
+    }
+
+    /// True when a lowercase form with a non-ASCII character may be a lexicon
+    /// word (the shipped lexicon has none: its two non-ASCII keys have a capital).
+    #[inline]
+    pub fn has_non_ascii_words(&self) -> bool {
+        self.non_ascii_words
     }
 
     /// False when the ASCII `word`'s lowercase form cannot be a lexicon word:
@@ -529,6 +542,12 @@ mod tests {
         assert_eq!(lexicon.word("zzzunknown"), WordInfo::default());
         assert!(lexicon.may_start_word("good") && lexicon.may_start_word(":)"));
         assert!(lexicon.may_hold_ascii("GOOD") && !lexicon.may_hold_ascii("#GOOD"));
+        assert!(!lexicon.has_non_ascii_words());
+        assert!(
+            Lexicon::parse("café\t1.0\n", "")
+                .unwrap()
+                .has_non_ascii_words()
+        );
         assert!(!lexicon.may_hold_ascii("Incomprehensibilities"));
         assert!(!lexicon.may_start_word("#tag") && !lexicon.may_start_word("आज"));
         assert_eq!(lexicon.emoji('😀'), Some("grinning face"));

@@ -423,16 +423,17 @@ impl Analyzer {
             } else {
                 (word, upper)
             }
-        } else if flags & APOSTROPHE == 0
-            && word.chars().next().is_some_and(caseless)
-            && !self.lexicon.may_start_word(word)
+        } else if !self.lexicon.has_non_ascii_words()
+            && word.chars().any(|ch| !ch.is_ascii() && ch != KELVIN)
         {
-            // Its lowercase form starts with the same caseless character, so
-            // it is no lexicon word, and without `'` it is no `n't` either.
+            // Its lowercase form keeps a non-ASCII character (only the Kelvin
+            // sign lowercases to ASCII), so it is no lexicon word; and as no
+            // non-ASCII character lowercases to `n`, `'` or `t`, its `n't`
+            // test can be done on the bytes.
             return Token {
                 info: WordInfo::default(),
                 upper: py_isupper(word),
-                negated: false,
+                negated: flags & APOSTROPHE != 0 && contains_nt(word),
             };
         } else {
             let upper = lowercase_into(word, lower);
@@ -446,6 +447,9 @@ impl Analyzer {
         }
     }
 }
+
+/// The one non-ASCII character whose lowercase form is ASCII (`k`).
+const KELVIN: char = '\u{212a}';
 
 /// `text.to_ascii_lowercase().contains("n't")`, without the copy.
 fn contains_nt(text: &str) -> bool {
@@ -992,6 +996,22 @@ mod tests {
     }
 
     #[test]
+    fn only_the_kelvin_sign_lowercases_to_ascii_letters_or_apostrophes() {
+        for ch in all_chars().filter(|ch| !ch.is_ascii()) {
+            let ascii: String = ch.to_lowercase().filter(char::is_ascii).collect();
+            match ch {
+                KELVIN => assert_eq!(ascii, "k"),
+                // Dotted capital I: `i` and a combining dot, which stays non-ASCII.
+                '\u{130}' => assert_eq!(ascii, "i"),
+                _ => assert_eq!(ascii, "", "{ch:?}"),
+            }
+            if ch != KELVIN {
+                assert!(ch.to_lowercase().any(|lower| !lower.is_ascii()), "{ch:?}");
+            }
+        }
+    }
+
+    #[test]
     fn caseless_characters_have_no_case() {
         for ch in all_chars().filter(|ch| caseless(*ch)) {
             assert!(!ch.is_uppercase() && !ch.is_lowercase(), "{ch:?}");
@@ -1098,25 +1118,38 @@ mod tests {
         assert_eq!(summary.questions + count(text, '?'), count(&replaced, '?'));
     }
 
+    /// Texts for the tokenizer tests.
+    const TOKENIZER_TEXTS: &[&str] = &[
+        "",
+        "  \t\n ",
+        "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate) but BUT",
+        "no\u{a0}way\u{2003}good\u{3000}great\u{1c}nice\u{85}fine\u{1680}x\u{202f}y\u{205f}z",
+        "non\u{200b}break\u{feff}word café CAFÉ ΣΟΦΌΣ \u{212a}ind İstanbul",
+        "DON'T isn't WON'T can’t '' ' !!! ... a.b ,;:-) !é! .'n't.",
+        "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
+        "kind of sort-of the shit KISS OF DEATH to die for",
+        "आजn't आज'N'T 日本GOOD ا good ΑΒΓ Ωmega ÉTÉ",
+        "😀ok 😀😀x😀 é😀\n😀\t😀, 😀!!! but😀 GREAT😀GREAT ©®™ 😀",
+        "😀",
+        "x😀",
+        "😀x",
+        "CAFÉ café Café's CAFÉN'T σοφός ΣΟΦΌΣ STRASSE straße \u{212a}ind \u{212a}IND İ",
+    ];
+
     #[test]
     fn tokenizer_agrees_with_the_plain_one() {
         let analyzer = Analyzer::new().unwrap();
-        let texts = [
-            "",
-            "  \t\n ",
-            "GOOD.. bad!!! :) :-D ok?! \"Love\" (hate) but BUT",
-            "no\u{a0}way\u{2003}good\u{3000}great\u{1c}nice\u{85}fine\u{1680}x\u{202f}y\u{205f}z",
-            "non\u{200b}break\u{feff}word café CAFÉ ΣΟΦΌΣ \u{212a}ind İstanbul",
-            "DON'T isn't WON'T can’t '' ' !!! ... a.b ,;:-) !é! .'n't.",
-            "आज शाम का नज़ारा ❤️ #LisbonLife 夕焼けがきれいすぎる https://t.co/k9sj12UwYY",
-            "kind of sort-of the shit KISS OF DEATH to die for",
-            "आजn't आज'N'T 日本GOOD ا good ΑΒΓ Ωmega ÉTÉ",
-            "😀ok 😀😀x😀 é😀\n😀\t😀, 😀!!! but😀 GREAT😀GREAT ©®™ 😀",
-            "😀",
-            "x😀",
-            "😀x",
-        ];
-        for text in texts {
+        for text in TOKENIZER_TEXTS {
+            assert_tokenizes_plainly(&analyzer, text);
+        }
+    }
+
+    #[test]
+    fn tokenizer_agrees_with_the_plain_one_when_the_lexicon_has_non_ascii_words() {
+        let words = "café\t2.0\nσοφός\t1.0\nstraße\t-1.0\nkind\t0.5\nno\t-1.0\ni\u{307}\t1.5\n";
+        let analyzer = Analyzer::with_lexicon(Lexicon::parse(words, "").unwrap());
+        assert!(analyzer.lexicon.has_non_ascii_words());
+        for text in TOKENIZER_TEXTS {
             assert_tokenizes_plainly(&analyzer, text);
         }
     }
