@@ -341,6 +341,18 @@ impl Analyzer {
             let mut flags = class;
             at += 1;
             while at < bytes.len() {
+                // Four bytes at a time while none of them can end the token.
+                if let Some(&[a, b, c, d]) = bytes.get(at..at + 4) {
+                    let four = self.classes[usize::from(a)]
+                        | self.classes[usize::from(b)]
+                        | self.classes[usize::from(c)]
+                        | self.classes[usize::from(d)];
+                    if four & (SPACE | MAYBE_SPACE | EMOJI) == 0 {
+                        flags |= four;
+                        at += 4;
+                        continue;
+                    }
+                }
                 let class = self.classes[usize::from(bytes[at])];
                 if class & SPACE != 0
                     || (class & (MAYBE_SPACE | EMOJI) != 0
