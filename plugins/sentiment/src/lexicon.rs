@@ -488,29 +488,6 @@ impl Lexicon {
         self.emoji_leads[usize::from(byte)]
     }
 
-    /// The first emoji character of `text` at or after byte `from`: its
-    /// position, itself and its description. `from` need not be a character
-    /// boundary: only bytes that start an emoji are decoded.
-    #[inline]
-    pub fn next_emoji(&self, text: &str, from: usize) -> Option<(usize, char, &'static str)> {
-        let bytes = text.as_bytes();
-        let mut at = from;
-        while let Some(offset) = bytes
-            .get(at..)?
-            .iter()
-            .position(|byte| self.emoji_leads[usize::from(*byte)])
-        {
-            at += offset;
-            if let Some(emoji) = text[at..].chars().next()
-                && let Some(description) = self.emoji(emoji)
-            {
-                return Some((at, emoji, description));
-            }
-            at += 1;
-        }
-        None
-    }
-
     /// Number of lexicon words (with a valence).
     pub fn word_count(&self) -> usize {
         self.words
@@ -581,28 +558,7 @@ mod tests {
             assert!(lexicon.may_start_emoji(emoji.encode_utf8(&mut [0; 4]).as_bytes()[0]));
         }
         assert_eq!(lexicon.emoji('é'), None);
-        let text = "é😀 a❤";
-        let found: Vec<_> = (0..text.len() + 2)
-            .filter_map(|from| {
-                lexicon
-                    .next_emoji(text, from)
-                    .map(|(at, emoji, _)| (at, emoji))
-            })
-            .collect();
-        assert_eq!(
-            found,
-            [
-                (2, '😀'),
-                (2, '😀'),
-                (2, '😀'),
-                (8, '❤'),
-                (8, '❤'),
-                (8, '❤'),
-                (8, '❤'),
-                (8, '❤'),
-                (8, '❤')
-            ]
-        );
+        assert!(!lexicon.may_start_emoji(b'a') && !lexicon.may_start_emoji(0xc3));
     }
 
     #[test]
