@@ -185,6 +185,43 @@ const NEGATIONS: &[&str] = &[
     "despite",
 ];
 
+/// Words the rules compare tokens with: "no", "but", the words of the
+/// negation and "least" exceptions and every word of [`SPECIAL_CASES`] and
+/// [`BOOSTER_PHRASES`]. Each is tagged with its [`rule_word`] id in the word
+/// map, so the rules compare one small integer per token instead of strings.
+pub const RULE_WORDS: &[&str] = &[
+    "no", "or", "nor", "never", "so", "this", "without", "doubt", "least", "at", "very", "but",
+    "kind", "of", "sort", "just", "enough", "the", "shit", "bomb", "bad", "ass", "bus", "stop",
+    "yeah", "right", "kiss", "death", "to", "die", "for", "beating", "heart",
+];
+
+/// The id of `word` in [`RULE_WORDS`] (its index + 1; 0 means "no rule word").
+/// Evaluated at compile time, so naming a word missing from the list does not build.
+pub const fn rule_word(word: &str) -> u8 {
+    let mut index = 0;
+    while index < RULE_WORDS.len() {
+        if same_bytes(RULE_WORDS[index].as_bytes(), word.as_bytes()) {
+            return index as u8 + 1;
+        }
+        index += 1;
+    }
+    panic!("not one of RULE_WORDS")
+}
+
+const fn same_bytes(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
 /// What the rules need to know about one lowercase word.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WordInfo {
@@ -194,6 +231,8 @@ pub struct WordInfo {
     pub booster: f64,
     /// True when it is one of the negation words.
     pub negation: bool,
+    /// Its [`rule_word`] id, or 0 when it is none of [`RULE_WORDS`].
+    pub rule: u8,
 }
 
 /// A lexicon file that cannot be read.
@@ -269,11 +308,32 @@ impl Hasher for FxHasher {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// Code points below this are screened by [`Lexicon`]'s emoji bitmap (all of
+/// Unicode's planes 0 and 1, where the emoji and nearly all text are).
+const EMOJI_BITMAP_LIMIT: usize = 0x2_0000;
+
 /// The parsed lexicons.
 #[derive(Debug, Clone)]
 pub struct Lexicon {
     words: FxMap<&'static str, WordInfo>,
-    emojis: FxMap<char, &'static str>,
+    /// Length in bytes of the longest key of `words`: longer tokens skip the lookup.
+    longest_word: usize,
+    /// True when some key of `words` has a non-ASCII character and is its own
+    /// lowercase form, so a lowercased token could find it.
+    non_ascii_words: bool,
+    /// True for the first byte of some key of `words`: tokens starting with
+    /// another byte (a mention, a number, most non-Latin words) skip the lookup.
+    word_starts: [bool; 256],
+    /// Each emoji's index in `descriptions`.
+    emojis: FxMap<char, u32>,
+    /// The emoji descriptions, in file order.
+    descriptions: Vec<&'static str>,
+    /// One bit per code point below `EMOJI_BITMAP_LIMIT`, set for the keys of
+    /// `emojis`, so the many non-emoji characters of a text skip the hash lookup.
+    emoji_bits: Vec<u64>,
+    /// True for the first UTF-8 byte of each non-ASCII key of `emojis`, so a
+    /// text's bytes can be screened without decoding its characters.
+    emoji_leads: [bool; 256],
 }
 
 impl Lexicon {
@@ -311,7 +371,13 @@ impl Lexicon {
         for word in NEGATIONS {
             map.entry(word).or_default().negation = true;
         }
-        let mut emoji_map: FxMap<char, &'static str> = FxMap::default();
+        for word in RULE_WORDS {
+            map.entry(word).or_default().rule = rule_word(word);
+        }
+        let mut emoji_map: FxMap<char, u32> = FxMap::default();
+        let mut descriptions = Vec::new();
+        let mut emoji_bits = vec![0u64; EMOJI_BITMAP_LIMIT / 64];
+        let mut emoji_leads = [false; 256];
         for (index, line) in emojis.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() {
@@ -324,28 +390,102 @@ impl Lexicon {
             let description = rest.split('\t').next().unwrap_or_default();
             let mut chars = emoji.chars();
             if let (Some(emoji), None) = (chars.next(), chars.next()) {
-                emoji_map.insert(emoji, description);
+                emoji_map.insert(emoji, descriptions.len() as u32);
+                descriptions.push(description);
+                if let Some(bits) = emoji_bits.get_mut(emoji as usize / 64) {
+                    *bits |= 1 << (emoji as usize % 64);
+                }
+                if !emoji.is_ascii() {
+                    emoji_leads[usize::from(emoji.encode_utf8(&mut [0; 4]).as_bytes()[0])] = true;
+                }
+            }
+        }
+        let mut word_starts = [false; 256];
+        for word in map.keys() {
+            if let Some(first) = word.bytes().next() {
+                word_starts[usize::from(first)] = true;
             }
         }
         Ok(Lexicon {
+            longest_word: map.keys().map(|word| word.len()).max().unwrap_or(0),
+            non_ascii_words: map
+                .keys()
+                .any(|word| !word.is_ascii() && word.to_lowercase() == *word),
+            word_starts,
             words: map,
             emojis: emoji_map,
+            descriptions,
+            emoji_bits,
+            emoji_leads,
         })
     }
 
     /// What is known about a lowercase word (all defaults when nothing).
     #[inline]
     pub fn word(&self, lowercase: &str) -> WordInfo {
+        if lowercase.len() > self.longest_word || !self.may_start_word(lowercase) {
+            return WordInfo::default();
+        }
         self.words.get(lowercase).copied().unwrap_or_default()
+    }
+
+    /// True when a lowercase form with a non-ASCII character may be a lexicon
+    /// word (the shipped lexicon has none: its two non-ASCII keys have a capital).
+    #[inline]
+    pub fn has_non_ascii_words(&self) -> bool {
+        self.non_ascii_words
+    }
+
+    /// False when the ASCII `word`'s lowercase form cannot be a lexicon word:
+    /// it is longer than any, or no word starts with its first letter.
+    #[inline]
+    pub fn may_hold_ascii(&self, word: &str) -> bool {
+        word.len() <= self.longest_word
+            && word
+                .bytes()
+                .next()
+                .is_some_and(|first| self.word_starts[usize::from(first.to_ascii_lowercase())])
+    }
+
+    /// False when no word of the lexicon starts with the first byte of
+    /// `text`, so no lowercase form starting that way has anything to find.
+    #[inline]
+    pub fn may_start_word(&self, text: &str) -> bool {
+        text.bytes()
+            .next()
+            .is_some_and(|first| self.word_starts[usize::from(first)])
     }
 
     /// The description VADER substitutes for an emoji character.
     #[inline]
     pub fn emoji(&self, emoji: char) -> Option<&'static str> {
+        self.emoji_id(emoji).map(|id| self.descriptions[id])
+    }
+
+    /// The index in [`Lexicon::descriptions`] of an emoji character's description.
+    #[inline]
+    pub fn emoji_id(&self, emoji: char) -> Option<usize> {
         if emoji.is_ascii() {
             return None;
         }
-        self.emojis.get(&emoji).copied()
+        let code = emoji as usize;
+        if let Some(bits) = self.emoji_bits.get(code / 64)
+            && bits & (1 << (code % 64)) == 0
+        {
+            return None;
+        }
+        self.emojis.get(&emoji).map(|id| *id as usize)
+    }
+
+    /// Every emoji description, indexed by [`Lexicon::emoji_id`].
+    pub fn descriptions(&self) -> &[&'static str] {
+        &self.descriptions
+    }
+
+    /// False when no emoji's UTF-8 form starts with `byte`.
+    #[inline]
+    pub fn may_start_emoji(&self, byte: u8) -> bool {
+        self.emoji_leads[usize::from(byte)]
     }
 
     /// Number of lexicon words (with a valence).
@@ -377,7 +517,48 @@ mod tests {
         assert_eq!(lexicon.word("very").booster, B_INCR);
         assert!(lexicon.word("never").negation);
         assert_eq!(lexicon.word("zzzunknown"), WordInfo::default());
+        assert!(lexicon.may_start_word("good") && lexicon.may_start_word(":)"));
+        assert!(lexicon.may_hold_ascii("GOOD") && !lexicon.may_hold_ascii("#GOOD"));
+        assert!(!lexicon.has_non_ascii_words());
+        assert!(
+            Lexicon::parse("café\t1.0\n", "")
+                .unwrap()
+                .has_non_ascii_words()
+        );
+        assert!(!lexicon.may_hold_ascii("Incomprehensibilities"));
+        assert!(!lexicon.may_start_word("#tag") && !lexicon.may_start_word("आज"));
         assert_eq!(lexicon.emoji('😀'), Some("grinning face"));
+    }
+
+    #[test]
+    fn rule_words_keep_their_other_facts() {
+        let lexicon = Lexicon::vader().unwrap();
+        assert_eq!(lexicon.word("but").rule, rule_word("but"));
+        assert_eq!(lexicon.word("never").rule, rule_word("never"));
+        assert!(lexicon.word("never").negation);
+        assert_eq!(lexicon.word("so").booster, B_INCR);
+        assert_eq!(lexicon.word("bad").valence, Some(-2.5));
+        assert_eq!(lexicon.word("bad").rule, rule_word("bad"));
+        assert_eq!(lexicon.word("good").rule, 0);
+        for (index, word) in RULE_WORDS.iter().enumerate() {
+            assert_eq!(
+                usize::from(rule_word(word)),
+                index + 1,
+                "{word} is listed twice"
+            );
+        }
+    }
+
+    #[test]
+    fn the_emoji_bitmap_lets_every_emoji_through() {
+        let lexicon = Lexicon::vader().unwrap();
+        for (emoji, id) in &lexicon.emojis {
+            let description = lexicon.descriptions()[*id as usize];
+            assert_eq!(lexicon.emoji(*emoji), Some(description), "{emoji:?}");
+            assert!(lexicon.may_start_emoji(emoji.encode_utf8(&mut [0; 4]).as_bytes()[0]));
+        }
+        assert_eq!(lexicon.emoji('é'), None);
+        assert!(!lexicon.may_start_emoji(b'a') && !lexicon.may_start_emoji(0xc3));
     }
 
     #[test]
