@@ -628,7 +628,12 @@ fn process_batch(
         return processed.into_iter().flatten().collect();
     }
     let raws: Vec<_> = posts.iter().map(|post| post.raw.clone()).collect();
-    let ids: Vec<_> = posts.iter().map(|post| post.id.clone()).collect();
+    // Ids are copied only to name dropped posts in the debug log.
+    let ids: Vec<Option<String>> = if log::log_enabled!(log::Level::Debug) {
+        posts.iter().map(|post| Some(post.id.clone())).collect()
+    } else {
+        vec![None; posts.len()]
+    };
     let verdicts = runner.run(posts);
     debug_assert_eq!(verdicts.len(), tokens.len());
     let mut decided = verdicts
@@ -647,7 +652,9 @@ fn process_batch(
             Verdict::Drop { plugin, reason } => {
                 Stats::add(&stats.dropped, 1);
                 tally.dropped(&plugin, &reason);
-                log::debug!("post {id} dropped by plugin {plugin}: {reason}");
+                if let Some(id) = id {
+                    log::debug!("post {id} dropped by plugin {plugin}: {reason}");
+                }
                 Processed::Dropped(token)
             }
             Verdict::Fail {
@@ -663,7 +670,7 @@ fn process_batch(
                         stage: Stage::Plugin,
                         error,
                         plugin: Some(plugin),
-                        post_id: Some(id),
+                        post_id: Some(post.id),
                         message,
                         attempts: None,
                     },

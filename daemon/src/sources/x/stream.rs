@@ -31,8 +31,12 @@ impl LineBuffer {
             self.pending.extend_from_slice(&rest[..end]);
             rest = &rest[end + 1..];
             let line = std::mem::take(&mut self.pending);
-            let text = String::from_utf8_lossy(&line);
-            lines.push(text.trim_end_matches('\r').to_owned());
+            // A valid line becomes the string without a copy; only an invalid
+            // one is repaired (with U+FFFD) by `from_utf8_lossy`.
+            let mut text = String::from_utf8(line)
+                .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+            text.truncate(text.trim_end_matches('\r').len());
+            lines.push(text);
         }
         self.pending.extend_from_slice(rest);
         if self.pending.len() > MAX_LINE {
@@ -143,6 +147,17 @@ mod tests {
         buffer.push(b"partial").unwrap();
         buffer.clear();
         assert_eq!(buffer.push(b"x\n").unwrap(), ["x"]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_repaired_and_valid_text_kept() {
+        let mut buffer = LineBuffer::default();
+        assert_eq!(
+            buffer
+                .push(b"caf\xc3\xa9 \xf0\x9f\x94\xa5\r\nbad \xff\n")
+                .unwrap(),
+            ["café 🔥", "bad \u{FFFD}"]
+        );
     }
 
     #[test]
