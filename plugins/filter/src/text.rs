@@ -3,6 +3,7 @@
 //! and the matcher.
 
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::OnceLock;
 
 /// What a character is to the tokeniser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,109 @@ pub fn char_class(c: char) -> CharClass {
 }
 
 /// Splits `text` into lowercased tokens, calling `emit` with each one. `word`
-/// is the reused buffer the token is built in.
+/// is the reused buffer a token is built in when it is not a slice of `text`
+/// already lowercase.
+///
+/// Most text is ASCII, so ASCII bytes are classified with a table and a run of
+/// ASCII word bytes is emitted as a slice of `text` (copied and lowercased
+/// only when it has capitals); other characters go through [`classify`],
+/// which caches [`char_class`] and the lowercase form per Unicode block. The
+/// tokens are exactly those of [`reference_tokens`].
 pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    word.clear();
+    // Where the current word starts while it is ASCII only and not yet
+    // copied into `word` (then `word` is empty).
+    let mut pending: Option<usize> = None;
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if byte.is_ascii() {
+            if WORD_BYTES[usize::from(byte)] {
+                let start = at;
+                at += 1;
+                while at < bytes.len() && WORD_BYTES[usize::from(bytes[at])] {
+                    at += 1;
+                }
+                if word.is_empty() {
+                    pending = Some(start);
+                } else {
+                    push_ascii_lower(word, &text[start..at]);
+                }
+            } else {
+                flush(text, at, &mut pending, word, &mut emit);
+                at += 1;
+            }
+            continue;
+        }
+        let c = text[at..]
+            .chars()
+            .next()
+            .expect("`at` is on a character boundary");
+        match classify(c) {
+            (CharClass::Word, lower) => {
+                if let Some(start) = pending.take() {
+                    push_ascii_lower(word, &text[start..at]);
+                }
+                push_lower_with(word, c, lower);
+            }
+            (CharClass::Separator, _) => flush(text, at, &mut pending, word, &mut emit),
+            (CharClass::Symbol, lower) => {
+                flush(text, at, &mut pending, word, &mut emit);
+                push_lower_with(word, c, lower);
+                emit(word);
+                word.clear();
+            }
+        }
+        at += c.len_utf8();
+    }
+    flush(text, at, &mut pending, word, &mut emit);
+}
+
+/// Emits the word that ends at `end`, if any.
+fn flush(
+    text: &str,
+    end: usize,
+    pending: &mut Option<usize>,
+    word: &mut String,
+    emit: &mut impl FnMut(&str),
+) {
+    if let Some(start) = pending.take() {
+        let token = &text[start..end];
+        if token.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            push_ascii_lower(word, token);
+            emit(word);
+            word.clear();
+        } else {
+            emit(token);
+        }
+    } else if !word.is_empty() {
+        emit(word);
+        word.clear();
+    }
+}
+
+fn push_ascii_lower(word: &mut String, ascii: &str) {
+    let from = word.len();
+    word.push_str(ascii);
+    word[from..].make_ascii_lowercase();
+}
+
+/// ASCII letters, digits and `_`: the ASCII bytes of [`CharClass::Word`]
+/// (false for every byte of a multi-byte character).
+const WORD_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 128 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric() || byte == b'_' as usize;
+        byte += 1;
+    }
+    table
+};
+
+/// The character-by-character definition of [`tokens`], kept to test that the
+/// fast paths agree with it.
+pub fn reference_tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
     word.clear();
     for c in text.chars() {
         match char_class(c) {
@@ -79,6 +181,60 @@ pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
     if !word.is_empty() {
         emit(word);
         word.clear();
+    }
+}
+
+/// What a block entry's lowercase part holds when `to_lowercase` gives more
+/// than one character (U+0130 `İ` only): above every `char`.
+const MULTI: u32 = 0x1F_FFFF;
+const LOWER_BITS: u32 = 0xFF_FFFF;
+
+/// Per 256-character block of the Basic Multilingual Plane, built on first
+/// use: each entry is `class << 24 | lowercase`, from [`char_class`] and
+/// `char::to_lowercase` (or [`MULTI`]). Those walk Unicode tables (a skip
+/// search for `is_alphanumeric`) on every call; a post's non-ASCII characters
+/// come from few blocks, so one array load replaces them.
+static BLOCKS: [OnceLock<Box<[u32; 256]>>; 256] = [const { OnceLock::new() }; 256];
+
+fn build_block(block: u32) -> Box<[u32; 256]> {
+    let mut entries = Box::new([0; 256]);
+    for (low, entry) in (0u32..).zip(entries.iter_mut()) {
+        // Surrogates are not characters and are never looked up.
+        let Some(c) = char::from_u32(block << 8 | low) else {
+            continue;
+        };
+        let mut lower = c.to_lowercase();
+        let lower = match (lower.next(), lower.next()) {
+            (Some(single), None) => u32::from(single),
+            _ => MULTI,
+        };
+        *entry = (char_class(c) as u32) << 24 | lower;
+    }
+    entries
+}
+
+/// [`char_class`] of `c` and its lowercase form when that is one character
+/// ([`MULTI`] otherwise, or for characters outside the BMP: then push with
+/// [`push_lower`]).
+fn classify(c: char) -> (CharClass, u32) {
+    let code = u32::from(c);
+    if code > 0xFFFF {
+        return (char_class(c), MULTI);
+    }
+    let entry =
+        BLOCKS[(code >> 8) as usize].get_or_init(|| build_block(code >> 8))[(code & 0xFF) as usize];
+    let class = match entry >> 24 {
+        0 => CharClass::Word,
+        1 => CharClass::Separator,
+        _ => CharClass::Symbol,
+    };
+    (class, entry & LOWER_BITS)
+}
+
+fn push_lower_with(word: &mut String, c: char, lower: u32) {
+    match char::from_u32(lower) {
+        Some(lower) => word.push(lower),
+        None => push_lower(word, c),
     }
 }
 
@@ -199,6 +355,92 @@ mod tests {
         }
         for c in '\u{1F300}'..='\u{1FAFF}' {
             assert!(!c.is_alphanumeric(), "{c:?} is alphanumeric");
+        }
+    }
+
+    fn fast(text: &str) -> Vec<String> {
+        let mut list = Vec::new();
+        // A dirty buffer must not leak into the tokens.
+        let mut word = String::from("dirty");
+        tokens(text, &mut word, |token| list.push(token.to_owned()));
+        assert!(word.is_empty(), "{text:?} left {word:?} in the buffer");
+        list
+    }
+
+    fn reference(text: &str) -> Vec<String> {
+        let mut list = Vec::new();
+        reference_tokens(text, &mut String::new(), |token| {
+            list.push(token.to_owned())
+        });
+        list
+    }
+
+    #[test]
+    fn the_block_cache_agrees_with_the_unicode_tables() {
+        for c in ('\u{80}'..='\u{FFFF}').chain(['\u{1F600}', '\u{10400}', '\u{E0041}']) {
+            let (class, lower) = classify(c);
+            assert_eq!(class, char_class(c), "{c:?}");
+            let mut fast = String::new();
+            push_lower_with(&mut fast, c, lower);
+            let mut slow = String::new();
+            push_lower(&mut slow, c);
+            assert_eq!(fast, slow, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn the_fast_tokeniser_agrees_with_the_reference() {
+        let samples = [
+            "",
+            " ",
+            "a",
+            "A",
+            "Hello, WORLD! #Rust_lang @jack don't 😷🙏 e-mail",
+            "CUMPLEAÑOS Café cafe\u{301}! ÉTÉ été",
+            "İstanbul İİ xİx",
+            "\u{212A}elvin K",
+            "👍🏽 ❤️ 👨\u{200D}👩\u{200D}👧",
+            "नमस्ते दुनिया COVID वैक्सीन",
+            "مرحبا بالعالم Covid-19",
+            "東京タワー、ＴＯＫＹＯ。",
+            "abcÀBC123é_x ÀÀ aé éa Xé éX",
+            "tail ascii ABC",
+            "tail accent ÉÀ",
+            "x😷y😷Z",
+            "\u{301}\u{301}A\u{301}",
+        ];
+        for text in samples {
+            assert_eq!(fast(text), reference(text), "{text:?}");
+        }
+        // Every BMP character, alone, between ASCII letters and next to capitals.
+        for c in ('\u{0}'..='\u{FFFF}').chain('\u{1F300}'..='\u{1F3FF}') {
+            for text in [
+                format!("{c}"),
+                format!("ab{c}cd"),
+                format!("AB{c}CD"),
+                format!("é{c}É {c}"),
+            ] {
+                assert_eq!(fast(&text), reference(&text), "{text:?}");
+            }
+        }
+        // Pseudo-random mixes of the interesting kinds of characters.
+        let alphabet: Vec<char> =
+            "aZ_9 .,-'#@$\n\téÉñÑİı\u{212A}\u{301}\u{200D}\u{FE0F}😷🏽न्तمر東。ＡΣσς"
+                .chars()
+                .collect();
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..(state % 12) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            assert_eq!(fast(&text), reference(&text), "{text:?}");
         }
     }
 
