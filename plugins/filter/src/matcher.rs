@@ -92,6 +92,93 @@ pub struct RuleSet {
     first_bytes: [u64; 4],
     longest_token: usize,
     needs_text: bool,
+    /// Words per rule set (one bit per rule, in rule order).
+    rule_words: usize,
+    /// The rules evaluated for every post: no cheap test rules them out.
+    always: Vec<u64>,
+    /// `rule_words` words per vocabulary token: the rules that token makes
+    /// worth evaluating.
+    token_rules: Vec<u64>,
+    /// The same for lowercased hashtags, mentions and cashtags.
+    hashtag_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
+    mention_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
+    cashtag_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
+    /// The rules only a post with URLs, or a reply, can match.
+    url_rules: Vec<u64>,
+    reply_rules: Vec<u64>,
+}
+
+/// Something a post must have for a rule to possibly match, found without
+/// evaluating the rule: a rule is evaluated only for posts that have one of
+/// its triggers.
+#[derive(Debug, Clone)]
+enum Trigger {
+    Token(u32),
+    Hashtag(String),
+    Mention(String),
+    Cashtag(String),
+    /// At least one URL.
+    Urls,
+    /// The post is a reply.
+    Reply,
+}
+
+impl Trigger {
+    /// True for the triggers most posts have, the last choice for an AND.
+    fn is_common(&self) -> bool {
+        matches!(self, Trigger::Urls | Trigger::Reply)
+    }
+}
+
+/// Triggers of which a post must have at least one for `node` to match, or
+/// `None` when there is no such set (a negation, `from:`, `lang:`, ...).
+fn triggers(node: &Node) -> Option<Vec<Trigger>> {
+    match node {
+        Node::Token(id) => Some(vec![Trigger::Token(*id)]),
+        // Every token is needed; one is enough to look for.
+        Node::Tokens(ids) => ids.first().map(|id| vec![Trigger::Token(*id)]),
+        Node::Hashtag(tag) => Some(vec![Trigger::Hashtag(tag.clone())]),
+        Node::Mention(user) => Some(vec![Trigger::Mention(user.clone())]),
+        Node::Cashtag(tag) => Some(vec![Trigger::Cashtag(tag.clone())]),
+        Node::Url(_) => Some(vec![Trigger::Urls]),
+        Node::To(_) => Some(vec![Trigger::Reply]),
+        Node::Not(_) | Node::From(_) | Node::Lang(_) | Node::Is(_) | Node::Has(_) => None,
+        // Any part's triggers will do: the most specific, then the fewest.
+        Node::And(parts) => parts
+            .iter()
+            .filter_map(triggers)
+            .min_by_key(|set| (set.iter().any(Trigger::is_common), set.len())),
+        Node::Or(parts) => parts
+            .iter()
+            .map(triggers)
+            .collect::<Option<Vec<_>>>()
+            .map(|sets| sets.concat()),
+    }
+}
+
+/// A rough evaluation cost, to test the cheap parts of an AND or OR first
+/// (the result does not depend on the order).
+fn cost(node: &Node) -> u32 {
+    match node {
+        Node::Lang(_) | Node::Is(_) | Node::Has(_) => 1,
+        Node::Token(_) => 2,
+        Node::Tokens(_) => 4,
+        Node::Hashtag(_) | Node::Mention(_) | Node::Cashtag(_) | Node::From(_) => 6,
+        Node::To(_) => 8,
+        Node::Url(_) => 16,
+        Node::Not(inner) => cost(inner),
+        Node::And(parts) | Node::Or(parts) => parts.iter().map(cost).sum(),
+    }
+}
+
+fn set_bit(bits: &mut [u64], index: usize) {
+    bits[index / 64] |= 1 << (index % 64);
+}
+
+fn or_into(target: &mut [u64], bits: &[u64]) {
+    for (target, bits) in target.iter_mut().zip(bits) {
+        *target |= bits;
+    }
 }
 
 /// Per-instance buffers reused for every post, so matching does not allocate
@@ -105,6 +192,10 @@ pub struct Scratch {
     present: Vec<u64>,
     /// A URL's tokens framed by `\0`.
     url: String,
+    /// One bit per rule: worth evaluating for this post.
+    candidates: Vec<u64>,
+    /// An entity being lowercased.
+    lower: String,
 }
 
 const UNKNOWN: u32 = u32::MAX;
@@ -121,6 +212,14 @@ impl RuleSet {
             first_bytes: [0; 4],
             longest_token: 0,
             needs_text: false,
+            rule_words: rules.len().div_ceil(64),
+            always: Vec::new(),
+            token_rules: Vec::new(),
+            hashtag_rules: HashMap::default(),
+            mention_rules: HashMap::default(),
+            cashtag_rules: HashMap::default(),
+            url_rules: Vec::new(),
+            reply_rules: Vec::new(),
         };
         for (index, config) in rules.iter().enumerate() {
             let expr = rule::parse(&config.value).map_err(|error| FilterError::Rule {
@@ -143,7 +242,44 @@ impl RuleSet {
             set.first_bytes[usize::from(first >> 6)] |= 1 << (first & 63);
             set.longest_token = set.longest_token.max(token.len());
         }
+        set.index_triggers();
         Ok(set)
+    }
+
+    /// Files every rule under its triggers (or as always evaluated).
+    fn index_triggers(&mut self) {
+        let words = self.rule_words;
+        let empty = || vec![0; words];
+        self.always = empty();
+        self.url_rules = empty();
+        self.reply_rules = empty();
+        self.token_rules = vec![0; self.vocabulary.len() * words];
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Some(triggers) = triggers(&rule.node) else {
+                set_bit(&mut self.always, index);
+                continue;
+            };
+            for trigger in triggers {
+                let bits = match trigger {
+                    Trigger::Token(id) => {
+                        let start = id as usize * words;
+                        &mut self.token_rules[start..start + words]
+                    }
+                    Trigger::Hashtag(tag) => {
+                        self.hashtag_rules.entry(tag.into()).or_insert_with(empty)
+                    }
+                    Trigger::Mention(user) => {
+                        self.mention_rules.entry(user.into()).or_insert_with(empty)
+                    }
+                    Trigger::Cashtag(tag) => {
+                        self.cashtag_rules.entry(tag.into()).or_insert_with(empty)
+                    }
+                    Trigger::Urls => &mut self.url_rules,
+                    Trigger::Reply => &mut self.reply_rules,
+                };
+                set_bit(bits, index);
+            }
+        }
     }
 
     /// The number of rules.
@@ -161,10 +297,17 @@ impl RuleSet {
         *self.vocabulary.entry(token.into()).or_insert(next)
     }
 
+    /// The parts of an AND or OR, cheapest first.
+    fn compile_parts(&mut self, parts: Vec<Expr>) -> Vec<Node> {
+        let mut nodes: Vec<Node> = parts.into_iter().map(|part| self.compile(part)).collect();
+        nodes.sort_by_key(cost);
+        nodes
+    }
+
     fn compile(&mut self, expr: Expr) -> Node {
         match expr {
-            Expr::And(parts) => Node::And(parts.into_iter().map(|p| self.compile(p)).collect()),
-            Expr::Or(parts) => Node::Or(parts.into_iter().map(|p| self.compile(p)).collect()),
+            Expr::And(parts) => Node::And(self.compile_parts(parts)),
+            Expr::Or(parts) => Node::Or(self.compile_parts(parts)),
             Expr::Not(inner) => Node::Not(Box::new(self.compile(*inner))),
             Expr::Term(term) => match term {
                 Term::Keyword(text) | Term::Phrase(text) => {
@@ -209,14 +352,55 @@ impl RuleSet {
         scratch: &mut Scratch,
         mut on_match: impl FnMut(&'r str),
     ) -> usize {
+        let words = self.rule_words;
+        scratch.candidates.clear();
+        scratch.candidates.extend_from_slice(&self.always);
         if self.needs_text {
             self.index_text(&post.text, scratch);
         }
+        let Scratch {
+            candidates, lower, ..
+        } = scratch;
+        for (values, rules) in [
+            (&post.hashtags, &self.hashtag_rules),
+            (&post.mentions, &self.mention_rules),
+            (&post.cashtags, &self.cashtag_rules),
+        ] {
+            if rules.is_empty() {
+                continue;
+            }
+            for value in values {
+                // eq_lower(value, term) holds exactly when value lowercased
+                // this way is the (lowercase) term.
+                lower.clear();
+                if value.is_ascii() {
+                    lower.push_str(value);
+                    lower.make_ascii_lowercase();
+                } else {
+                    lower.extend(value.chars().flat_map(char::to_lowercase));
+                }
+                if let Some(bits) = rules.get(lower.as_str()) {
+                    or_into(candidates, bits);
+                }
+            }
+        }
+        if !post.urls.is_empty() {
+            or_into(candidates, &self.url_rules);
+        }
+        if post.is_reply {
+            or_into(candidates, &self.reply_rules);
+        }
         let mut matched = 0;
-        for rule in &self.rules {
-            if eval(&rule.node, post, scratch) {
-                matched += 1;
-                on_match(&rule.tag);
+        for word in 0..words {
+            let mut bits = scratch.candidates[word];
+            while bits != 0 {
+                let index = word * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let rule = &self.rules[index];
+                if eval(&rule.node, post, scratch) {
+                    matched += 1;
+                    on_match(&rule.tag);
+                }
             }
         }
         if self.needs_text {
@@ -236,8 +420,13 @@ impl RuleSet {
         if scratch.present.len() < words {
             scratch.present.resize(words, 0);
         }
+        let rule_words = self.rule_words;
         let Scratch {
-            word, ids, present, ..
+            word,
+            ids,
+            present,
+            candidates,
+            ..
         } = scratch;
         ids.clear();
         tokens(text, word, |token| {
@@ -250,7 +439,13 @@ impl RuleSet {
                 UNKNOWN
             };
             if id != UNKNOWN {
-                present[id as usize / 64] |= 1 << (id % 64);
+                let slot = &mut present[id as usize / 64];
+                let bit = 1 << (id % 64);
+                if *slot & bit == 0 {
+                    *slot |= bit;
+                    let start = id as usize * rule_words;
+                    or_into(candidates, &self.token_rules[start..start + rule_words]);
+                }
             }
             ids.push(id);
         });
@@ -312,7 +507,7 @@ fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
 }
 
 /// The `@handles` a reply's text starts with: the users it answers.
-fn leading_handles(text: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn leading_handles(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
         let trimmed = rest.trim_start();
