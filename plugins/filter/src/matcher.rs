@@ -87,10 +87,10 @@ pub struct RuleSet {
     rules: Vec<CompiledRule>,
     /// Every distinct token of every keyword and phrase.
     vocabulary: HashMap<Box<str>, u32, BuildTokenHasher>,
-    /// The first bytes of the vocabulary's tokens (a 256-bit set) and their
-    /// longest length: most text tokens are ruled out without hashing.
-    first_bytes: [u64; 4],
-    longest_token: usize,
+    /// A Bloom filter of the vocabulary keyed by first byte, last byte and
+    /// length (see [`filter_bit`]): most text tokens are ruled out without
+    /// hashing them.
+    token_filter: [u64; FILTER_WORDS],
     needs_text: bool,
     /// Words per rule set (one bit per rule, in rule order).
     rule_words: usize,
@@ -171,6 +171,38 @@ fn cost(node: &Node) -> u32 {
     }
 }
 
+/// True when `ids` are consecutive tokens of the text: consecutive entries of
+/// `known` (the text's vocabulary tokens, with their positions) with
+/// consecutive positions.
+fn consecutive(known: &[(u32, u32)], ids: &[u32]) -> bool {
+    known.windows(ids.len()).any(|window| {
+        let first = window[0].0;
+        window
+            .iter()
+            .zip(ids)
+            .zip(0u32..)
+            .all(|((&(position, id), want), offset)| {
+                id == *want && position == first.wrapping_add(offset)
+            })
+    })
+}
+
+const FILTER_WORDS: usize = 64;
+
+/// The bit of `token` in [`RuleSet::token_filter`]: a hash of its first and
+/// last bytes and its length.
+fn filter_bit(token: &str) -> usize {
+    let bytes = token.as_bytes();
+    let key = u32::from(bytes[0])
+        | u32::from(bytes[bytes.len() - 1]) << 8
+        | (bytes.len().min(255) as u32) << 16;
+    (key.wrapping_mul(0x9E37_79B1) >> 20) as usize % (FILTER_WORDS * 64)
+}
+
+fn has_bit(bits: &[u64], index: usize) -> bool {
+    bits[index / 64] & (1 << (index % 64)) != 0
+}
+
 fn set_bit(bits: &mut [u64], index: usize) {
     bits[index / 64] |= 1 << (index % 64);
 }
@@ -186,8 +218,9 @@ fn or_into(target: &mut [u64], bits: &[u64]) {
 #[derive(Debug, Default)]
 pub struct Scratch {
     word: String,
-    /// The token numbers of the text in order (`u32::MAX` for tokens no rule uses).
-    ids: Vec<u32>,
+    /// The text's vocabulary tokens in order: (position among all the text's
+    /// tokens, token number).
+    known: Vec<(u32, u32)>,
     /// One bit per vocabulary token: present in the text.
     present: Vec<u64>,
     /// A URL's tokens framed by `\0`.
@@ -198,8 +231,6 @@ pub struct Scratch {
     lower: String,
 }
 
-const UNKNOWN: u32 = u32::MAX;
-
 impl RuleSet {
     /// Parses and compiles the rules of a configuration.
     pub fn new(rules: &[RuleConfig]) -> Result<RuleSet, FilterError> {
@@ -209,8 +240,7 @@ impl RuleSet {
         let mut set = RuleSet {
             rules: Vec::with_capacity(rules.len()),
             vocabulary: HashMap::default(),
-            first_bytes: [0; 4],
-            longest_token: 0,
+            token_filter: [0; FILTER_WORDS],
             needs_text: false,
             rule_words: rules.len().div_ceil(64),
             always: Vec::new(),
@@ -238,9 +268,7 @@ impl RuleSet {
             });
         }
         for token in set.vocabulary.keys() {
-            let first = token.as_bytes()[0];
-            set.first_bytes[usize::from(first >> 6)] |= 1 << (first & 63);
-            set.longest_token = set.longest_token.max(token.len());
+            set_bit(&mut set.token_filter, filter_bit(token));
         }
         set.index_triggers();
         Ok(set)
@@ -404,17 +432,15 @@ impl RuleSet {
             }
         }
         if self.needs_text {
-            for &id in &scratch.ids {
-                if id != UNKNOWN {
-                    scratch.present[id as usize / 64] = 0;
-                }
+            for &(_, id) in &scratch.known {
+                scratch.present[id as usize / 64] = 0;
             }
         }
         matched
     }
 
-    /// Tokenises the text once: the token numbers in order and the set of
-    /// tokens present.
+    /// Tokenises the text once: the vocabulary tokens in order and the set
+    /// of tokens present.
     fn index_text(&self, text: &str, scratch: &mut Scratch) {
         let words = self.vocabulary.len().div_ceil(64);
         if scratch.present.len() < words {
@@ -423,31 +449,30 @@ impl RuleSet {
         let rule_words = self.rule_words;
         let Scratch {
             word,
-            ids,
+            known,
             present,
             candidates,
             ..
         } = scratch;
-        ids.clear();
+        known.clear();
+        let mut position: u32 = 0;
         tokens(text, word, |token| {
-            let first = token.as_bytes()[0];
-            let candidate = token.len() <= self.longest_token
-                && self.first_bytes[usize::from(first >> 6)] & (1 << (first & 63)) != 0;
-            let id = if candidate {
-                self.vocabulary.get(token).copied().unwrap_or(UNKNOWN)
-            } else {
-                UNKNOWN
-            };
-            if id != UNKNOWN {
-                let slot = &mut present[id as usize / 64];
-                let bit = 1 << (id % 64);
-                if *slot & bit == 0 {
-                    *slot |= bit;
-                    let start = id as usize * rule_words;
-                    or_into(candidates, &self.token_rules[start..start + rule_words]);
-                }
+            let at = position;
+            position = position.wrapping_add(1);
+            if !has_bit(&self.token_filter, filter_bit(token)) {
+                return;
             }
-            ids.push(id);
+            let Some(&id) = self.vocabulary.get(token) else {
+                return;
+            };
+            known.push((at, id));
+            let slot = &mut present[id as usize / 64];
+            let bit = 1 << (id % 64);
+            if *slot & bit == 0 {
+                *slot |= bit;
+                let start = id as usize * rule_words;
+                or_into(candidates, &self.token_rules[start..start + rule_words]);
+            }
         });
     }
 }
@@ -461,10 +486,7 @@ fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
         Node::Tokens(ids) => {
             ids.iter()
                 .all(|id| scratch.present[*id as usize / 64] & (1 << (id % 64)) != 0)
-                && scratch
-                    .ids
-                    .windows(ids.len())
-                    .any(|window| window == &ids[..])
+                && consecutive(&scratch.known, ids)
         }
         Node::Hashtag(tag) => post.hashtags.iter().any(|value| eq_lower(value, tag)),
         Node::Mention(user) => post.mentions.iter().any(|value| eq_lower(value, user)),

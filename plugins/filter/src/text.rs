@@ -66,20 +66,27 @@ pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
     let bytes = text.as_bytes();
     word.clear();
     // Where the current word starts while it is ASCII only and not yet
-    // copied into `word` (then `word` is empty).
-    let mut pending: Option<usize> = None;
+    // copied into `word` (then `word` is empty), and whether it has capitals.
+    let mut pending: Option<(usize, bool)> = None;
     let mut at = 0;
     while at < bytes.len() {
         let byte = bytes[at];
         if byte.is_ascii() {
-            if WORD_BYTES[usize::from(byte)] {
+            let kind = WORD_BYTES[usize::from(byte)];
+            if kind != 0 {
                 let start = at;
+                let mut kinds = kind;
                 at += 1;
-                while at < bytes.len() && WORD_BYTES[usize::from(bytes[at])] {
+                while at < bytes.len() {
+                    let kind = WORD_BYTES[usize::from(bytes[at])];
+                    if kind == 0 {
+                        break;
+                    }
+                    kinds |= kind;
                     at += 1;
                 }
                 if word.is_empty() {
-                    pending = Some(start);
+                    pending = Some((start, kinds & UPPER != 0));
                 } else {
                     push_ascii_lower(word, &text[start..at]);
                 }
@@ -95,7 +102,7 @@ pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
             .expect("`at` is on a character boundary");
         match classify(c) {
             (CharClass::Word, lower) => {
-                if let Some(start) = pending.take() {
+                if let Some((start, _)) = pending.take() {
                     push_ascii_lower(word, &text[start..at]);
                 }
                 push_lower_with(word, c, lower);
@@ -117,13 +124,13 @@ pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
 fn flush(
     text: &str,
     end: usize,
-    pending: &mut Option<usize>,
+    pending: &mut Option<(usize, bool)>,
     word: &mut String,
     emit: &mut impl FnMut(&str),
 ) {
-    if let Some(start) = pending.take() {
+    if let Some((start, upper)) = pending.take() {
         let token = &text[start..end];
-        if token.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        if upper {
             push_ascii_lower(word, token);
             emit(word);
             word.clear();
@@ -142,17 +149,27 @@ fn push_ascii_lower(word: &mut String, ascii: &str) {
     word[from..].make_ascii_lowercase();
 }
 
-/// ASCII letters, digits and `_`: the ASCII bytes of [`CharClass::Word`]
-/// (false for every byte of a multi-byte character).
-const WORD_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
+/// The ASCII bytes of [`CharClass::Word`] (letters, digits and `_`): [`UPPER`]
+/// for capitals, [`LOWER`] for the others, 0 for every other byte (including
+/// those of multi-byte characters).
+const WORD_BYTES: [u8; 256] = {
+    let mut table = [0; 256];
     let mut byte = 0;
     while byte < 128 {
-        table[byte] = (byte as u8).is_ascii_alphanumeric() || byte == b'_' as usize;
+        let ascii = byte as u8;
+        table[byte] = if ascii.is_ascii_uppercase() {
+            UPPER
+        } else if ascii.is_ascii_alphanumeric() || ascii == b'_' {
+            LOWER
+        } else {
+            0
+        };
         byte += 1;
     }
     table
 };
+const LOWER: u8 = 1;
+const UPPER: u8 = 2;
 
 /// The character-by-character definition of [`tokens`], kept to test that the
 /// fast paths agree with it.
