@@ -9,7 +9,7 @@ use thiserror::Error;
 use tweetpipe_plugin::Post;
 
 use crate::rule::{self, Expr, HasKind, IsKind, RuleError, Term};
-use crate::text::{BuildTokenHasher, eq_lower, token_list, tokens};
+use crate::text::{BuildTokenHasher, eq_lower, raw_tokens, token_list, tokens};
 
 /// One entry of `config.rules`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -189,13 +189,10 @@ fn consecutive(known: &[(u32, u32)], ids: &[u32]) -> bool {
 
 const FILTER_WORDS: usize = 64;
 
-/// The bit of `token` in [`RuleSet::token_filter`]: a hash of its first and
-/// last bytes and its length.
-fn filter_bit(token: &str) -> usize {
-    let bytes = token.as_bytes();
-    let key = u32::from(bytes[0])
-        | u32::from(bytes[bytes.len() - 1]) << 8
-        | (bytes.len().min(255) as u32) << 16;
+/// The bit of a (lowercase) token in [`RuleSet::token_filter`]: a hash of its
+/// first and last bytes and its length in bytes.
+fn filter_bit(first: u8, last: u8, length: usize) -> usize {
+    let key = u32::from(first) | u32::from(last) << 8 | (length.min(255) as u32) << 16;
     (key.wrapping_mul(0x9E37_79B1) >> 20) as usize % (FILTER_WORDS * 64)
 }
 
@@ -227,7 +224,7 @@ pub struct Scratch {
     url: String,
     /// One bit per rule: worth evaluating for this post.
     candidates: Vec<u64>,
-    /// An entity being lowercased.
+    /// A token or an entity being lowercased.
     lower: String,
 }
 
@@ -268,7 +265,9 @@ impl RuleSet {
             });
         }
         for token in set.vocabulary.keys() {
-            set_bit(&mut set.token_filter, filter_bit(token));
+            let bytes = token.as_bytes();
+            let bit = filter_bit(bytes[0], bytes[bytes.len() - 1], bytes.len());
+            set_bit(&mut set.token_filter, bit);
         }
         set.index_triggers();
         Ok(set)
@@ -452,16 +451,29 @@ impl RuleSet {
             known,
             present,
             candidates,
+            lower,
             ..
         } = scratch;
         known.clear();
         let mut position: u32 = 0;
-        tokens(text, word, |token| {
+        raw_tokens(text, word, |token| {
             let at = position;
             position = position.wrapping_add(1);
-            if !has_bit(&self.token_filter, filter_bit(token)) {
+            let (first, last) = token.ends();
+            if !has_bit(
+                &self.token_filter,
+                filter_bit(first, last, token.text.len()),
+            ) {
                 return;
             }
+            let token = if token.capitals {
+                lower.clear();
+                lower.push_str(token.text);
+                lower.make_ascii_lowercase();
+                lower.as_str()
+            } else {
+                token.text
+            };
             let Some(&id) = self.vocabulary.get(token) else {
                 return;
             };

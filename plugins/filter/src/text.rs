@@ -63,36 +63,77 @@ pub fn char_class(c: char) -> CharClass {
 /// which caches [`char_class`] and the lowercase form per Unicode block. The
 /// tokens are exactly those of [`reference_tokens`].
 pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
+    scan::<false>(text, word, |token| emit(token.text));
+}
+
+/// A token as [`raw_tokens`] finds it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawToken<'a> {
+    /// The token, lowercase unless `capitals`.
+    pub text: &'a str,
+    /// The token is ASCII with capitals: `to_ascii_lowercase` gives the
+    /// token [`tokens`] would emit.
+    pub capitals: bool,
+}
+
+impl RawToken<'_> {
+    /// The token's first and last bytes as they are once lowercased.
+    pub fn ends(&self) -> (u8, u8) {
+        let bytes = self.text.as_bytes();
+        let (first, last) = (bytes[0], bytes[bytes.len() - 1]);
+        if self.capitals {
+            (first.to_ascii_lowercase(), last.to_ascii_lowercase())
+        } else {
+            (first, last)
+        }
+    }
+}
+
+/// [`tokens`], except that ASCII tokens with capitals are emitted as they are
+/// (flagged), for callers that rule most tokens out without lowercasing them.
+pub fn raw_tokens(text: &str, word: &mut String, emit: impl FnMut(RawToken<'_>)) {
+    scan::<true>(text, word, emit);
+}
+
+fn scan<const RAW: bool>(text: &str, word: &mut String, mut emit: impl FnMut(RawToken<'_>)) {
     let bytes = text.as_bytes();
     word.clear();
-    // Where the current word starts while it is ASCII only and not yet
-    // copied into `word` (then `word` is empty), and whether it has capitals.
+    // Where the current word starts when it is an ASCII run followed by a
+    // non-ASCII character, not yet copied into `word` (then `word` is empty),
+    // and whether it has capitals. It lives until that character is read.
     let mut pending: Option<(usize, bool)> = None;
     let mut at = 0;
     while at < bytes.len() {
         let byte = bytes[at];
         if byte.is_ascii() {
             let kind = WORD_BYTES[usize::from(byte)];
-            if kind != 0 {
-                let start = at;
-                let mut kinds = kind;
+            if kind == 0 {
+                if !word.is_empty() {
+                    emit(lower(word));
+                    word.clear();
+                }
                 at += 1;
-                while at < bytes.len() {
-                    let kind = WORD_BYTES[usize::from(bytes[at])];
-                    if kind == 0 {
-                        break;
-                    }
-                    kinds |= kind;
-                    at += 1;
+                continue;
+            }
+            let start = at;
+            let mut kinds = kind;
+            at += 1;
+            while at < bytes.len() {
+                let kind = WORD_BYTES[usize::from(bytes[at])];
+                if kind == 0 {
+                    break;
                 }
-                if word.is_empty() {
-                    pending = Some((start, kinds & UPPER != 0));
-                } else {
-                    push_ascii_lower(word, &text[start..at]);
-                }
+                kinds |= kind;
+                at += 1;
+            }
+            let run = &text[start..at];
+            let capitals = kinds & UPPER != 0;
+            if !word.is_empty() {
+                push_ascii_lower(word, run);
+            } else if at < bytes.len() && !bytes[at].is_ascii() {
+                pending = Some((start, capitals));
             } else {
-                flush(text, at, &mut pending, word, &mut emit);
-                at += 1;
+                emit_ascii::<RAW>(run, capitals, word, &mut emit);
             }
             continue;
         }
@@ -107,38 +148,57 @@ pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
                 }
                 push_lower_with(word, c, lower);
             }
-            (CharClass::Separator, _) => flush(text, at, &mut pending, word, &mut emit),
+            (CharClass::Separator, _) => flush::<RAW>(text, at, &mut pending, word, &mut emit),
             (CharClass::Symbol, lower) => {
-                flush(text, at, &mut pending, word, &mut emit);
+                flush::<RAW>(text, at, &mut pending, word, &mut emit);
                 push_lower_with(word, c, lower);
-                emit(word);
+                emit(self::lower(word));
                 word.clear();
             }
         }
         at += c.len_utf8();
     }
-    flush(text, at, &mut pending, word, &mut emit);
+    flush::<RAW>(text, at, &mut pending, word, &mut emit);
+}
+
+fn lower(token: &str) -> RawToken<'_> {
+    RawToken {
+        text: token,
+        capitals: false,
+    }
+}
+
+/// Emits an ASCII token, lowercased unless `RAW`.
+fn emit_ascii<const RAW: bool>(
+    token: &str,
+    capitals: bool,
+    word: &mut String,
+    emit: &mut impl FnMut(RawToken<'_>),
+) {
+    if capitals && !RAW {
+        push_ascii_lower(word, token);
+        emit(lower(word));
+        word.clear();
+    } else {
+        emit(RawToken {
+            text: token,
+            capitals,
+        });
+    }
 }
 
 /// Emits the word that ends at `end`, if any.
-fn flush(
+fn flush<const RAW: bool>(
     text: &str,
     end: usize,
     pending: &mut Option<(usize, bool)>,
     word: &mut String,
-    emit: &mut impl FnMut(&str),
+    emit: &mut impl FnMut(RawToken<'_>),
 ) {
-    if let Some((start, upper)) = pending.take() {
-        let token = &text[start..end];
-        if upper {
-            push_ascii_lower(word, token);
-            emit(word);
-            word.clear();
-        } else {
-            emit(token);
-        }
+    if let Some((start, capitals)) = pending.take() {
+        emit_ascii::<RAW>(&text[start..end], capitals, word, emit);
     } else if !word.is_empty() {
-        emit(word);
+        emit(lower(word));
         word.clear();
     }
 }
@@ -381,6 +441,19 @@ mod tests {
         let mut word = String::from("dirty");
         tokens(text, &mut word, |token| list.push(token.to_owned()));
         assert!(word.is_empty(), "{text:?} left {word:?} in the buffer");
+        let mut raw = Vec::new();
+        raw_tokens(text, &mut word, |token| {
+            assert!(!token.capitals || token.text.is_ascii(), "{token:?}");
+            let lower = token.text.to_ascii_lowercase();
+            assert!(token.capitals || token.text == lower, "{token:?}");
+            let (first, last) = token.ends();
+            assert_eq!(
+                (first, last),
+                (lower.as_bytes()[0], lower.as_bytes()[lower.len() - 1])
+            );
+            raw.push(lower);
+        });
+        assert_eq!(raw, list, "raw tokens of {text:?}");
         list
     }
 
