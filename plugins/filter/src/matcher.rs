@@ -9,7 +9,7 @@ use thiserror::Error;
 use tweetpipe_plugin::Post;
 
 use crate::rule::{self, Expr, HasKind, IsKind, RuleError, Term};
-use crate::text::{BuildTokenHasher, eq_lower, raw_tokens, token_list, tokens};
+use crate::text::{BuildTokenHasher, RawToken, eq_lower, raw_tokens, token_list, tokens};
 
 /// One entry of `config.rules`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -88,9 +88,15 @@ pub struct RuleSet {
     /// Every distinct token of every keyword and phrase.
     vocabulary: HashMap<Box<str>, u32, BuildTokenHasher>,
     /// A Bloom filter of the vocabulary keyed by first byte, last byte and
-    /// length (see [`filter_bit`]): most text tokens are ruled out without
-    /// hashing them.
+    /// length (see [`filter_bit`]): most text tokens are ruled out with one
+    /// bit test.
     token_filter: [u64; FILTER_WORDS],
+    /// The vocabulary by filter bit, for the tokens that pass: `slots[bit]`
+    /// is the first of `entries` with that bit ([`NONE`] if none), and the
+    /// entries with the same bit are chained by `next`. A token is found
+    /// with a compare or two and no hashing.
+    slots: Box<[u32]>,
+    entries: Vec<VocabularyEntry>,
     needs_text: bool,
     /// Words per rule set (one bit per rule, in rule order).
     rule_words: usize,
@@ -107,6 +113,16 @@ pub struct RuleSet {
     url_rules: Vec<u64>,
     reply_rules: Vec<u64>,
 }
+
+/// One token of [`RuleSet::slots`].
+#[derive(Debug)]
+struct VocabularyEntry {
+    token: Box<str>,
+    id: u32,
+    next: u32,
+}
+
+const NONE: u32 = u32::MAX;
 
 /// Something a post must have for a rule to possibly match, found without
 /// evaluating the rule: a rule is evaluated only for posts that have one of
@@ -224,7 +240,7 @@ pub struct Scratch {
     url: String,
     /// One bit per rule: worth evaluating for this post.
     candidates: Vec<u64>,
-    /// A token or an entity being lowercased.
+    /// An entity being lowercased.
     lower: String,
 }
 
@@ -238,6 +254,8 @@ impl RuleSet {
             rules: Vec::with_capacity(rules.len()),
             vocabulary: HashMap::default(),
             token_filter: [0; FILTER_WORDS],
+            slots: vec![NONE; FILTER_WORDS * 64].into(),
+            entries: Vec::new(),
             needs_text: false,
             rule_words: rules.len().div_ceil(64),
             always: Vec::new(),
@@ -264,10 +282,17 @@ impl RuleSet {
                 node,
             });
         }
-        for token in set.vocabulary.keys() {
+        for (token, &id) in &set.vocabulary {
             let bytes = token.as_bytes();
             let bit = filter_bit(bytes[0], bytes[bytes.len() - 1], bytes.len());
             set_bit(&mut set.token_filter, bit);
+            let index = u32::try_from(set.entries.len()).expect("fewer than 2^32 tokens");
+            set.entries.push(VocabularyEntry {
+                token: token.clone(),
+                id,
+                next: set.slots[bit],
+            });
+            set.slots[bit] = index;
         }
         set.index_triggers();
         Ok(set)
@@ -438,6 +463,27 @@ impl RuleSet {
         matched
     }
 
+    /// The number of `token`, whose filter bit is `bit`, if it is in the
+    /// vocabulary.
+    fn find(&self, token: RawToken<'_>, bit: usize) -> Option<u32> {
+        let mut next = self.slots[bit];
+        while next != NONE {
+            let entry = &self.entries[next as usize];
+            // Vocabulary tokens are lowercase: an ASCII token with capitals
+            // lowercases to one exactly when it equals it but for ASCII case.
+            let same = if token.capitals {
+                token.text.eq_ignore_ascii_case(&entry.token)
+            } else {
+                token.text == &*entry.token
+            };
+            if same {
+                return Some(entry.id);
+            }
+            next = entry.next;
+        }
+        None
+    }
+
     /// Tokenises the text once: the vocabulary tokens in order and the set
     /// of tokens present.
     fn index_text(&self, text: &str, scratch: &mut Scratch) {
@@ -451,7 +497,6 @@ impl RuleSet {
             known,
             present,
             candidates,
-            lower,
             ..
         } = scratch;
         known.clear();
@@ -460,21 +505,11 @@ impl RuleSet {
             let at = position;
             position = position.wrapping_add(1);
             let (first, last) = token.ends();
-            if !has_bit(
-                &self.token_filter,
-                filter_bit(first, last, token.text.len()),
-            ) {
+            let bit = filter_bit(first, last, token.text.len());
+            if !has_bit(&self.token_filter, bit) {
                 return;
             }
-            let token = if token.capitals {
-                lower.clear();
-                lower.push_str(token.text);
-                lower.make_ascii_lowercase();
-                lower.as_str()
-            } else {
-                token.text
-            };
-            let Some(&id) = self.vocabulary.get(token) else {
+            let Some(id) = self.find(token, bit) else {
                 return;
             };
             known.push((at, id));
@@ -585,6 +620,40 @@ mod tests {
             "{message:?}"
         );
         assert_eq!(RuleSet::new(&[]).unwrap_err(), FilterError::NoRules);
+    }
+
+    #[test]
+    fn vocabulary_tokens_sharing_a_filter_bit_are_all_found() {
+        let words: Vec<String> = (0..2_000).map(|n| format!("w{n}x")).collect();
+        let rules: Vec<RuleConfig> = words
+            .chunks(50)
+            .map(|chunk| RuleConfig {
+                value: chunk.join(" OR "),
+                tag: None,
+            })
+            .collect();
+        let set = RuleSet::new(&rules).unwrap();
+        let chained = set
+            .entries
+            .iter()
+            .filter(|entry| entry.next != NONE)
+            .count();
+        assert!(chained > 100, "only {chained} filter bits are shared");
+        let mut scratch = Scratch::default();
+        for word in &words {
+            for text in [word.clone(), word.to_uppercase(), format!("a {word}, b")] {
+                let post = Post {
+                    text,
+                    ..crate::conformance::empty_post()
+                };
+                assert_eq!(set.matches(&post, &mut scratch, |_| {}), 1, "{word}");
+            }
+        }
+        let post = Post {
+            text: "w1y w2000x wx W20001X".to_owned(),
+            ..crate::conformance::empty_post()
+        };
+        assert_eq!(set.matches(&post, &mut scratch, |_| {}), 0);
     }
 
     #[test]
