@@ -554,7 +554,13 @@ fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
                 buffer.push_str(token);
                 buffer.push('\0');
             });
-            buffer.contains(framed.as_str())
+            // A plain search: URLs and values are short, and str::contains
+            // spends more setting up its two-way searcher than searching.
+            let needle = framed.as_bytes();
+            buffer
+                .as_bytes()
+                .windows(needle.len())
+                .any(|window| window[0] == needle[0] && window == needle)
         }),
         Node::Lang(lang) => post.lang.eq_ignore_ascii_case(lang),
         Node::Is(kind) => match kind {

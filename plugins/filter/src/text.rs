@@ -343,7 +343,10 @@ fn is_caseless(c: char) -> bool {
 /// True when `value` lowercased equals `lower` (already lowercase), without
 /// allocating.
 pub fn eq_lower(value: &str, lower: &str) -> bool {
-    if value.is_ascii() && lower.is_ascii() {
+    if value.is_ascii() {
+        // `value` lowercased is ASCII and as long as `value`: equal to
+        // `lower` only if `lower` is ASCII, when ignoring ASCII case is
+        // lowercasing both.
         return value.eq_ignore_ascii_case(lower);
     }
     value.chars().flat_map(char::to_lowercase).eq(lower.chars())
@@ -540,5 +543,16 @@ mod tests {
         assert!(eq_lower("ÉTÉ", "été"));
         assert!(!eq_lower("ete", "été"));
         assert!(!eq_lower("covid19", "covid"));
+        // Against its definition, on ASCII and non-ASCII pairs both ways.
+        let values = [
+            "", "k", "K", "\u{212A}", "covid", "CoViD", "café", "CAFÉ", "İ", "i\u{307}", "ß", "ss",
+        ];
+        for value in values {
+            for lower in values {
+                let expected = value.chars().flat_map(char::to_lowercase).eq(lower.chars())
+                    || (value.is_ascii() && lower.is_ascii() && value.eq_ignore_ascii_case(lower));
+                assert_eq!(eq_lower(value, lower), expected, "{value:?} {lower:?}");
+            }
+        }
     }
 }
