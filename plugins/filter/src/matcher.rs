@@ -9,7 +9,9 @@ use thiserror::Error;
 use tweetpipe_plugin::Post;
 
 use crate::rule::{self, Expr, HasKind, IsKind, RuleError, Term};
-use crate::text::{BuildTokenHasher, RawToken, eq_lower, raw_tokens, token_list, tokens};
+use crate::text::{
+    BuildTokenHasher, RawToken, TokenSink, eq_lower, raw_tokens, token_list, tokens,
+};
 
 /// One entry of `config.rules`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -491,7 +493,6 @@ impl RuleSet {
         if scratch.present.len() < words {
             scratch.present.resize(words, 0);
         }
-        let rule_words = self.rule_words;
         let Scratch {
             word,
             known,
@@ -500,27 +501,60 @@ impl RuleSet {
             ..
         } = scratch;
         known.clear();
-        let mut position: u32 = 0;
-        raw_tokens(text, word, |token| {
-            let at = position;
-            position = position.wrapping_add(1);
-            let (first, last) = token.ends();
-            let bit = filter_bit(first, last, token.text.len());
-            if !has_bit(&self.token_filter, bit) {
-                return;
-            }
-            let Some(id) = self.find(token, bit) else {
-                return;
-            };
-            known.push((at, id));
-            let slot = &mut present[id as usize / 64];
-            let bit = 1 << (id % 64);
-            if *slot & bit == 0 {
-                *slot |= bit;
-                let start = id as usize * rule_words;
-                or_into(candidates, &self.token_rules[start..start + rule_words]);
-            }
-        });
+        raw_tokens(
+            text,
+            word,
+            &mut TextIndex {
+                set: self,
+                position: 0,
+                known,
+                present,
+                candidates,
+            },
+        );
+    }
+}
+
+/// The [`TokenSink`] of [`RuleSet::index_text`].
+struct TextIndex<'a> {
+    set: &'a RuleSet,
+    /// The next token's position among all the text's tokens.
+    position: u32,
+    known: &'a mut Vec<(u32, u32)>,
+    present: &'a mut [u64],
+    candidates: &'a mut [u64],
+}
+
+impl TokenSink for TextIndex<'_> {
+    // Inlined into the scan: most tokens stop at the filter test.
+    #[inline(always)]
+    fn token(&mut self, token: RawToken<'_>) {
+        let at = self.position;
+        self.position = self.position.wrapping_add(1);
+        let (first, last) = token.ends();
+        let bit = filter_bit(first, last, token.text.len());
+        if has_bit(&self.set.token_filter, bit) {
+            self.candidate(token, bit, at);
+        }
+    }
+}
+
+impl TextIndex<'_> {
+    /// Records `token` if it is in the vocabulary.
+    #[inline(never)]
+    fn candidate(&mut self, token: RawToken<'_>, bit: usize, at: u32) {
+        let Some(id) = self.set.find(token, bit) else {
+            return;
+        };
+        self.known.push((at, id));
+        let slot = &mut self.present[id as usize / 64];
+        let bit = 1 << (id % 64);
+        if *slot & bit == 0 {
+            *slot |= bit;
+            let words = self.set.rule_words;
+            let start = id as usize * words;
+            or_into(self.candidates, &self.set.token_rules[start..start + words]);
+        }
     }
 }
 

@@ -62,8 +62,25 @@ pub fn char_class(c: char) -> CharClass {
 /// only when it has capitals); other characters go through [`classify`],
 /// which caches [`char_class`] and the lowercase form per Unicode block. The
 /// tokens are exactly those of [`reference_tokens`].
-pub fn tokens(text: &str, word: &mut String, mut emit: impl FnMut(&str)) {
-    scan::<false>(text, word, |token| emit(token.text));
+pub fn tokens(text: &str, word: &mut String, emit: impl FnMut(&str)) {
+    scan::<false>(text, word, &mut Lowered(emit));
+}
+
+/// Where [`raw_tokens`] sends the tokens. `token` runs for every token and is
+/// called from several places of the scan: implementations on hot paths
+/// should be `#[inline(always)]`, or each token costs a call.
+pub trait TokenSink {
+    /// Takes the next token.
+    fn token(&mut self, token: RawToken<'_>);
+}
+
+/// The sink of [`tokens`]: every token is lowercase there.
+struct Lowered<F>(F);
+
+impl<F: FnMut(&str)> TokenSink for Lowered<F> {
+    fn token(&mut self, token: RawToken<'_>) {
+        (self.0)(token.text);
+    }
 }
 
 /// A token as [`raw_tokens`] finds it.
@@ -91,11 +108,11 @@ impl RawToken<'_> {
 
 /// [`tokens`], except that ASCII tokens with capitals are emitted as they are
 /// (flagged), for callers that rule most tokens out without lowercasing them.
-pub fn raw_tokens(text: &str, word: &mut String, emit: impl FnMut(RawToken<'_>)) {
-    scan::<true>(text, word, emit);
+pub fn raw_tokens(text: &str, word: &mut String, sink: &mut impl TokenSink) {
+    scan::<true>(text, word, sink);
 }
 
-fn scan<const RAW: bool>(text: &str, word: &mut String, mut emit: impl FnMut(RawToken<'_>)) {
+fn scan<const RAW: bool>(text: &str, word: &mut String, sink: &mut impl TokenSink) {
     let bytes = text.as_bytes();
     word.clear();
     // Where the current word starts when it is an ASCII run followed by a
@@ -109,7 +126,7 @@ fn scan<const RAW: bool>(text: &str, word: &mut String, mut emit: impl FnMut(Raw
             let kind = WORD_BYTES[usize::from(byte)];
             if kind == 0 {
                 if !word.is_empty() {
-                    emit(lower(word));
+                    sink.token(lower(word));
                     word.clear();
                 }
                 at += 1;
@@ -133,7 +150,7 @@ fn scan<const RAW: bool>(text: &str, word: &mut String, mut emit: impl FnMut(Raw
             } else if at < bytes.len() && !bytes[at].is_ascii() {
                 pending = Some((start, capitals));
             } else {
-                emit_ascii::<RAW>(run, capitals, word, &mut emit);
+                emit_ascii::<RAW>(run, capitals, word, sink);
             }
             continue;
         }
@@ -148,17 +165,17 @@ fn scan<const RAW: bool>(text: &str, word: &mut String, mut emit: impl FnMut(Raw
                 }
                 push_lower_with(word, c, lower);
             }
-            (CharClass::Separator, _) => flush::<RAW>(text, at, &mut pending, word, &mut emit),
+            (CharClass::Separator, _) => flush::<RAW>(text, at, &mut pending, word, sink),
             (CharClass::Symbol, lower) => {
-                flush::<RAW>(text, at, &mut pending, word, &mut emit);
+                flush::<RAW>(text, at, &mut pending, word, sink);
                 push_lower_with(word, c, lower);
-                emit(self::lower(word));
+                sink.token(self::lower(word));
                 word.clear();
             }
         }
         at += c.len_utf8();
     }
-    flush::<RAW>(text, at, &mut pending, word, &mut emit);
+    flush::<RAW>(text, at, &mut pending, word, sink);
 }
 
 fn lower(token: &str) -> RawToken<'_> {
@@ -173,14 +190,14 @@ fn emit_ascii<const RAW: bool>(
     token: &str,
     capitals: bool,
     word: &mut String,
-    emit: &mut impl FnMut(RawToken<'_>),
+    sink: &mut impl TokenSink,
 ) {
     if capitals && !RAW {
         push_ascii_lower(word, token);
-        emit(lower(word));
+        sink.token(lower(word));
         word.clear();
     } else {
-        emit(RawToken {
+        sink.token(RawToken {
             text: token,
             capitals,
         });
@@ -193,12 +210,12 @@ fn flush<const RAW: bool>(
     end: usize,
     pending: &mut Option<(usize, bool)>,
     word: &mut String,
-    emit: &mut impl FnMut(RawToken<'_>),
+    sink: &mut impl TokenSink,
 ) {
     if let Some((start, capitals)) = pending.take() {
-        emit_ascii::<RAW>(&text[start..end], capitals, word, emit);
+        emit_ascii::<RAW>(&text[start..end], capitals, word, sink);
     } else if !word.is_empty() {
-        emit(lower(word));
+        sink.token(lower(word));
         word.clear();
     }
 }
@@ -438,6 +455,14 @@ mod tests {
         }
     }
 
+    struct Collect<F>(F);
+
+    impl<F: FnMut(RawToken<'_>)> TokenSink for Collect<F> {
+        fn token(&mut self, token: RawToken<'_>) {
+            (self.0)(token);
+        }
+    }
+
     fn fast(text: &str) -> Vec<String> {
         let mut list = Vec::new();
         // A dirty buffer must not leak into the tokens.
@@ -445,17 +470,21 @@ mod tests {
         tokens(text, &mut word, |token| list.push(token.to_owned()));
         assert!(word.is_empty(), "{text:?} left {word:?} in the buffer");
         let mut raw = Vec::new();
-        raw_tokens(text, &mut word, |token| {
-            assert!(!token.capitals || token.text.is_ascii(), "{token:?}");
-            let lower = token.text.to_ascii_lowercase();
-            assert!(token.capitals || token.text == lower, "{token:?}");
-            let (first, last) = token.ends();
-            assert_eq!(
-                (first, last),
-                (lower.as_bytes()[0], lower.as_bytes()[lower.len() - 1])
-            );
-            raw.push(lower);
-        });
+        raw_tokens(
+            text,
+            &mut word,
+            &mut Collect(|token: RawToken<'_>| {
+                assert!(!token.capitals || token.text.is_ascii(), "{token:?}");
+                let lower = token.text.to_ascii_lowercase();
+                assert!(token.capitals || token.text == lower, "{token:?}");
+                let (first, last) = token.ends();
+                assert_eq!(
+                    (first, last),
+                    (lower.as_bytes()[0], lower.as_bytes()[lower.len() - 1])
+                );
+                raw.push(lower);
+            }),
+        );
         assert_eq!(raw, list, "raw tokens of {text:?}");
         list
     }
