@@ -678,6 +678,9 @@ fn random_post(random: &mut Random) -> Post {
             "NovaLarkLive",
             "cat",
             "İx",
+            "CAFÉ",
+            "Café",
+            "cafe",
         ],
         2,
     );

@@ -107,13 +107,75 @@ pub struct RuleSet {
     /// `rule_words` words per vocabulary token: the rules that token makes
     /// worth evaluating.
     token_rules: Vec<u64>,
-    /// The same for lowercased hashtags, mentions and cashtags.
-    hashtag_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
-    mention_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
-    cashtag_rules: HashMap<Box<str>, Vec<u64>, BuildTokenHasher>,
+    /// The rules hashtags, mentions, cashtags and the author (`from:`) make
+    /// worth evaluating.
+    hashtag_rules: TermIndex,
+    mention_rules: TermIndex,
+    cashtag_rules: TermIndex,
+    author_rules: TermIndex,
     /// The rules only a post with URLs, or a reply, can match.
     url_rules: Vec<u64>,
     reply_rules: Vec<u64>,
+}
+
+/// Rules filed by a hash of the (lowercase) term they need, for a post's
+/// entities: [`TermIndex::bucket`] of an entity gives the rules of every term
+/// in its bucket, a superset of the rules it can satisfy. No lowercased copy,
+/// hashing or comparison per entity; a shared bucket only costs an
+/// evaluation.
+#[derive(Debug, Default)]
+struct TermIndex {
+    /// `rule_words` words per bucket; empty when no rule has such a term.
+    rules: Vec<u64>,
+}
+
+const TERM_BUCKETS: usize = 256;
+
+impl TermIndex {
+    fn file(&mut self, term: &str, rule: usize, words: usize) {
+        if self.rules.is_empty() {
+            self.rules = vec![0; TERM_BUCKETS * words];
+        }
+        let start = term_bucket(term) * words;
+        set_bit(&mut self.rules[start..start + words], rule);
+    }
+
+    /// Adds the rules `value`'s bucket holds to `candidates`. A term a rule
+    /// tests with `eq_lower(value, term)` is `value` lowercased: its first and
+    /// last bytes and length are those of the lowercased value. `lower` is a
+    /// buffer for lowercasing non-ASCII values.
+    fn add(&self, value: &str, lower: &mut String, candidates: &mut [u64]) {
+        if self.rules.is_empty() || value.is_empty() {
+            return;
+        }
+        let bucket = if value.is_ascii() {
+            let bytes = value.as_bytes();
+            bucket_of(
+                bytes[0].to_ascii_lowercase(),
+                bytes[bytes.len() - 1].to_ascii_lowercase(),
+                bytes.len(),
+            )
+        } else {
+            lower.clear();
+            lower.extend(value.chars().flat_map(char::to_lowercase));
+            term_bucket(lower)
+        };
+        let words = candidates.len();
+        or_into(
+            candidates,
+            &self.rules[bucket * words..(bucket + 1) * words],
+        );
+    }
+}
+
+/// The [`TermIndex`] bucket of a lowercase term (never empty).
+fn term_bucket(term: &str) -> usize {
+    let bytes = term.as_bytes();
+    bucket_of(bytes[0], bytes[bytes.len() - 1], bytes.len())
+}
+
+fn bucket_of(first: u8, last: u8, length: usize) -> usize {
+    filter_bit(first, last, length) % TERM_BUCKETS
 }
 
 /// One token of [`RuleSet::slots`].
@@ -135,6 +197,8 @@ enum Trigger {
     Hashtag(String),
     Mention(String),
     Cashtag(String),
+    /// The author's id or username.
+    From(String),
     /// At least one URL.
     Urls,
     /// The post is a reply.
@@ -158,9 +222,10 @@ fn triggers(node: &Node) -> Option<Vec<Trigger>> {
         Node::Hashtag(tag) => Some(vec![Trigger::Hashtag(tag.clone())]),
         Node::Mention(user) => Some(vec![Trigger::Mention(user.clone())]),
         Node::Cashtag(tag) => Some(vec![Trigger::Cashtag(tag.clone())]),
+        Node::From(user) => Some(vec![Trigger::From(user.clone())]),
         Node::Url(_) => Some(vec![Trigger::Urls]),
         Node::To(_) => Some(vec![Trigger::Reply]),
-        Node::Not(_) | Node::From(_) | Node::Lang(_) | Node::Is(_) | Node::Has(_) => None,
+        Node::Not(_) | Node::Lang(_) | Node::Is(_) | Node::Has(_) => None,
         // Any part's triggers will do: the most specific, then the fewest.
         Node::And(parts) => parts
             .iter()
@@ -262,9 +327,10 @@ impl RuleSet {
             rule_words: rules.len().div_ceil(64),
             always: Vec::new(),
             token_rules: Vec::new(),
-            hashtag_rules: HashMap::default(),
-            mention_rules: HashMap::default(),
-            cashtag_rules: HashMap::default(),
+            hashtag_rules: TermIndex::default(),
+            mention_rules: TermIndex::default(),
+            cashtag_rules: TermIndex::default(),
+            author_rules: TermIndex::default(),
             url_rules: Vec::new(),
             reply_rules: Vec::new(),
         };
@@ -320,13 +386,20 @@ impl RuleSet {
                         &mut self.token_rules[start..start + words]
                     }
                     Trigger::Hashtag(tag) => {
-                        self.hashtag_rules.entry(tag.into()).or_insert_with(empty)
+                        self.hashtag_rules.file(&tag, index, words);
+                        continue;
                     }
                     Trigger::Mention(user) => {
-                        self.mention_rules.entry(user.into()).or_insert_with(empty)
+                        self.mention_rules.file(&user, index, words);
+                        continue;
                     }
                     Trigger::Cashtag(tag) => {
-                        self.cashtag_rules.entry(tag.into()).or_insert_with(empty)
+                        self.cashtag_rules.file(&tag, index, words);
+                        continue;
+                    }
+                    Trigger::From(user) => {
+                        self.author_rules.file(&user, index, words);
+                        continue;
                     }
                     Trigger::Urls => &mut self.url_rules,
                     Trigger::Reply => &mut self.reply_rules,
@@ -420,24 +493,15 @@ impl RuleSet {
             (&post.mentions, &self.mention_rules),
             (&post.cashtags, &self.cashtag_rules),
         ] {
-            if rules.is_empty() {
-                continue;
-            }
             for value in values {
-                // eq_lower(value, term) holds exactly when value lowercased
-                // this way is the (lowercase) term.
-                lower.clear();
-                if value.is_ascii() {
-                    lower.push_str(value);
-                    lower.make_ascii_lowercase();
-                } else {
-                    lower.extend(value.chars().flat_map(char::to_lowercase));
-                }
-                if let Some(bits) = rules.get(lower.as_str()) {
-                    or_into(candidates, bits);
-                }
+                rules.add(value, lower, candidates);
             }
         }
+        // `from:` matches the exact id (lowercase like the term, or it
+        // differs) or the username lowercased.
+        self.author_rules.add(&post.author.id, lower, candidates);
+        self.author_rules
+            .add(&post.author.username, lower, candidates);
         if !post.urls.is_empty() {
             or_into(candidates, &self.url_rules);
         }
