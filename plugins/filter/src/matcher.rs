@@ -118,11 +118,11 @@ pub struct RuleSet {
     reply_rules: Vec<u64>,
 }
 
-/// Rules filed by a hash of the (lowercase) term they need, for a post's
-/// entities: [`TermIndex::bucket`] of an entity gives the rules of every term
-/// in its bucket, a superset of the rules it can satisfy. No lowercased copy,
-/// hashing or comparison per entity; a shared bucket only costs an
-/// evaluation.
+/// Rules filed by the first and last bytes of the (lowercase) term they
+/// need, for a post's entities: [`TermIndex::add`] gives the rules of every
+/// term in an entity's bucket, a superset of those it can satisfy. No
+/// lowercased copy, hashing or comparison per entity; a shared bucket only
+/// costs an evaluation.
 #[derive(Debug, Default)]
 struct TermIndex {
     /// `rule_words` words per bucket; empty when no rule has such a term.
@@ -141,20 +141,20 @@ impl TermIndex {
     }
 
     /// Adds the rules `value`'s bucket holds to `candidates`. A term a rule
-    /// tests with `eq_lower(value, term)` is `value` lowercased: its first and
-    /// last bytes and length are those of the lowercased value. `lower` is a
-    /// buffer for lowercasing non-ASCII values.
+    /// tests with `eq_lower(value, term)` is `value` lowercased, so it has the
+    /// first and last bytes of the lowercased value. `lower` is a buffer for
+    /// lowercasing values that start or end with a non-ASCII character.
+    #[inline]
     fn add(&self, value: &str, lower: &mut String, candidates: &mut [u64]) {
         if self.rules.is_empty() || value.is_empty() {
             return;
         }
-        let bucket = if value.is_ascii() {
-            let bytes = value.as_bytes();
-            bucket_of(
-                bytes[0].to_ascii_lowercase(),
-                bytes[bytes.len() - 1].to_ascii_lowercase(),
-                bytes.len(),
-            )
+        let bytes = value.as_bytes();
+        let (first, last) = (bytes[0], bytes[bytes.len() - 1]);
+        let bucket = if first.is_ascii() && last.is_ascii() {
+            // Lowercasing maps each character on its own, and ASCII ones
+            // to ASCII: the ends of the lowercased value are these, lowercased.
+            bucket_of(first.to_ascii_lowercase(), last.to_ascii_lowercase())
         } else {
             lower.clear();
             lower.extend(value.chars().flat_map(char::to_lowercase));
@@ -171,11 +171,14 @@ impl TermIndex {
 /// The [`TermIndex`] bucket of a lowercase term (never empty).
 fn term_bucket(term: &str) -> usize {
     let bytes = term.as_bytes();
-    bucket_of(bytes[0], bytes[bytes.len() - 1], bytes.len())
+    bucket_of(bytes[0], bytes[bytes.len() - 1])
 }
 
-fn bucket_of(first: u8, last: u8, length: usize) -> usize {
-    filter_bit(first, last, length) % TERM_BUCKETS
+/// The bucket of a term by its first and last bytes. Not its length: a
+/// non-ASCII character can lowercase to another number of bytes, and the
+/// value would have to be scanned for them.
+fn bucket_of(first: u8, last: u8) -> usize {
+    filter_bit(first, last, 0) % TERM_BUCKETS
 }
 
 /// One token of [`RuleSet::slots`].
@@ -624,9 +627,22 @@ impl TextIndex<'_> {
 
 fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
     match node {
-        Node::And(parts) => parts.iter().all(|part| eval(part, post, scratch)),
-        Node::Or(parts) => parts.iter().any(|part| eval(part, post, scratch)),
-        Node::Not(inner) => !eval(inner, post, scratch),
+        Node::And(parts) => parts.iter().all(|part| term(part, post, scratch)),
+        Node::Or(parts) => parts.iter().any(|part| term(part, post, scratch)),
+        _ => term(node, post, scratch),
+    }
+}
+
+/// One node's value, with terms (and negated terms) evaluated in place: only
+/// groups cost a call to [`eval`], most rules being a group of terms.
+#[inline(always)]
+fn term(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
+    match node {
+        Node::And(_) | Node::Or(_) => eval(node, post, scratch),
+        Node::Not(inner) => !match &**inner {
+            Node::And(_) | Node::Or(_) | Node::Not(_) => eval(inner, post, scratch),
+            leaf => term(leaf, post, scratch),
+        },
         Node::Token(id) => scratch.present[*id as usize / 64] & (1 << (id % 64)) != 0,
         Node::Tokens(ids) => {
             ids.iter()
@@ -637,29 +653,8 @@ fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
         Node::Mention(user) => post.mentions.iter().any(|value| eq_lower(value, user)),
         Node::Cashtag(tag) => post.cashtags.iter().any(|value| eq_lower(value, tag)),
         Node::From(user) => post.author.id == *user || eq_lower(&post.author.username, user),
-        Node::To(user) => {
-            post.is_reply
-                && (post.in_reply_to_user_id.as_deref() == Some(user.as_str())
-                    || leading_handles(&post.text).any(|handle| eq_lower(handle, user)))
-        }
-        Node::Url(framed) => post.urls.iter().any(|url| {
-            let Scratch {
-                word, url: buffer, ..
-            } = scratch;
-            buffer.clear();
-            buffer.push('\0');
-            tokens(url, word, |token| {
-                buffer.push_str(token);
-                buffer.push('\0');
-            });
-            // A plain search: URLs and values are short, and str::contains
-            // spends more setting up its two-way searcher than searching.
-            let needle = framed.as_bytes();
-            buffer
-                .as_bytes()
-                .windows(needle.len())
-                .any(|window| window[0] == needle[0] && window == needle)
-        }),
+        Node::To(user) => to(user, post),
+        Node::Url(framed) => url(framed, post, scratch),
         Node::Lang(lang) => post.lang.eq_ignore_ascii_case(lang),
         Node::Is(kind) => match kind {
             IsKind::Retweet => post.is_retweet,
@@ -677,6 +672,35 @@ fn eval(node: &Node, post: &Post, scratch: &mut Scratch) -> bool {
             HasKind::Geo => post.place.is_some(),
         },
     }
+}
+
+/// `to:user`: a reply to that user (by id, or by the handles it starts with).
+fn to(user: &str, post: &Post) -> bool {
+    post.is_reply
+        && (post.in_reply_to_user_id.as_deref() == Some(user)
+            || leading_handles(&post.text).any(|handle| eq_lower(handle, user)))
+}
+
+/// `url:`: the value's tokens, `\0`-framed, among a URL's.
+fn url(framed: &str, post: &Post, scratch: &mut Scratch) -> bool {
+    post.urls.iter().any(|url| {
+        let Scratch {
+            word, url: buffer, ..
+        } = scratch;
+        buffer.clear();
+        buffer.push('\0');
+        tokens(url, word, |token| {
+            buffer.push_str(token);
+            buffer.push('\0');
+        });
+        // A plain search: URLs and values are short, and str::contains
+        // spends more setting up its two-way searcher than searching.
+        let needle = framed.as_bytes();
+        buffer
+            .as_bytes()
+            .windows(needle.len())
+            .any(|window| window[0] == needle[0] && window == needle)
+    })
 }
 
 /// The `@handles` a reply's text starts with: the users it answers.
