@@ -1,6 +1,8 @@
 //! Rules compiled once for fast matching: every keyword and phrase token gets
 //! a number, so a post's text is tokenised once and each keyword test is a bit
-//! lookup, whatever the number of rules.
+//! lookup, whatever the number of rules; and each rule is filed under
+//! triggers (a token, an entity, ...) one of which a post must have to match
+//! it, so a post evaluates only the few rules it can match.
 
 use std::collections::HashMap;
 
