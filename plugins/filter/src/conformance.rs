@@ -4,7 +4,9 @@
 
 use tweetpipe_plugin::{Author, Metrics, Place, Post};
 
-use crate::matcher::{RuleConfig, RuleSet, Scratch};
+use crate::matcher::{RuleConfig, RuleSet, Scratch, leading_handles};
+use crate::rule::{Expr, HasKind, IsKind, Term, parse};
+use crate::text::{eq_lower, reference_tokens};
 
 /// A post with every field empty.
 pub(crate) fn empty_post() -> Post {
@@ -465,4 +467,295 @@ fn all_matching_tags_are_reported_in_rule_order() {
     let mut tags = Vec::new();
     set.matches(&text("dog"), &mut scratch, |tag| tags.push(tag));
     assert_eq!(tags, ["dog"]);
+}
+
+/// The benchmark's rules (`daemon/benches/support/mod.rs`), the workload the
+/// matcher's shortcuts are tuned for.
+const BENCH_RULES: [&str; 25] = [
+    "(covid OR vaccine OR booster) lang:en -is:retweet",
+    "#COVID19 -is:retweet",
+    "\"long covid\" OR #LongCovid",
+    "(vacina OR vacuna OR vaccin OR Impfung) -is:retweet",
+    "masks (bus OR train) has:hashtags",
+    "#Lisbon lang:pt",
+    "#LisbonLife -is:reply",
+    "(tram OR eléctrico OR elétrico) 28",
+    "\"storm warning\" OR orages OR Unwetter",
+    "heatwave OR calor OR Hitze -is:retweet",
+    "(golazo OR golaço OR goal) -is:retweet",
+    "marathon bridge",
+    "miradouro OR \"city tonight\"",
+    "$ACME OR $GLBX",
+    "(earnings OR balanço OR resultados) has:cashtags",
+    "(stocks OR bolsa OR Börse) -is:quote",
+    "\"Nova Lark\" (tickets OR ingressos OR entradas)",
+    "#NovaLarkLive has:links",
+    "\"Nova Lark\" -lang:en",
+    "(concert OR concierto OR Konzert) -is:retweet",
+    "from:synth_fan OR to:synth_fan",
+    "@synth_dev has:mentions",
+    "url:\"example.com\" -has:media",
+    "(rust OR wasm) -(java OR golang)",
+    "😭 OR 🔥 OR 🎸 is:verified",
+];
+
+/// The rule language evaluated straight from the parsed rule, token lists
+/// and all, with none of the matcher's compilation, bitsets or trigger
+/// index: the oracle the matcher must agree with.
+fn reference_eval(expr: &Expr, post: &Post, text_tokens: &[String]) -> bool {
+    let contains = |haystack: &[String], needle: &[String]| {
+        !needle.is_empty()
+            && haystack
+                .windows(needle.len())
+                .any(|window| window == needle)
+    };
+    match expr {
+        Expr::And(parts) => parts
+            .iter()
+            .all(|part| reference_eval(part, post, text_tokens)),
+        Expr::Or(parts) => parts
+            .iter()
+            .any(|part| reference_eval(part, post, text_tokens)),
+        Expr::Not(inner) => !reference_eval(inner, post, text_tokens),
+        Expr::Term(term) => match term {
+            Term::Keyword(value) | Term::Phrase(value) => {
+                contains(text_tokens, &reference_list(value))
+            }
+            Term::Hashtag(tag) => post.hashtags.iter().any(|value| eq_lower(value, tag)),
+            Term::Mention(user) => post.mentions.iter().any(|value| eq_lower(value, user)),
+            Term::Cashtag(tag) => post.cashtags.iter().any(|value| eq_lower(value, tag)),
+            Term::From(user) => post.author.id == *user || eq_lower(&post.author.username, user),
+            Term::To(user) => {
+                post.is_reply
+                    && (post.in_reply_to_user_id.as_deref() == Some(user.as_str())
+                        || leading_handles(&post.text).any(|handle| eq_lower(handle, user)))
+            }
+            Term::Url(value) => {
+                let needle = reference_list(value);
+                post.urls
+                    .iter()
+                    .any(|url| contains(&reference_list(url), &needle))
+            }
+            Term::Lang(lang) => post.lang.eq_ignore_ascii_case(lang),
+            Term::Is(kind) => match kind {
+                IsKind::Retweet => post.is_retweet,
+                IsKind::Reply => post.is_reply,
+                IsKind::Quote => post.is_quote,
+                IsKind::Verified => post.author.verified,
+            },
+            Term::Has(kind) => match kind {
+                HasKind::Links => !post.urls.is_empty() || post.has_media,
+                HasKind::Hashtags => !post.hashtags.is_empty(),
+                HasKind::Mentions => !post.mentions.is_empty(),
+                HasKind::Cashtags => !post.cashtags.is_empty(),
+                HasKind::Media => post.has_media,
+                HasKind::Geo => post.place.is_some(),
+            },
+        },
+    }
+}
+
+fn reference_list(text: &str) -> Vec<String> {
+    let mut list = Vec::new();
+    reference_tokens(text, &mut String::new(), |token| {
+        list.push(token.to_owned())
+    });
+    list
+}
+
+/// A xorshift generator, so the random posts are the same on every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.next(items.len())]
+    }
+
+    fn some(&mut self, items: &[&str], most: usize) -> Vec<String> {
+        (0..self.next(most + 1))
+            .map(|_| self.pick(items).to_owned())
+            .collect()
+    }
+}
+
+fn random_post(random: &mut Random) -> Post {
+    const WORDS: &[&str] = &[
+        "covid",
+        "COVID",
+        "Covid19",
+        "vaccine",
+        "booster",
+        "long",
+        "Long",
+        "vacina",
+        "Impfung",
+        "masks",
+        "bus",
+        "train",
+        "tram",
+        "eléctrico",
+        "ELÉTRICO",
+        "electrico",
+        "28",
+        "storm",
+        "warning",
+        "Unwetter",
+        "calor",
+        "golaço",
+        "golaco",
+        "marathon",
+        "bridge",
+        "city",
+        "tonight",
+        "earnings",
+        "balanço",
+        "stocks",
+        "Börse",
+        "BÖRSE",
+        "nova",
+        "Lark",
+        "tickets",
+        "entradas",
+        "concert",
+        "Konzert",
+        "rust",
+        "wasm",
+        "java",
+        "golang",
+        "😭",
+        "🔥",
+        "🎸",
+        "@synth_fan",
+        "@SYNTH_FAN",
+        "#COVID19",
+        "e-mail",
+        "happy",
+        "birthday",
+        "cat",
+        "dog",
+        "नमस्ते",
+        "مرحبا",
+        "東京",
+        "İstanbul",
+        "\u{212A}",
+        "cafe\u{301}",
+        "café",
+        ",",
+        "!",
+        "-",
+        "...",
+        "👍🏽",
+        "❤️",
+        "OR",
+        "the",
+        "a",
+    ];
+    const SPACES: &[&str] = &[" ", " ", " ", "", ", ", "\n", "-", "’"];
+    let mut text = String::new();
+    if random.next(4) == 0 {
+        text.push_str(random.pick(&["@synth_fan ", "@Synth_Fan @bob ", "  @alice "]));
+    }
+    for _ in 0..random.next(14) {
+        text.push_str(random.pick(WORDS));
+        text.push_str(random.pick(SPACES));
+    }
+    let mut post = empty_post();
+    post.text = text;
+    post.hashtags = random.some(
+        &[
+            "COVID19",
+            "covid19",
+            "LongCovid",
+            "Lisbon",
+            "LISBONLIFE",
+            "NovaLarkLive",
+            "cat",
+            "İx",
+            "CAFÉ",
+            "Café",
+            "cafe",
+        ],
+        2,
+    );
+    post.mentions = random.some(&["synth_dev", "SYNTH_DEV", "jack", "synth_fan"], 2);
+    post.cashtags = random.some(&["ACME", "acme", "GLBX", "TSLA"], 2);
+    post.urls = random.some(
+        &[
+            "https://example.com/a",
+            "https://EXAMPLE.com",
+            "https://example.org",
+            "https://i.example",
+        ],
+        1,
+    );
+    post.lang = random
+        .pick(&["en", "EN", "pt", "de", "es", "und"])
+        .to_owned();
+    post.author.username = random
+        .pick(&["synth_fan", "Synth_Fan", "someone", "synth_dev"])
+        .to_owned();
+    post.author.id = random.pick(&["100", "2244994945"]).to_owned();
+    post.author.verified = random.next(2) == 0;
+    post.is_retweet = random.next(3) == 0;
+    post.is_reply = random.next(3) == 0;
+    post.is_quote = random.next(4) == 0;
+    post.has_media = random.next(3) == 0;
+    if random.next(3) == 0 {
+        post.in_reply_to_user_id = Some(random.pick(&["2244994945", "synth_fan", "7"]).to_owned());
+    }
+    if random.next(5) == 0 {
+        post.place = geo();
+    }
+    post
+}
+
+#[test]
+fn the_matcher_agrees_with_the_reference_evaluator() {
+    let cases = cases();
+    let mut values: Vec<&str> = BENCH_RULES.to_vec();
+    for (rule, _, _) in &cases {
+        if !values.contains(rule) {
+            values.push(rule);
+        }
+    }
+    let configs: Vec<RuleConfig> = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| RuleConfig {
+            value: (*value).to_owned(),
+            tag: Some(index.to_string()),
+        })
+        .collect();
+    let set = RuleSet::new(&configs).unwrap();
+    let exprs: Vec<Expr> = values.iter().map(|value| parse(value).unwrap()).collect();
+    assert!(exprs.len() > 64, "more rules than one bitset word");
+    let mut random = Random(0x9E37_79B9_7F4A_7C15);
+    let posts = cases
+        .into_iter()
+        .map(|(_, post, _)| post)
+        .chain((0..5_000).map(|_| random_post(&mut random)));
+    let mut scratch = Scratch::default();
+    let mut matched_any = 0;
+    for post in posts {
+        let text_tokens = reference_list(&post.text);
+        let expected: Vec<String> = exprs
+            .iter()
+            .enumerate()
+            .filter(|(_, expr)| reference_eval(expr, &post, &text_tokens))
+            .map(|(index, _)| index.to_string())
+            .collect();
+        let mut got = Vec::new();
+        let count = set.matches(&post, &mut scratch, |tag| got.push(tag.to_owned()));
+        assert_eq!(got, expected, "post {post:?}");
+        assert_eq!(count, expected.len());
+        matched_any += usize::from(!expected.is_empty());
+    }
+    assert!(matched_any > 1_000, "only {matched_any} posts match a rule");
 }
