@@ -735,17 +735,25 @@ async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer
 /// they are written).
 async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
     let mut ended = false;
+    // Rows are taken from the channel as many at a time as are waiting, so the
+    // select (and its timer) runs once per burst rather than once per row.
+    let mut received = Vec::with_capacity(RECEIVE_ROWS);
     loop {
         let deadline = stage.batcher.deadline();
         let cause = tokio::select! {
-            row = stage.rows.recv() => match row {
-                Some(row) => {
-                    let bytes = row.bytes;
-                    let cause = stage.batcher.push(row, bytes);
-                    stage.metrics.open_batch(stage.batcher.len());
-                    cause.or_else(|| (ended && stage.rows.is_empty()).then_some(FlushCause::End))
+            count = stage.rows.recv_many(&mut received, RECEIVE_ROWS) => {
+                if count == 0 {
+                    break;
                 }
-                None => break,
+                for row in received.drain(..) {
+                    let bytes = row.bytes;
+                    if let Some(cause) = stage.batcher.push(row, bytes) {
+                        flush(&mut stage, cause).await;
+                    }
+                }
+                stage.metrics.open_batch(stage.batcher.len());
+                (ended && !stage.batcher.is_empty() && stage.rows.is_empty())
+                    .then_some(FlushCause::End)
             },
             _ = stage.sources_ended.cancelled(), if !ended => {
                 ended = true;
@@ -771,6 +779,9 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// The most rows the sink stage takes from its channel at once.
+const RECEIVE_ROWS: usize = 256;
 
 /// Longest wait between two attempts at the same batch.
 const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
