@@ -511,3 +511,50 @@ path = "dead.jsonl"
         "{error}"
     );
 }
+
+/// A swapped plugin is reported once, at the version now loaded: the old
+/// version's `tweetpipe_plugin_info` series goes away.
+#[test]
+fn plugin_info_names_only_the_loaded_version_after_a_swap() {
+    use tweetpipe::config::{OnError, PluginConfig};
+
+    let entry = |file: &str| PluginConfig {
+        name: Some("tagger".to_owned()),
+        path: wasm(file),
+        config: toml::Table::new(),
+        on_error: OnError::DeadLetter,
+        timeout: None,
+        memory_mb: None,
+        self_check: None,
+    };
+    let one = LoadedChain::load(&[entry("tag_one")]).unwrap();
+    let two = LoadedChain::load(&[entry("tag_two")]).unwrap();
+    let sha256 = |chain: &LoadedChain| chain.versions()[0].2.clone();
+    assert_ne!(sha256(&one), sha256(&two));
+    let info_lines = |metrics: &Metrics| -> Vec<String> {
+        let text = metrics.encode().unwrap();
+        parse(&text);
+        text.lines()
+            .filter(|line| line.starts_with("tweetpipe_plugin_info{"))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    let metrics = Metrics::new();
+    metrics.chain_observer(&one);
+    metrics.chain_observer(&one);
+    let lines = info_lines(&metrics);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&sha256(&one)), "{lines:?}");
+
+    metrics.chain_observer(&two);
+    let lines = info_lines(&metrics);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&sha256(&two)), "{lines:?}");
+    assert!(lines[0].ends_with(" 1"), "{lines:?}");
+
+    metrics.chain_observer(&one);
+    let lines = info_lines(&metrics);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(&sha256(&one)), "{lines:?}");
+}

@@ -133,6 +133,9 @@ struct Shared {
     queues: Mutex<Vec<(&'static str, DepthProbe)>>,
     /// Distinct drop reasons seen per plugin (bounds the `reason` label).
     reasons: Mutex<HashMap<String, usize>>,
+    /// The `plugin_info` labels of each plugin's loaded version, so a swap
+    /// replaces the series instead of leaving the old version reported.
+    plugin_versions: Mutex<HashMap<String, PluginInfoLabels>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -369,14 +372,18 @@ impl Metrics {
             let labels = PluginLabels {
                 plugin: plugin.clone(),
             };
-            self.families
-                .plugin_info
-                .get_or_create(&PluginInfoLabels {
-                    plugin: plugin.clone(),
-                    version,
-                    sha256,
-                })
-                .set(1);
+            let info = PluginInfoLabels {
+                plugin: plugin.clone(),
+                version,
+                sha256,
+            };
+            self.families.plugin_info.get_or_create(&info).set(1);
+            if let Ok(mut versions) = self.shared.plugin_versions.lock()
+                && let Some(previous) = versions.insert(plugin.clone(), info.clone())
+                && previous != info
+            {
+                self.families.plugin_info.remove(&previous);
+            }
             self.families.plugin_loaded.get_or_create(&labels).set(now);
             plugins.insert(plugin, self.plugin_handles(&labels));
         }
