@@ -79,10 +79,17 @@ impl Changes {
         self.0.remove_attrs.retain(|removed| removed != name);
         match self.0.set_attrs.iter_mut().find(|attr| attr.name == name) {
             Some(attr) => attr.value = value,
-            None => self.0.set_attrs.push(Attr {
-                name: name.to_owned(),
-                value,
-            }),
+            None => {
+                // Room for a plugin's usual handful of attributes at once,
+                // instead of growing 1 → 4 → 8.
+                if self.0.set_attrs.capacity() == 0 {
+                    self.0.set_attrs.reserve(8);
+                }
+                self.0.set_attrs.push(Attr {
+                    name: name.to_owned(),
+                    value,
+                });
+            }
         }
         self
     }

@@ -264,6 +264,12 @@ pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
     if set_attrs.is_empty() {
         return;
     }
+    // The common case, a post without attributes yet: the plugin's list becomes
+    // the post's as it is (its names are distinct, as the SDK sends them).
+    if post.attrs.is_none() && names_are_distinct(&set_attrs) {
+        post.attrs = Some(set_attrs);
+        return;
+    }
     let attrs = post.attrs.get_or_insert_with(Vec::new);
     attrs.reserve(set_attrs.len());
     for attr in set_attrs {
@@ -272,6 +278,14 @@ pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
             None => attrs.push(attr),
         }
     }
+}
+
+/// True when no two attributes share a name (a short list: compared pairwise).
+fn names_are_distinct(attrs: &[wit::Attr]) -> bool {
+    attrs
+        .iter()
+        .enumerate()
+        .all(|(index, attr)| attrs[..index].iter().all(|other| other.name != attr.name))
 }
 
 /// Every field group.
@@ -588,5 +602,20 @@ mod tests {
         let attrs = record.attrs.as_ref().unwrap();
         assert_eq!(attrs.len(), 1);
         assert_eq!(attrs[0].name, "label");
+    }
+
+    #[test]
+    fn a_repeated_attribute_name_keeps_the_last_value() {
+        let mut record = to_wit(Post::default()).0;
+        let attr = |value: i64| wit::Attr {
+            name: "n".to_owned(),
+            value: wit::AttrValue::Integer(value),
+        };
+        let mut changes = no_changes();
+        changes.set_attrs = vec![attr(1), attr(2)];
+        apply_changes(&mut record, changes);
+        let attrs = record.attrs.unwrap();
+        assert_eq!(attrs.len(), 1);
+        assert!(matches!(attrs[0].value, wit::AttrValue::Integer(2)));
     }
 }
