@@ -119,10 +119,9 @@ fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
     }
 }
 
-/// The filter plugin's config with [`support::FILTER_RULES`].
+/// The filter plugin's config with [`support::filter_rules`].
 fn filter_config() -> serde_json::Value {
-    let rules: Vec<serde_json::Value> = support::FILTER_RULES
-        .iter()
+    let rules: Vec<serde_json::Value> = support::filter_rules()
         .enumerate()
         .map(|(index, rule)| serde_json::json!({ "value": rule, "tag": format!("r{index}") }))
         .collect();

@@ -546,8 +546,7 @@ struct Usage {
 fn config_text(replay: &Path, sink: &str) -> String {
     let string = |value: &str| toml::Value::String(value.to_owned()).to_string();
     let path = |path: &Path| string(&path.to_string_lossy());
-    let rules: Vec<String> = support::FILTER_RULES
-        .iter()
+    let rules: Vec<String> = support::filter_rules()
         .enumerate()
         .map(|(index, rule)| format!("  {{ value = {}, tag = \"r{index}\" }},", string(rule)))
         .collect();
