@@ -8,6 +8,8 @@ mod changes;
 mod config;
 mod error;
 mod post;
+#[cfg(any(test, target_arch = "wasm32"))]
+mod small_blocks;
 
 #[doc(hidden)]
 pub mod __private;
@@ -36,6 +38,17 @@ pub use bindings::exports::tweetpipe::plugin::processor::{
     Attr, AttrValue, Author, Fields, MatchingRule, Metrics, Place,
 };
 pub use post::Post;
+
+/// Small allocations (the strings of each post crossing in) are served from
+/// per-size free lists; see `small_blocks`.
+#[cfg(all(
+    target_arch = "wasm32",
+    not(target_feature = "atomics"),
+    feature = "small-block-cache"
+))]
+#[global_allocator]
+static ALLOCATOR: small_blocks::SmallBlockCache =
+    small_blocks::SmallBlockCache::new(std::alloc::System);
 
 /// The version of the contract this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.2.0";
