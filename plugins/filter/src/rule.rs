@@ -443,7 +443,7 @@ impl Parser<'_, '_> {
         if !text.chars().any(|c| char_class(c) != CharClass::Separator) {
             return Err(self.error(offset, RuleErrorKind::NothingToMatch(text.to_owned())));
         }
-        let lower = text.to_lowercase();
+        let lower: String = text.chars().flat_map(char::to_lowercase).collect();
         Ok(Expr::Term(if phrase {
             Term::Phrase(lower)
         } else {
@@ -468,7 +468,7 @@ impl Parser<'_, '_> {
             if !entity(tag) {
                 return Err(bad("is not a hashtag (letters, digits and `_` after `#`)"));
             }
-            return Ok(Expr::Term(Term::Hashtag(tag.to_lowercase())));
+            return Ok(Expr::Term(Term::Hashtag(tag.chars().flat_map(char::to_lowercase).collect())));
         }
         if let Some(user) = word.strip_prefix('@') {
             if !is_username(user) {
@@ -484,7 +484,7 @@ impl Parser<'_, '_> {
                     "is not a cashtag (a letter, then letters or digits after `$`)",
                 ));
             }
-            return Ok(Expr::Term(Term::Cashtag(tag.to_lowercase())));
+            return Ok(Expr::Term(Term::Cashtag(tag.chars().flat_map(char::to_lowercase).collect())));
         }
         if let Some((operator, value)) = word.split_once(':')
             && !operator.is_empty()
@@ -535,7 +535,7 @@ impl Parser<'_, '_> {
                 if !value.chars().any(|c| char_class(c) != CharClass::Separator) {
                     return Err(bad("has nothing to match"));
                 }
-                Term::Url(value.to_lowercase())
+                Term::Url(value.chars().flat_map(char::to_lowercase).collect())
             }
             "lang" => {
                 let valid = (2..=8).contains(&value.len())
