@@ -197,6 +197,32 @@ fn bench_sentiment(criterion: &mut Criterion) {
     );
 }
 
+/// VADER scoring alone, natively in this process (no Wasm, no host crossing),
+/// on the texts of the sample posts: what the method itself costs, beside the
+/// plugin through the host.
+fn bench_sentiment_native(criterion: &mut Criterion) {
+    support::reset_peak_rss();
+    let texts: Vec<String> = sample_posts().into_iter().map(|post| post.text).collect();
+    let analyzer = sentiment::Analyzer::new().expect("the shipped lexicons parse");
+    let mut scratch = sentiment::Scratch::default();
+    let mut group = criterion.benchmark_group("sentiment/native");
+    group
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(texts.len() as u64));
+    group.bench_function("sample texts", |bencher| {
+        bencher.iter(|| {
+            for text in &texts {
+                std::hint::black_box(
+                    analyzer.scores_with(&mut scratch, std::hint::black_box(text)),
+                );
+            }
+        })
+    });
+    group.finish();
+    support::record_peak_rss("sentiment/native");
+}
+
 /// Posts per second through the chain `make run` runs: filter (25 rules) →
 /// sentiment → pii-scrub; posts the filter drops are not seen by the others.
 fn bench_shipped_chain(criterion: &mut Criterion) {
@@ -217,6 +243,7 @@ criterion_group!(
     bench_filter_rules,
     bench_pii_scrub,
     bench_sentiment,
+    bench_sentiment_native,
     bench_shipped_chain
 );
 criterion_main!(benches);
