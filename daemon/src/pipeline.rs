@@ -729,17 +729,20 @@ async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer
     }
 }
 
-/// Batches rows into the sink. Once the sources have ended, a batch is
-/// written as soon as no row is waiting: the last rows of a replay then do not
-/// wait `max_age` (their messages stay unacknowledged, and the run open, until
-/// they are written).
+/// Batches rows into the sink. Once the sources have ended, a batch is also
+/// written when no row has come for [`END_QUIET`]: the last rows of a replay
+/// then do not wait `max_age` (their messages stay unacknowledged, and the run
+/// open, until they are written), while the queue still draining behind them
+/// keeps filling full batches.
 async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
     let mut ended = false;
+    let mut last_row = Instant::now();
     // Rows are taken from the channel as many at a time as are waiting, so the
     // select (and its timer) runs once per burst rather than once per row.
     let mut received = Vec::with_capacity(RECEIVE_ROWS);
     loop {
-        let deadline = stage.batcher.deadline();
+        let (deadline, cause_at_deadline) =
+            next_flush(stage.batcher.deadline(), ended.then_some(last_row));
         let cause = tokio::select! {
             count = stage.rows.recv_many(&mut received, RECEIVE_ROWS) => {
                 if count == 0 {
@@ -752,14 +755,14 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
                     }
                 }
                 stage.metrics.open_batch(stage.batcher.len());
-                (ended && !stage.batcher.is_empty() && stage.rows.is_empty())
-                    .then_some(FlushCause::End)
+                last_row = Instant::now();
+                None
             },
             _ = stage.sources_ended.cancelled(), if !ended => {
                 ended = true;
-                (!stage.batcher.is_empty() && stage.rows.is_empty()).then_some(FlushCause::End)
+                None
             }
-            _ = sleep_until(deadline), if deadline.is_some() => Some(FlushCause::Age),
+            _ = sleep_until(deadline), if deadline.is_some() => Some(cause_at_deadline),
             _ = beat(&mut stage.heartbeat, &*stage.observer, &stage.stats) => None,
         };
         if let Some(cause) = cause {
@@ -771,6 +774,23 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
     }
     stage.sink.close().await?;
     Ok(())
+}
+
+/// After the sources have ended, how long the sink waits for another row
+/// before writing what it holds.
+const END_QUIET: Duration = Duration::from_millis(20);
+
+/// When the open batch is due, and why: at its `max_age` deadline (`age`, set
+/// while the batch holds rows) or, once the sources have ended (`ended_after`
+/// holds the time of the last row then), [`END_QUIET`] after the last row if
+/// that comes first.
+fn next_flush(age: Option<Instant>, ended_after: Option<Instant>) -> (Option<Instant>, FlushCause) {
+    match (age, ended_after) {
+        (Some(age), Some(last_row)) if last_row + END_QUIET < age => {
+            (Some(last_row + END_QUIET), FlushCause::End)
+        }
+        (age, _) => (age, FlushCause::Age),
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -919,5 +939,32 @@ async fn dead_letter_stage(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_batch_is_due_at_max_age_or_soon_after_the_last_row_once_the_input_ended() {
+        let now = Instant::now();
+        let age = now + Duration::from_secs(1);
+        // No open batch: nothing is due, ended or not.
+        assert_eq!(next_flush(None, None), (None, FlushCause::Age));
+        assert_eq!(next_flush(None, Some(now)), (None, FlushCause::Age));
+        // While the sources run, only max_age counts.
+        assert_eq!(next_flush(Some(age), None), (Some(age), FlushCause::Age));
+        // Once they have ended: shortly after the last row...
+        assert_eq!(
+            next_flush(Some(age), Some(now)),
+            (Some(now + END_QUIET), FlushCause::End)
+        );
+        // ...unless max_age comes first.
+        let soon = now + END_QUIET / 2;
+        assert_eq!(
+            next_flush(Some(soon), Some(now)),
+            (Some(soon), FlushCause::Age)
+        );
     }
 }
