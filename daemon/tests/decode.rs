@@ -138,3 +138,156 @@ fn throughput_on_the_committed_sample() {
         (bytes * rounds) as f64 / seconds / 1e6
     );
 }
+
+/// Reads a v2 message with `serde_json::Value` the plain way, as the expected post.
+fn expected_from_value(line: &str) -> Option<Post> {
+    use serde_json::Value;
+    let message: Value = serde_json::from_str(line).ok()?;
+    let data = message.get("data")?.as_object()?;
+    let string = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
+    let id_of = |value: Option<&Value>| match value {
+        Some(Value::Number(number)) => number.as_u64().map(|id| id.to_string()),
+        other => string(other),
+    };
+    let count = |value: &Value, key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let list = |entities: Option<&Value>, key: &str, field: &str| -> Vec<String> {
+        entities
+            .and_then(|entities| entities.get(key))
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|item| string(item.get(field)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let author_id = id_of(data.get("author_id")).unwrap_or_default();
+    let user = message
+        .pointer("/includes/users")
+        .and_then(Value::as_array)
+        .and_then(|users| {
+            users
+                .iter()
+                .find(|user| id_of(user.get("id")).as_deref() == Some(author_id.as_str()))
+        });
+    let metrics = data.get("public_metrics").cloned().unwrap_or(Value::Null);
+    let entities = data.get("entities");
+    let kinds: Vec<String> = data
+        .get("referenced_tweets")
+        .and_then(Value::as_array)
+        .map(|refs| refs.iter().filter_map(|r| string(r.get("type"))).collect())
+        .unwrap_or_default();
+    let in_reply_to_user_id = id_of(data.get("in_reply_to_user_id")).filter(|id| !id.is_empty());
+    let created_at = string(data.get("created_at")).map(|value| {
+        chrono::DateTime::parse_from_rfc3339(&value)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    });
+    let place_id = data.get("geo").and_then(|geo| id_of(geo.get("place_id")));
+    let place = message
+        .pointer("/includes/places")
+        .and_then(Value::as_array)
+        .and_then(|places| {
+            places
+                .iter()
+                .find(|place| place_id.is_some() && id_of(place.get("id")) == place_id)
+        })
+        .map(|place| tweetpipe::post::Place {
+            id: id_of(place.get("id")).unwrap_or_default(),
+            full_name: string(place.get("full_name")).unwrap_or_default(),
+            country_code: string(place.get("country_code")),
+        });
+    Some(Post {
+        id: id_of(data.get("id"))?,
+        created_at,
+        text: string(data.get("text")).unwrap_or_default(),
+        lang: string(data.get("lang")).unwrap_or_default(),
+        author: tweetpipe::post::Author {
+            id: author_id.clone(),
+            username: user
+                .and_then(|user| string(user.get("username")))
+                .unwrap_or_default(),
+            name: user
+                .and_then(|user| string(user.get("name")))
+                .unwrap_or_default(),
+            location: user
+                .and_then(|user| string(user.get("location")))
+                .filter(|location| !location.trim().is_empty()),
+            followers: user
+                .and_then(|user| user.pointer("/public_metrics/followers_count"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            verified: user
+                .and_then(|user| user.get("verified"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        },
+        metrics: tweetpipe::post::Metrics {
+            retweets: count(&metrics, "retweet_count"),
+            likes: count(&metrics, "like_count"),
+            replies: count(&metrics, "reply_count"),
+            quotes: count(&metrics, "quote_count"),
+        },
+        hashtags: list(entities, "hashtags", "tag"),
+        mentions: list(entities, "mentions", "username"),
+        cashtags: list(entities, "cashtags", "tag"),
+        urls: entities
+            .and_then(|entities| entities.get("urls"))
+            .and_then(Value::as_array)
+            .map(|urls| {
+                urls.iter()
+                    .filter_map(|url| string(url.get("expanded_url")).or(string(url.get("url"))))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        place,
+        is_retweet: kinds.iter().any(|kind| kind == "retweeted"),
+        is_reply: kinds.iter().any(|kind| kind == "replied_to") || in_reply_to_user_id.is_some(),
+        is_quote: kinds.iter().any(|kind| kind == "quoted"),
+        has_media: data
+            .get("attachments")
+            .and_then(|attachments| attachments.get("media_keys"))
+            .and_then(Value::as_array)
+            .is_some_and(|keys| !keys.is_empty())
+            || entities
+                .and_then(|entities| entities.get("media"))
+                .and_then(Value::as_array)
+                .is_some_and(|media| !media.is_empty()),
+        in_reply_to_user_id,
+        matching_rules: message
+            .get("matching_rules")
+            .and_then(Value::as_array)
+            .map(|rules| {
+                rules
+                    .iter()
+                    .map(|rule| tweetpipe::post::MatchingRule {
+                        id: id_of(rule.get("id")).unwrap_or_default(),
+                        tag: string(rule.get("tag")).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..Post::default()
+    })
+}
+
+/// Every sample post decodes to what a plain `serde_json::Value` reading gives.
+#[test]
+fn sample_posts_match_a_plain_value_reading() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
+    let text = std::fs::read_to_string(path).unwrap();
+    let (mut compared, mut placed) = (0, 0);
+    for line in text.lines() {
+        let Ok(post) = decode(line) else { continue };
+        let expected = expected_from_value(line).expect(line);
+        placed += usize::from(post.place.is_some());
+        assert_eq!(Post { raw: None, ..post }, expected, "{line}");
+        compared += 1;
+    }
+    assert!(
+        compared > 2900 && placed > 100,
+        "{compared} posts, {placed} placed"
+    );
+}

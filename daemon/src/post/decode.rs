@@ -3,7 +3,9 @@
 //! One serde pass reads a line into borrowed structs that know both shapes (a v2
 //! message keeps its post under `data`; a v1.1 status has `id_str`, `user`, … at the
 //! top level), so strings are copied once, straight into the [`Post`]. Only when that
-//! pass fails does a second, slower pass run to name the offending field.
+//! pass fails does a second, slower pass run to name the offending field. Before
+//! serde, a direct reader (`fast`) fills the same structs for the common v2 shape,
+//! and leaves every line it is not sure about to serde.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -107,12 +109,25 @@ pub fn decode_shared(message: &Arc<str>) -> Result<Post, DecodeError> {
 }
 
 fn decode_with_raw(line: &str, raw: impl FnOnce() -> Arc<str>) -> Result<Post, DecodeError> {
+    starts_an_object(line)?;
+    if let Some((data, includes, rules)) = fast::v2(line) {
+        return from_v2(data, includes, rules, raw());
+    }
+    decode_serde(line, raw)
+}
+
+/// Refuses blank lines and JSON values that are not objects.
+fn starts_an_object(line: &str) -> Result<(), DecodeError> {
     let trimmed = line.trim_ascii_start();
     match trimmed.as_bytes().first() {
-        None => return Err(DecodeError::Blank),
-        Some(b'{') => {}
-        Some(&first) => return Err(not_an_object(trimmed, first)),
+        None => Err(DecodeError::Blank),
+        Some(b'{') => Ok(()),
+        Some(&first) => Err(not_an_object(trimmed, first)),
     }
+}
+
+/// The general pass: serde reads either shape and names any error.
+fn decode_serde(line: &str, raw: impl FnOnce() -> Arc<str>) -> Result<Post, DecodeError> {
     let message: Message<'_> = match serde_json::from_str(line) {
         Ok(message) => message,
         Err(error) => return Err(explain(line, error)),
@@ -902,11 +917,817 @@ struct V1Place<'a> {
     country_code: Option<Str<'a>>,
 }
 
+mod fast {
+    //! A direct reader for the one shape X's filtered stream sends (`data`,
+    //! `includes`, `matching_rules`), around the serde pass: it fills the same
+    //! borrowed structs without serde's per-token visitor layers, and steps back
+    //! (returns `None`) at anything it is not sure serde would read the same way —
+    //! escaped keys, duplicate fields, numbers that are not plain `u64`s, a v1.1 or
+    //! `errors` key, invalid JSON — so serde then reads the line and reports any
+    //! error exactly as before.
+
+    use std::borrow::Cow;
+
+    use super::{
+        Attachments, Entities, Geo, Includes, Mention, NonEmpty, Note, Reference, Rule, Str, Tag,
+        Url, UserMetrics, V2Metrics, V2Place, V2Post, V2User,
+    };
+
+    /// The v1.1 and error keys of `Message`: a line with one of them is left to serde,
+    /// which checks their types too.
+    const OTHER_MESSAGE_KEYS: [&str; 21] = [
+        "errors",
+        "id_str",
+        "id",
+        "created_at",
+        "text",
+        "full_text",
+        "extended_tweet",
+        "lang",
+        "user",
+        "entities",
+        "extended_entities",
+        "retweet_count",
+        "favorite_count",
+        "reply_count",
+        "quote_count",
+        "retweeted_status",
+        "in_reply_to_status_id_str",
+        "in_reply_to_user_id_str",
+        "is_quote_status",
+        "quoted_status",
+        "place",
+    ];
+
+    /// How deep an ignored value may nest before the reader leaves it to serde.
+    const MAX_DEPTH: u32 = 100;
+
+    /// The parts of a v2 message [`super::from_v2`] needs.
+    pub(super) type V2Message<'a> = (V2Post<'a>, Option<Includes<'a>>, Option<Vec<Rule<'a>>>);
+
+    /// Reads `line` as a v2 message with a `data` object, or `None` to let serde decide.
+    pub(super) fn v2(line: &str) -> Option<V2Message<'_>> {
+        let mut reader = Reader { text: line, pos: 0 };
+        let (mut data, mut includes, mut rules) = (None, None, None);
+        reader.object(|r, key| match key {
+            "data" => set(&mut data, r.v2_post()?),
+            "includes" => set(&mut includes, r.opt(Reader::includes)?),
+            "matching_rules" => set(&mut rules, r.opt(|r| r.vec(Reader::rule))?),
+            _ if OTHER_MESSAGE_KEYS.contains(&key) => None,
+            _ => r.skip_value(MAX_DEPTH),
+        })?;
+        reader.ws();
+        if reader.pos != line.len() {
+            return None;
+        }
+        Some((data?, includes.flatten(), rules.flatten()))
+    }
+
+    /// Stores a field's value, refusing a second one (serde's "duplicate field").
+    fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value);
+        Some(())
+    }
+
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+    /// A high bit set in each of 8 bytes that is `"`, `\\` or a control character
+    /// (below 0x20). The lowest set bit is exact: it marks the first such byte.
+    fn special_bytes(chunk: u64) -> u64 {
+        let zero_in = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+        let quote = zero_in(chunk ^ (ONES * u64::from(b'"')));
+        let backslash = zero_in(chunk ^ (ONES * u64::from(b'\\')));
+        let control = chunk.wrapping_sub(ONES * 0x20) & !chunk & HIGHS;
+        quote | backslash | control
+    }
+
+    struct Reader<'a> {
+        text: &'a str,
+        pos: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.text.as_bytes().get(self.pos).copied()
+        }
+
+        /// Skips JSON whitespace (exactly the four bytes serde_json skips).
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
+                self.pos += 1;
+            }
+        }
+
+        /// After whitespace, the next byte of a value (not consumed).
+        fn next_value(&mut self) -> Option<u8> {
+            self.ws();
+            self.peek()
+        }
+
+        fn literal(&mut self, word: &[u8]) -> Option<()> {
+            if self.text.as_bytes()[self.pos..].starts_with(word) {
+                self.pos += word.len();
+                Some(())
+            } else {
+                None
+            }
+        }
+
+        /// At a value: `Some(true)` when it is `null` (then consumed).
+        fn null(&mut self) -> Option<bool> {
+            if self.next_value()? == b'n' {
+                self.literal(b"null")?;
+                Some(true)
+            } else {
+                Some(false)
+            }
+        }
+
+        /// At a `"`: steps past the string, returning its contents' byte range and
+        /// whether it has escapes. Control characters and bad escapes refuse.
+        fn string_span(&mut self) -> Option<(usize, usize, bool)> {
+            let bytes = self.text.as_bytes();
+            let start = self.pos + 1;
+            let mut at = start;
+            let mut escaped = false;
+            loop {
+                // Eight bytes at a time to the first quote, backslash or control byte.
+                loop {
+                    let Some(chunk) = bytes.get(at..at + 8) else {
+                        at += bytes[at..]
+                            .iter()
+                            .position(|&byte| byte == b'"' || byte == b'\\' || byte < 0x20)?;
+                        break;
+                    };
+                    let special = special_bytes(u64::from_le_bytes(chunk.try_into().ok()?));
+                    if special != 0 {
+                        at += special.trailing_zeros() as usize / 8;
+                        break;
+                    }
+                    at += 8;
+                }
+                match *bytes.get(at)? {
+                    b'"' => {
+                        self.pos = at + 1;
+                        return Some((start, at, escaped));
+                    }
+                    b'\\' => {
+                        escaped = true;
+                        at += match *bytes.get(at + 1)? {
+                            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                            b'u' if bytes
+                                .get(at + 2..at + 6)?
+                                .iter()
+                                .all(u8::is_ascii_hexdigit) =>
+                            {
+                                6
+                            }
+                            _ => return None,
+                        };
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// At a `"`: the string, borrowed when it has no escapes. Escaped strings are
+        /// unescaped by serde_json itself, so they come out (or fail) just the same.
+        fn string(&mut self) -> Option<Str<'a>> {
+            let (text, open) = (self.text, self.pos);
+            let (start, end, escaped) = self.string_span()?;
+            if escaped {
+                let unescaped = serde_json::from_str::<String>(&text[open..=end]).ok()?;
+                Some(Str(Cow::Owned(unescaped)))
+            } else {
+                Some(Str(Cow::Borrowed(&text[start..end])))
+            }
+        }
+
+        /// At a value: a plain non-negative integer that fits a `u64`.
+        fn u64(&mut self) -> Option<u64> {
+            let bytes = self.text.as_bytes();
+            let start = self.pos;
+            let mut at = start;
+            let mut value: u64 = 0;
+            while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
+                value = value
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit - b'0'))?;
+                at += 1;
+            }
+            let leading_zero = bytes[start] == b'0' && at - start > 1;
+            if at == start || leading_zero || matches!(bytes.get(at), Some(b'.' | b'e' | b'E')) {
+                return None;
+            }
+            self.pos = at;
+            Some(value)
+        }
+
+        fn opt_str(&mut self) -> Option<Option<Str<'a>>> {
+            match self.next_value()? {
+                b'"' => self.string().map(Some),
+                b'n' => self.literal(b"null").map(|()| None),
+                _ => None,
+            }
+        }
+
+        /// An id: a string or a non-negative integer (see [`super::Id`]).
+        fn opt_id(&mut self) -> Option<Option<Str<'a>>> {
+            match self.next_value()? {
+                b'"' => self.string().map(Some),
+                b'n' => self.literal(b"null").map(|()| None),
+                b'0'..=b'9' => Some(Some(Str(Cow::Owned(self.u64()?.to_string())))),
+                _ => None,
+            }
+        }
+
+        fn opt_u64(&mut self) -> Option<Option<u64>> {
+            match self.next_value()? {
+                b'0'..=b'9' => self.u64().map(Some),
+                b'n' => self.literal(b"null").map(|()| None),
+                _ => None,
+            }
+        }
+
+        fn opt_bool(&mut self) -> Option<Option<bool>> {
+            match self.next_value()? {
+                b't' => self.literal(b"true").map(|()| Some(true)),
+                b'f' => self.literal(b"false").map(|()| Some(false)),
+                b'n' => self.literal(b"null").map(|()| None),
+                _ => None,
+            }
+        }
+
+        fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+            if self.null()? {
+                Some(None)
+            } else {
+                read(self).map(Some)
+            }
+        }
+
+        /// An object, each key (without escapes) handed to `field` to read its value.
+        fn object(
+            &mut self,
+            mut field: impl FnMut(&mut Self, &'a str) -> Option<()>,
+        ) -> Option<()> {
+            if self.next_value()? != b'{' {
+                return None;
+            }
+            self.pos += 1;
+            if self.next_value()? == b'}' {
+                self.pos += 1;
+                return Some(());
+            }
+            loop {
+                if self.next_value()? != b'"' {
+                    return None;
+                }
+                let (start, end, escaped) = self.string_span()?;
+                if escaped {
+                    return None;
+                }
+                if self.next_value()? != b':' {
+                    return None;
+                }
+                self.pos += 1;
+                let text = self.text;
+                field(self, &text[start..end])?;
+                match self.next_value()? {
+                    b',' => self.pos += 1,
+                    b'}' => {
+                        self.pos += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// An array, `element` reading each element.
+        fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+            if self.next_value()? != b'[' {
+                return None;
+            }
+            self.pos += 1;
+            if self.next_value()? == b']' {
+                self.pos += 1;
+                return Some(());
+            }
+            loop {
+                element(self)?;
+                match self.next_value()? {
+                    b',' => self.pos += 1,
+                    b']' => {
+                        self.pos += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        fn vec<T>(&mut self, mut read: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+            let mut items = Vec::new();
+            self.array(|r| {
+                items.push(read(r)?);
+                Some(())
+            })?;
+            Some(items)
+        }
+
+        /// Any JSON value, checked as strictly as serde_json's `IgnoredAny` does.
+        fn skip_value(&mut self, depth: u32) -> Option<()> {
+            match self.next_value()? {
+                b'"' => self.string_span().map(drop),
+                b'{' if depth > 0 => self.object(|r, _| r.skip_value(depth - 1)),
+                b'[' if depth > 0 => self.array(|r| r.skip_value(depth - 1)),
+                b't' => self.literal(b"true"),
+                b'f' => self.literal(b"false"),
+                b'n' => self.literal(b"null"),
+                b'-' | b'0'..=b'9' => self.skip_number(),
+                _ => None,
+            }
+        }
+
+        fn digits(&mut self) -> usize {
+            let start = self.pos;
+            while let Some(b'0'..=b'9') = self.peek() {
+                self.pos += 1;
+            }
+            self.pos - start
+        }
+
+        fn skip_number(&mut self) -> Option<()> {
+            if self.peek()? == b'-' {
+                self.pos += 1;
+            }
+            match self.peek()? {
+                b'0' => {
+                    self.pos += 1;
+                    if let Some(b'0'..=b'9') = self.peek() {
+                        return None;
+                    }
+                }
+                b'1'..=b'9' => {
+                    self.digits();
+                }
+                _ => return None,
+            }
+            if self.peek() == Some(b'.') {
+                self.pos += 1;
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.pos += 1;
+                if let Some(b'+' | b'-') = self.peek() {
+                    self.pos += 1;
+                }
+                if self.digits() == 0 {
+                    return None;
+                }
+            }
+            Some(())
+        }
+
+        /// `media_keys` / `media`: whether the list has elements.
+        fn opt_non_empty(&mut self) -> Option<Option<NonEmpty>> {
+            self.opt(|r| {
+                let mut any = false;
+                r.array(|r| {
+                    any = true;
+                    r.skip_value(MAX_DEPTH)
+                })?;
+                Some(NonEmpty(any))
+            })
+        }
+
+        fn v2_post(&mut self) -> Option<V2Post<'a>> {
+            let (mut id, mut text, mut created_at, mut lang, mut author_id) =
+                (None, None, None, None, None);
+            let (mut public_metrics, mut entities, mut referenced_tweets) = (None, None, None);
+            let (mut in_reply_to_user_id, mut geo, mut attachments, mut note_tweet) =
+                (None, None, None, None);
+            self.object(|r, key| match key {
+                "id" => set(&mut id, r.opt_id()?),
+                "text" => set(&mut text, r.opt_str()?),
+                "created_at" => set(&mut created_at, r.opt_str()?),
+                "lang" => set(&mut lang, r.opt_str()?),
+                "author_id" => set(&mut author_id, r.opt_id()?),
+                "public_metrics" => set(&mut public_metrics, r.opt(Reader::v2_metrics)?),
+                "entities" => set(&mut entities, r.opt(Reader::entities)?),
+                "referenced_tweets" => {
+                    set(&mut referenced_tweets, r.opt(|r| r.vec(Reader::reference))?)
+                }
+                "in_reply_to_user_id" => set(&mut in_reply_to_user_id, r.opt_id()?),
+                "geo" => set(&mut geo, r.opt(Reader::geo)?),
+                "attachments" => set(&mut attachments, r.opt(Reader::attachments)?),
+                "note_tweet" => set(&mut note_tweet, r.opt(Reader::note)?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(V2Post {
+                id: id.flatten(),
+                text: text.flatten(),
+                created_at: created_at.flatten(),
+                lang: lang.flatten(),
+                author_id: author_id.flatten(),
+                public_metrics: public_metrics.flatten(),
+                entities: entities.flatten(),
+                referenced_tweets: referenced_tweets.flatten(),
+                in_reply_to_user_id: in_reply_to_user_id.flatten(),
+                geo: geo.flatten(),
+                attachments: attachments.flatten(),
+                note_tweet: note_tweet.flatten(),
+            })
+        }
+
+        fn v2_metrics(&mut self) -> Option<V2Metrics> {
+            let (mut retweets, mut replies, mut likes, mut quotes) = (None, None, None, None);
+            self.object(|r, key| match key {
+                "retweet_count" => set(&mut retweets, r.opt_u64()?),
+                "reply_count" => set(&mut replies, r.opt_u64()?),
+                "like_count" => set(&mut likes, r.opt_u64()?),
+                "quote_count" => set(&mut quotes, r.opt_u64()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(V2Metrics {
+                retweet_count: retweets.flatten(),
+                reply_count: replies.flatten(),
+                like_count: likes.flatten(),
+                quote_count: quotes.flatten(),
+            })
+        }
+
+        fn entities(&mut self) -> Option<Entities<'a>> {
+            let (mut hashtags, mut cashtags, mut mentions, mut urls, mut media) =
+                (None, None, None, None, None);
+            self.object(|r, key| match key {
+                "hashtags" => set(&mut hashtags, r.opt(|r| r.vec(Reader::tag))?),
+                "cashtags" | "symbols" => set(&mut cashtags, r.opt(|r| r.vec(Reader::tag))?),
+                "mentions" | "user_mentions" => {
+                    set(&mut mentions, r.opt(|r| r.vec(Reader::mention))?)
+                }
+                "urls" => set(&mut urls, r.opt(|r| r.vec(Reader::url))?),
+                "media" => set(&mut media, r.opt_non_empty()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Entities {
+                hashtags: hashtags.flatten(),
+                cashtags: cashtags.flatten(),
+                mentions: mentions.flatten(),
+                urls: urls.flatten(),
+                media: media.flatten(),
+            })
+        }
+
+        fn tag(&mut self) -> Option<Tag<'a>> {
+            let mut tag = None;
+            self.object(|r, key| match key {
+                "tag" | "text" => set(&mut tag, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Tag { tag: tag.flatten() })
+        }
+
+        fn mention(&mut self) -> Option<Mention<'a>> {
+            let mut username = None;
+            self.object(|r, key| match key {
+                "username" | "screen_name" => set(&mut username, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Mention {
+                username: username.flatten(),
+            })
+        }
+
+        fn url(&mut self) -> Option<Url<'a>> {
+            let (mut url, mut expanded_url) = (None, None);
+            self.object(|r, key| match key {
+                "url" => set(&mut url, r.opt_str()?),
+                "expanded_url" => set(&mut expanded_url, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Url {
+                url: url.flatten(),
+                expanded_url: expanded_url.flatten(),
+            })
+        }
+
+        fn reference(&mut self) -> Option<Reference<'a>> {
+            let mut kind = None;
+            self.object(|r, key| match key {
+                "type" => set(&mut kind, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Reference {
+                kind: kind.flatten(),
+            })
+        }
+
+        fn geo(&mut self) -> Option<Geo<'a>> {
+            let mut place_id = None;
+            self.object(|r, key| match key {
+                "place_id" => set(&mut place_id, r.opt_id()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Geo {
+                place_id: place_id.flatten().map(super::Id),
+            })
+        }
+
+        fn attachments(&mut self) -> Option<Attachments> {
+            let mut media_keys = None;
+            self.object(|r, key| match key {
+                "media_keys" => set(&mut media_keys, r.opt_non_empty()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Attachments {
+                media_keys: media_keys.flatten(),
+            })
+        }
+
+        fn note(&mut self) -> Option<Note<'a>> {
+            let (mut text, mut entities) = (None, None);
+            self.object(|r, key| match key {
+                "text" => set(&mut text, r.opt_str()?),
+                "entities" => set(&mut entities, r.opt(Reader::entities)?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Note {
+                text: text.flatten(),
+                entities: entities.flatten(),
+            })
+        }
+
+        fn includes(&mut self) -> Option<Includes<'a>> {
+            let (mut users, mut places) = (None, None);
+            self.object(|r, key| match key {
+                "users" => set(&mut users, r.opt(|r| r.vec(Reader::user))?),
+                "places" => set(&mut places, r.opt(|r| r.vec(Reader::place))?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Includes {
+                users: users.flatten(),
+                places: places.flatten(),
+            })
+        }
+
+        fn user(&mut self) -> Option<V2User<'a>> {
+            let (mut id, mut username, mut name, mut location) = (None, None, None, None);
+            let (mut verified, mut public_metrics) = (None, None);
+            self.object(|r, key| match key {
+                "id" => set(&mut id, r.opt_id()?),
+                "username" => set(&mut username, r.opt_str()?),
+                "name" => set(&mut name, r.opt_str()?),
+                "location" => set(&mut location, r.opt_str()?),
+                "verified" => set(&mut verified, r.opt_bool()?),
+                "public_metrics" => set(&mut public_metrics, r.opt(Reader::user_metrics)?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(V2User {
+                id: id.flatten().map(super::Id),
+                username: username.flatten(),
+                name: name.flatten(),
+                location: location.flatten(),
+                verified: verified.flatten(),
+                public_metrics: public_metrics.flatten(),
+            })
+        }
+
+        fn user_metrics(&mut self) -> Option<UserMetrics> {
+            let mut followers_count = None;
+            self.object(|r, key| match key {
+                "followers_count" => set(&mut followers_count, r.opt_u64()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(UserMetrics {
+                followers_count: followers_count.flatten(),
+            })
+        }
+
+        fn place(&mut self) -> Option<V2Place<'a>> {
+            let (mut id, mut full_name, mut country_code) = (None, None, None);
+            self.object(|r, key| match key {
+                "id" => set(&mut id, r.opt_id()?),
+                "full_name" => set(&mut full_name, r.opt_str()?),
+                "country_code" => set(&mut country_code, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(V2Place {
+                id: id.flatten().map(super::Id),
+                full_name: full_name.flatten(),
+                country_code: country_code.flatten(),
+            })
+        }
+
+        fn rule(&mut self) -> Option<Rule<'a>> {
+            let (mut id, mut tag) = (None, None);
+            self.object(|r, key| match key {
+                "id" => set(&mut id, r.opt_id()?),
+                "tag" => set(&mut tag, r.opt_str()?),
+                _ => r.skip_value(MAX_DEPTH),
+            })?;
+            Some(Rule {
+                id: id.flatten(),
+                tag: tag.flatten(),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const V2_FULL: &str = r#"{"data":{"id":"1861000000000000001","text":"Booster done 💉 #VaccinesWork with @synth_quiet_otter1 $ACME https://t.co/abc","created_at":"2026-11-21T10:00:00.000Z","lang":"en","author_id":"42","public_metrics":{"retweet_count":3,"reply_count":1,"like_count":20,"quote_count":2},"entities":{"hashtags":[{"start":15,"end":28,"tag":"VaccinesWork"}],"mentions":[{"start":34,"end":53,"username":"synth_quiet_otter1","id":"7"}],"cashtags":[{"start":54,"end":59,"tag":"ACME"}],"urls":[{"start":60,"end":77,"url":"https://t.co/abc","expanded_url":"https://example.com/a","display_url":"example.com/a"}]},"geo":{"place_id":"p1"},"attachments":{"media_keys":["3_1"]},"edit_history_tweet_ids":["1861000000000000001"]},"includes":{"users":[{"id":"7","username":"synth_quiet_otter1","name":"Other"},{"id":"42","username":"synth_brisk_heron2","name":"Brisk Heron","location":"NYC 🗽","verified":true,"public_metrics":{"followers_count":1234,"following_count":5}}],"places":[{"id":"p0","full_name":"Elsewhere"},{"id":"p1","full_name":"Lisbon, Portugal","country_code":"PT"}]},"matching_rules":[{"id":"1","tag":"covid"},{"id":2,"tag":"city"}]}"#;
+
+    /// The committed sample, which the fast path must read exactly as serde does.
+    const SAMPLE: &str = include_str!("../../../config/samples/posts.jsonl");
+
+    /// Decodes `line` both ways (fast path first, and serde only) and checks they agree.
+    #[track_caller]
+    fn assert_paths_agree(line: &str) {
+        let both = decode(line);
+        let serde_only =
+            starts_an_object(line).and_then(|()| decode_serde(line, || Arc::from(line)));
+        assert_eq!(both, serde_only, "{line:?}");
+    }
+
+    #[test]
+    fn the_fast_path_reads_the_sample_like_serde() {
+        let mut fast_reads = 0;
+        let lines: Vec<&str> = SAMPLE.lines().collect();
+        for line in &lines {
+            assert_paths_agree(line);
+            fast_reads += usize::from(fast::v2(line).is_some());
+        }
+        // Every well-formed v2 post takes the fast path; the planted malformed lines don't.
+        assert!(
+            fast_reads * 100 > lines.len() * 95,
+            "{fast_reads} of {}",
+            lines.len()
+        );
+    }
+
+    /// Every non-ASCII character as a `\u` escape (surrogate pairs beyond the BMP).
+    fn escape_non_ascii(line: &str) -> String {
+        let mut out = String::with_capacity(line.len() * 2);
+        for ch in line.chars() {
+            if ch.is_ascii() {
+                out.push(ch);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_fast_path_agrees_on_reordered_spaced_and_escaped_lines() {
+        let lines = SAMPLE.lines().take(40).chain([V2_FULL]);
+        for line in lines {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                assert_paths_agree(line);
+                continue;
+            };
+            // serde_json's map sorts keys: every object comes out in another order.
+            let sorted = value.to_string();
+            let pretty = serde_json::to_string_pretty(&value).unwrap();
+            let escaped = escape_non_ascii(line);
+            for variant in [
+                sorted.as_str(),
+                &pretty,
+                &escaped,
+                &format!(" \t\r\n{line}\n "),
+            ] {
+                assert_paths_agree(variant);
+            }
+            assert_eq!(
+                Post {
+                    raw: None,
+                    ..decode(&escaped).unwrap_or_default()
+                },
+                Post {
+                    raw: None,
+                    ..decode(line).unwrap_or_default()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_on_every_truncation_and_byte_change() {
+        let sample_line = SAMPLE.lines().next().unwrap();
+        let replacements = [
+            b'"', b'\\', b'0', b'9', b'-', b'n', b't', b'f', b' ', b'{', b'}', b'[', b']', b',',
+            b':', b'.', b'e', b'u', 0x01, b'\t', 0x0c,
+        ];
+        for line in [V2_FULL, sample_line] {
+            for end in (0..line.len()).filter(|&end| line.is_char_boundary(end)) {
+                assert_paths_agree(&line[..end]);
+            }
+            for at in (0..line.len()).filter(|&at| line.as_bytes()[at].is_ascii()) {
+                for replacement in replacements {
+                    let mut bytes = line.as_bytes().to_vec();
+                    bytes[at] = replacement;
+                    assert_paths_agree(std::str::from_utf8(&bytes).unwrap());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_on_unusual_values() {
+        let cases = [
+            // Escapes, \u escapes, surrogate pairs, lone surrogates, bad escapes.
+            r#"{"data":{"id":"1","text":"a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude00"}}"#,
+            r#"{"data":{"id":"1","text":"lone \ud83d here"}}"#,
+            r#"{"data":{"id":"1","text":"lone \ude00 here"}}"#,
+            r#"{"data":{"id":"1","text":"bad \x escape"}}"#,
+            r#"{"data":{"id":"1","text":"short \u12"}}"#,
+            r#"{"data":{"id":"1","skipped":"lone \ud83d is fine when ignored"}}"#,
+            r#"{"data":{"id":"1","skipped":"bad \q escape"}}"#,
+            "{\"data\":{\"id\":\"1\",\"text\":\"raw\ttab\"}}",
+            "{\"data\":{\"id\":\"1\",\"skipped\":\"raw\u{1}control\"}}",
+            r#"{"data":{"id":"1","t\u0065xt":"escaped key"}}"#,
+            // Nulls everywhere, and missing parts.
+            r#"{"data":{"id":"1","text":null,"created_at":null,"lang":null,"author_id":null,"public_metrics":null,"entities":null,"referenced_tweets":null,"in_reply_to_user_id":null,"geo":null,"attachments":null,"note_tweet":null},"includes":null,"matching_rules":null}"#,
+            r#"{"data":{"id":"1","author_id":"2","public_metrics":{"like_count":null},"entities":{"hashtags":null,"urls":[{"url":null,"expanded_url":null}]}},"includes":{"users":[{"id":null},{"id":"2","name":null,"location":null,"verified":null,"public_metrics":{"followers_count":null}}],"places":null}}"#,
+            r#"{"data":{"id":"1","text":"no includes","author_id":"2","geo":{"place_id":"p"}}}"#,
+            r#"{"data":{"id":"1","geo":{"place_id":"p"}},"includes":{"places":[{"id":"p","full_name":"P"}]}}"#,
+            r#"{"data":{"id":"1","geo":{"place_id":7}},"includes":{"places":[{"id":7,"full_name":"P"}]}}"#,
+            // Out-of-order keys: includes and rules before data.
+            r#"{"matching_rules":[{"tag":"t","id":"9"}],"includes":{"users":[{"username":"u","id":"2"}]},"data":{"author_id":"2","id":"1"}}"#,
+            // Ids and counts as numbers, at and past their limits.
+            r#"{"data":{"id":1,"author_id":18446744073709551615,"in_reply_to_user_id":0}}"#,
+            r#"{"data":{"id":18446744073709551616}}"#,
+            r#"{"data":{"id":-1}}"#,
+            r#"{"data":{"id":1.0}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":01}}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":1e3}}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":-0}}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":18446744073709551615}}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":18446744073709551616}}}"#,
+            r#"{"data":{"id":"1","public_metrics":{"like_count":true}}}"#,
+            r#"{"data":{"id":"1","skipped":[-0.5e+10,1E-2,0,-12,{"a":[true,false,null]}]}}"#,
+            r#"{"data":{"id":"1","skipped":-}}"#,
+            r#"{"data":{"id":"1","skipped":1.}}"#,
+            r#"{"data":{"id":"1","skipped":1e}}"#,
+            r#"{"data":{"id":"1","skipped":[1,]}}"#,
+            r#"{"data":{"id":"1","skipped":{"a":1,}}}"#,
+            r#"{"data":{"id":"1","skipped":nul}}"#,
+            // Duplicates and aliases.
+            r#"{"data":{"id":"1","id":"2"}}"#,
+            r#"{"data":{"id":"1","text":null,"text":"x"}}"#,
+            r#"{"data":{"id":"1"},"data":{"id":"2"}}"#,
+            r#"{"data":{"id":"1","entities":{"symbols":[{"text":"A"}],"user_mentions":[{"screen_name":"m"}]}}}"#,
+            r#"{"data":{"id":"1","entities":{"symbols":[{"text":"A"}],"cashtags":[{"tag":"B"}]}}}"#,
+            r#"{"data":{"id":"1","entities":{"hashtags":[{"text":"A","tag":"B"}]}}}"#,
+            // Media, references, notes.
+            r#"{"data":{"id":"1","attachments":{"media_keys":[]},"entities":{"media":[{"id":1}]}}}"#,
+            r#"{"data":{"id":"1","attachments":{"media_keys":{}}}}"#,
+            r#"{"data":{"id":"1","referenced_tweets":[{"type":"retweeted"},{"type":null},{}]}}"#,
+            r##"{"data":{"id":"1","text":"s","note_tweet":{"text":"long #x","entities":{"hashtags":[{"tag":"x"}]}}}}"##,
+            // Other shapes: v1.1 keys, errors, arrays where objects belong, non-posts.
+            r#"{"data":{"id":"1"},"errors":[{"title":"partial"}]}"#,
+            r#"{"data":{"id":"1"},"text":5}"#,
+            r#"{"data":{"id":"1"},"unknown":{"deep":[[[[1]]]]}}"#,
+            r#"{"data":null}"#,
+            r#"{"data":[{"id":"1"}]}"#,
+            r#"{"data":{"id":"1","public_metrics":[1,2,3,4]}}"#,
+            r#"{"data":{"id":"1"},"matching_rules":[null]}"#,
+            r#"{"data":{"id":"1"},"matching_rules":[["1","t"]]}"#,
+            r#"{"data":{"id":"1"},"includes":{"users":{}}}"#,
+            r#"{"id_str":"1","text":"v1"}"#,
+            r#"{"errors":[{"title":"x"}]}"#,
+            r#"{}"#,
+            // Whitespace serde accepts and whitespace it does not, trailing text.
+            " {\"data\" : {\"id\" :\"1\" } } \r\n",
+            "\u{c}{\"data\":{\"id\":\"1\"}}",
+            "{\"data\":{\"id\":\"1\"}}\u{c}",
+            r#"{"data":{"id":"1"}} x"#,
+            r#"{"data":{"id":"1"}}{}"#,
+            r#"{"data":{"id":"1","created_at":"2026-02-30T10:00:00.000Z"}}"#,
+        ];
+        for line in cases {
+            assert_paths_agree(line);
+        }
+        let deep = format!(
+            r#"{{"data":{{"id":"1","deep":{}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_paths_agree(&deep);
+    }
 
     #[test]
     fn v2_message_fills_every_field() {
