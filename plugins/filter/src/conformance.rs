@@ -83,7 +83,11 @@ fn cases() -> Vec<(&'static str, Post, bool)> {
         // A word-final capital sigma lowers the same way in rules and text.
         ("ΟΔΟΣ", text("κλειστή ΟΔΟΣ"), true),
         ("ΟΔΟΣ", text("κλειστή οδοσ"), true),
-        ("#ΟΔΟΣ", with("x", |post| post.hashtags = vec!["ΟΔΟΣ".to_owned()]), true),
+        (
+            "#ΟΔΟΣ",
+            with("x", |post| post.hashtags = vec!["ΟΔΟΣ".to_owned()]),
+            true,
+        ),
         ("covid", text("covid19 numbers"), false),
         ("covid19", text("#COVID19 numbers"), true),
         ("2024", text("see you in 2024!"), true),

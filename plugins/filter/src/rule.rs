@@ -468,7 +468,9 @@ impl Parser<'_, '_> {
             if !entity(tag) {
                 return Err(bad("is not a hashtag (letters, digits and `_` after `#`)"));
             }
-            return Ok(Expr::Term(Term::Hashtag(tag.chars().flat_map(char::to_lowercase).collect())));
+            return Ok(Expr::Term(Term::Hashtag(
+                tag.chars().flat_map(char::to_lowercase).collect(),
+            )));
         }
         if let Some(user) = word.strip_prefix('@') {
             if !is_username(user) {
@@ -484,7 +486,9 @@ impl Parser<'_, '_> {
                     "is not a cashtag (a letter, then letters or digits after `$`)",
                 ));
             }
-            return Ok(Expr::Term(Term::Cashtag(tag.chars().flat_map(char::to_lowercase).collect())));
+            return Ok(Expr::Term(Term::Cashtag(
+                tag.chars().flat_map(char::to_lowercase).collect(),
+            )));
         }
         if let Some((operator, value)) = word.split_once(':')
             && !operator.is_empty()
