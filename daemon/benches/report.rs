@@ -422,7 +422,7 @@ impl CriterionResults {
     /// Criterion results of other bench targets (e.g. Pub/Sub throughput), measured by
     /// this `make bench`, listed as they are.
     fn others(&self) -> String {
-        let mine = ["decode/", "plugin/", "chain/", "sink/"];
+        let mine = ["decode/", "plugin/", "chain/", "sink/", "sentiment/"];
         let mut out = String::new();
         for (id, result) in &self.by_id {
             if mine.iter().any(|prefix| id.starts_with(prefix)) || self.stale(result) {
