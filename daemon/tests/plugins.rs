@@ -549,11 +549,11 @@ fn plugin_check_describes_a_plugin() {
     assert_eq!(code, 0, "stderr: {stderr}");
     assert!(stdout.contains("name:     keep-lang"), "{stdout}");
     assert!(
-        stdout.contains("contract: tweetpipe:plugin@0.2.0"),
+        stdout.contains("contract: tweetpipe:plugin@0.3.0"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("exports:  tweetpipe:plugin/processor@0.2.0"),
+        stdout.contains("exports:  tweetpipe:plugin/processor@0.3.0"),
         "{stdout}"
     );
     assert!(stdout.contains("reads:    lang"), "{stdout}");

@@ -7,8 +7,9 @@ use std::marker::PhantomData;
 pub use wit_bindgen;
 
 pub use crate::bindings::exports::tweetpipe::plugin::processor::{
-    Changes as WireChanges, Guest, Outcome, PluginInfo as Info, Post as WirePost,
+    Batch as WireBatch, Changes as WireChanges, Guest, Outcome, PluginInfo as Info,
 };
+use crate::post::Storage;
 use crate::{Attr, Changes, Config, Error, Fields, Post, Result};
 
 /// The `info` export.
@@ -143,105 +144,94 @@ fn dropped(function: &str) -> Outcome {
     Outcome::Drop(format!("rejected by {function}"))
 }
 
-/// The batch loop of `#[filter]`.
-pub fn run_filter<R: FilterOutput>(
-    posts: Vec<WirePost>,
-    function: &str,
-    filter: impl Fn(&Post) -> R,
-) -> Vec<Outcome> {
+/// One outcome per post of `batch`: `answer` for each post read out of it,
+/// `fail` for a post that points outside it.
+fn each_post(batch: WireBatch, mut answer: impl FnMut(Post) -> Outcome) -> Vec<Outcome> {
+    let (storage, posts) = Storage::split(batch);
     posts
         .into_iter()
-        .map(|post| match filter(&Post::from(post)).into_result() {
-            Ok(true) => Outcome::Keep(None),
-            Ok(false) => dropped(function),
+        .map(|wire| match storage.post(wire) {
+            Ok(post) => answer(post),
             Err(error) => Outcome::Fail(error.to_string()),
         })
         .collect()
 }
 
+/// The batch loop of `#[filter]`.
+pub fn run_filter<R: FilterOutput>(
+    batch: WireBatch,
+    function: &str,
+    filter: impl Fn(&Post) -> R,
+) -> Vec<Outcome> {
+    each_post(batch, |post| match filter(&post).into_result() {
+        Ok(true) => Outcome::Keep(None),
+        Ok(false) => dropped(function),
+        Err(error) => Outcome::Fail(error.to_string()),
+    })
+}
+
 /// The batch loop of `#[map]` taking and returning a `Post`.
-pub fn run_map<R: MapOutput>(posts: Vec<WirePost>, map: impl Fn(Post) -> R) -> Vec<Outcome> {
-    posts
-        .into_iter()
-        .map(|post| {
-            let post = Post::from(post);
-            let before = post.clone();
-            match map(post).into_result() {
-                Ok(after) => Outcome::Keep(changes(&before, after)),
-                Err(error) => Outcome::Fail(error.to_string()),
-            }
-        })
-        .collect()
+pub fn run_map<R: MapOutput>(batch: WireBatch, map: impl Fn(Post) -> R) -> Vec<Outcome> {
+    each_post(batch, |post| {
+        let before = post.clone();
+        match map(post).into_result() {
+            Ok(after) => Outcome::Keep(changes(&before, after)),
+            Err(error) => Outcome::Fail(error.to_string()),
+        }
+    })
 }
 
 /// The batch loop of `#[map]` editing `&mut Post`.
 pub fn run_map_in_place<R: InPlaceOutput>(
-    posts: Vec<WirePost>,
+    batch: WireBatch,
     map: impl Fn(&mut Post) -> R,
 ) -> Vec<Outcome> {
-    posts
-        .into_iter()
-        .map(|post| {
-            let mut post = Post::from(post);
-            let before = post.clone();
-            match map(&mut post).into_result() {
-                Ok(()) => Outcome::Keep(changes(&before, post)),
-                Err(error) => Outcome::Fail(error.to_string()),
-            }
-        })
-        .collect()
+    each_post(batch, |mut post| {
+        let before = post.clone();
+        match map(&mut post).into_result() {
+            Ok(()) => Outcome::Keep(changes(&before, post)),
+            Err(error) => Outcome::Fail(error.to_string()),
+        }
+    })
 }
 
 /// The batch loop of `#[map]` reading `&Post` and returning its [`Changes`]:
 /// nothing is copied or compared.
-pub fn run_map_ref<R: ChangesOutput>(
-    posts: Vec<WirePost>,
-    map: impl Fn(&Post) -> R,
-) -> Vec<Outcome> {
-    posts
-        .into_iter()
-        .map(|post| match map(&Post::from(post)).into_result() {
-            Ok(changes) => Outcome::Keep(changes.into_wire()),
-            Err(error) => Outcome::Fail(error.to_string()),
-        })
-        .collect()
+pub fn run_map_ref<R: ChangesOutput>(batch: WireBatch, map: impl Fn(&Post) -> R) -> Vec<Outcome> {
+    each_post(batch, |post| match map(&post).into_result() {
+        Ok(changes) => Outcome::Keep(changes.into_wire()),
+        Err(error) => Outcome::Fail(error.to_string()),
+    })
 }
 
 /// The batch loop of `#[filter_map]` reading `&Post` and returning the
 /// [`Changes`] of the posts it keeps.
 pub fn run_filter_map_ref<R: FilterChangesOutput>(
-    posts: Vec<WirePost>,
+    batch: WireBatch,
     function: &str,
     filter_map: impl Fn(&Post) -> R,
 ) -> Vec<Outcome> {
-    posts
-        .into_iter()
-        .map(|post| match filter_map(&Post::from(post)).into_result() {
-            Ok(Some(changes)) => Outcome::Keep(changes.into_wire()),
-            Ok(None) => dropped(function),
-            Err(error) => Outcome::Fail(error.to_string()),
-        })
-        .collect()
+    each_post(batch, |post| match filter_map(&post).into_result() {
+        Ok(Some(changes)) => Outcome::Keep(changes.into_wire()),
+        Ok(None) => dropped(function),
+        Err(error) => Outcome::Fail(error.to_string()),
+    })
 }
 
 /// The batch loop of `#[filter_map]`.
 pub fn run_filter_map<R: FilterMapOutput>(
-    posts: Vec<WirePost>,
+    batch: WireBatch,
     function: &str,
     filter_map: impl Fn(Post) -> R,
 ) -> Vec<Outcome> {
-    posts
-        .into_iter()
-        .map(|post| {
-            let post = Post::from(post);
-            let before = post.clone();
-            match filter_map(post).into_result() {
-                Ok(Some(after)) => Outcome::Keep(changes(&before, after)),
-                Ok(None) => dropped(function),
-                Err(error) => Outcome::Fail(error.to_string()),
-            }
-        })
-        .collect()
+    each_post(batch, |post| {
+        let before = post.clone();
+        match filter_map(post).into_result() {
+            Ok(Some(after)) => Outcome::Keep(changes(&before, after)),
+            Ok(None) => dropped(function),
+            Err(error) => Outcome::Fail(error.to_string()),
+        }
+    })
 }
 
 /// What changed between the post a plugin received and the one it returned.

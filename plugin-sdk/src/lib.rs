@@ -14,7 +14,7 @@ mod small_blocks;
 #[doc(hidden)]
 pub mod __private;
 
-/// The guest bindings of the `tweetpipe:plugin@0.2.0` contract, generated once
+/// The guest bindings of the `tweetpipe:plugin@0.3.0` contract, generated once
 /// here so plugin crates never run the generator themselves.
 #[doc(hidden)]
 pub mod bindings {
@@ -34,10 +34,8 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use tweetpipe_plugin_macros::{filter, filter_map, init, map};
 
-pub use bindings::exports::tweetpipe::plugin::processor::{
-    Attr, AttrValue, Author, Fields, MatchingRule, Metrics, Place,
-};
-pub use post::Post;
+pub use bindings::exports::tweetpipe::plugin::processor::{Attr, AttrValue, Fields, Metrics};
+pub use post::{Author, MatchingRule, Place, Post};
 
 /// Small allocations (the strings of each post crossing in) are served from
 /// per-size free lists; see `small_blocks`.
@@ -51,7 +49,7 @@ static ALLOCATOR: small_blocks::SmallBlockCache =
     small_blocks::SmallBlockCache::new(std::alloc::System);
 
 /// The version of the contract this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// Everything a plugin usually needs: `use tweetpipe_plugin::prelude::*;`.
 pub mod prelude {

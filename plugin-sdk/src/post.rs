@@ -1,9 +1,40 @@
-//! The post a plugin works on: the contract's record with its optional fields
-//! made plain (empty when absent or not read), plus typed attributes and
-//! common questions.
+//! The post a plugin works on: the contract's record read out of its batch
+//! into plain owned fields (empty when absent or not read), plus typed
+//! attributes and common questions.
 
-use crate::bindings::exports::tweetpipe::plugin::processor::Post as Wire;
-use crate::{Attr, AttrValue, Author, MatchingRule, Metrics, Place};
+use crate::bindings::exports::tweetpipe::plugin::processor::{
+    Batch as WireBatch, MatchingRule as WireRule, Post as Wire, Range, Span,
+};
+use crate::{Attr, AttrValue, Metrics};
+
+/// The author of a post.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Author {
+    pub id: String,
+    /// The handle, without `@`.
+    pub username: String,
+    /// The display name.
+    pub name: String,
+    /// The free-text profile location.
+    pub location: Option<String>,
+    pub followers: u64,
+    pub verified: bool,
+}
+
+/// A place a post is tagged with.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Place {
+    pub id: String,
+    pub full_name: String,
+    pub country_code: Option<String>,
+}
+
+/// A filtered-stream rule that matched the post on X.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MatchingRule {
+    pub id: String,
+    pub tag: String,
+}
 
 /// A post, normalised from any source.
 ///
@@ -50,7 +81,7 @@ impl Default for Post {
             created_at: None,
             text: String::new(),
             lang: String::new(),
-            author: empty_author(),
+            author: Author::default(),
             metrics: EMPTY_METRICS,
             hashtags: Vec::new(),
             mentions: Vec::new(),
@@ -68,17 +99,6 @@ impl Default for Post {
     }
 }
 
-fn empty_author() -> Author {
-    Author {
-        id: String::new(),
-        username: String::new(),
-        name: String::new(),
-        location: None,
-        followers: 0,
-        verified: false,
-    }
-}
-
 const EMPTY_METRICS: Metrics = Metrics {
     retweets: 0,
     likes: 0,
@@ -86,10 +106,109 @@ const EMPTY_METRICS: Metrics = Metrics {
     quotes: 0,
 };
 
-impl From<Wire> for Post {
-    /// The record as it crossed from the host, its `none`s made empty (moves,
-    /// never copies).
-    fn from(wire: Wire) -> Post {
+/// A span or range of the batch that lies outside it: the host and the plugin
+/// disagree on the contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutOfBatch {
+    what: &'static str,
+    start: u32,
+    len: u32,
+    size: usize,
+}
+
+impl std::fmt::Display for OutOfBatch {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "the host sent a post pointing outside its batch ({} {}+{} of {}); \
+             the host and this plugin disagree on the plugin contract",
+            self.what, self.start, self.len, self.size
+        )
+    }
+}
+
+/// The storage of one batch, which its posts point into.
+pub(crate) struct Storage {
+    text: String,
+    strings: Vec<Span>,
+    rules: Vec<WireRule>,
+}
+
+impl Storage {
+    /// Splits a batch into its storage and its posts.
+    pub(crate) fn split(batch: WireBatch) -> (Storage, Vec<Wire>) {
+        let WireBatch {
+            text,
+            strings,
+            rules,
+            posts,
+        } = batch;
+        (
+            Storage {
+                text,
+                strings,
+                rules,
+            },
+            posts,
+        )
+    }
+
+    fn str(&self, span: Span) -> Result<&str, OutOfBatch> {
+        let start = span.start as usize;
+        start
+            .checked_add(span.len as usize)
+            .and_then(|end| self.text.get(start..end))
+            .ok_or(OutOfBatch {
+                what: "text bytes",
+                start: span.start,
+                len: span.len,
+                size: self.text.len(),
+            })
+    }
+
+    fn string(&self, span: Span) -> Result<String, OutOfBatch> {
+        if span.len == 0 {
+            return Ok(String::new());
+        }
+        self.str(span).map(str::to_owned)
+    }
+
+    fn optional(&self, span: Span) -> Result<Option<String>, OutOfBatch> {
+        if span.len == 0 {
+            return Ok(None);
+        }
+        self.str(span).map(|value| Some(value.to_owned()))
+    }
+
+    fn items<'a, T>(
+        what: &'static str,
+        table: &'a [T],
+        range: Range,
+    ) -> Result<&'a [T], OutOfBatch> {
+        let start = range.start as usize;
+        start
+            .checked_add(range.len as usize)
+            .and_then(|end| table.get(start..end))
+            .ok_or(OutOfBatch {
+                what,
+                start: range.start,
+                len: range.len,
+                size: table.len(),
+            })
+    }
+
+    fn strings(&self, range: Range) -> Result<Vec<String>, OutOfBatch> {
+        if range.len == 0 {
+            return Ok(Vec::new());
+        }
+        Self::items("strings", &self.strings, range)?
+            .iter()
+            .map(|span| self.string(*span))
+            .collect()
+    }
+
+    /// The post `wire` points at, in owned fields.
+    pub(crate) fn post(&self, wire: Wire) -> Result<Post, OutOfBatch> {
         let Wire {
             id,
             created_at,
@@ -110,26 +229,58 @@ impl From<Wire> for Post {
             matching_rules,
             attrs,
         } = wire;
-        Post {
-            id,
+        let author = match author {
+            Some(author) => Author {
+                id: self.string(author.id)?,
+                username: self.string(author.username)?,
+                name: self.string(author.name)?,
+                location: self.optional(author.location)?,
+                followers: author.followers,
+                verified: author.verified,
+            },
+            None => Author::default(),
+        };
+        let place = match place {
+            Some(place) => Some(Place {
+                id: self.string(place.id)?,
+                full_name: self.string(place.full_name)?,
+                country_code: self.optional(place.country_code)?,
+            }),
+            None => None,
+        };
+        let matching_rules = if matching_rules.len == 0 {
+            Vec::new()
+        } else {
+            Self::items("rules", &self.rules, matching_rules)?
+                .iter()
+                .map(|rule| {
+                    Ok(MatchingRule {
+                        id: self.string(rule.id)?,
+                        tag: self.string(rule.tag)?,
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        Ok(Post {
+            id: self.string(id)?,
             created_at,
-            text: text.unwrap_or_default(),
-            lang: lang.unwrap_or_default(),
-            author: author.unwrap_or_else(empty_author),
+            text: self.string(text)?,
+            lang: self.string(lang)?,
+            author,
             metrics: metrics.unwrap_or(EMPTY_METRICS),
-            hashtags: hashtags.unwrap_or_default(),
-            mentions: mentions.unwrap_or_default(),
-            cashtags: cashtags.unwrap_or_default(),
-            urls: urls.unwrap_or_default(),
+            hashtags: self.strings(hashtags)?,
+            mentions: self.strings(mentions)?,
+            cashtags: self.strings(cashtags)?,
+            urls: self.strings(urls)?,
             place,
             is_retweet,
             is_reply,
             is_quote,
             has_media,
-            in_reply_to_user_id,
-            matching_rules: matching_rules.unwrap_or_default(),
+            in_reply_to_user_id: self.optional(in_reply_to_user_id)?,
+            matching_rules,
             attrs: attrs.unwrap_or_default(),
-        }
+        })
     }
 }
 
@@ -256,5 +407,161 @@ impl From<Vec<String>> for AttrValue {
 impl From<&[&str]> for AttrValue {
     fn from(value: &[&str]) -> AttrValue {
         AttrValue::Texts(value.iter().map(|item| (*item).to_owned()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::exports::tweetpipe::plugin::processor::{Author as WireAuthor, Outcome};
+
+    const NO_SPAN: Span = Span { start: 0, len: 0 };
+    const NO_RANGE: Range = Range { start: 0, len: 0 };
+
+    /// A batch the way the host builds one: every string appended to `text`.
+    #[derive(Default)]
+    struct Builder {
+        text: String,
+        strings: Vec<Span>,
+        rules: Vec<WireRule>,
+    }
+
+    impl Builder {
+        fn span(&mut self, value: &str) -> Span {
+            let start = self.text.len() as u32;
+            self.text.push_str(value);
+            Span {
+                start,
+                len: value.len() as u32,
+            }
+        }
+
+        fn list(&mut self, values: &[&str]) -> Range {
+            let start = self.strings.len() as u32;
+            for value in values {
+                let span = self.span(value);
+                self.strings.push(span);
+            }
+            Range {
+                start,
+                len: values.len() as u32,
+            }
+        }
+
+        fn post(&mut self, id: &str, text: &str) -> Wire {
+            Wire {
+                id: self.span(id),
+                created_at: None,
+                text: self.span(text),
+                lang: NO_SPAN,
+                author: None,
+                metrics: None,
+                hashtags: NO_RANGE,
+                mentions: NO_RANGE,
+                cashtags: NO_RANGE,
+                urls: NO_RANGE,
+                place: None,
+                is_retweet: false,
+                is_reply: false,
+                is_quote: false,
+                has_media: false,
+                in_reply_to_user_id: NO_SPAN,
+                matching_rules: NO_RANGE,
+                attrs: None,
+            }
+        }
+
+        fn finish(self, posts: Vec<Wire>) -> WireBatch {
+            WireBatch {
+                text: self.text,
+                strings: self.strings,
+                rules: self.rules,
+                posts,
+            }
+        }
+    }
+
+    #[test]
+    fn posts_read_out_of_their_batch_with_every_field() {
+        let mut builder = Builder::default();
+        let mut first = builder.post("1", "héllo @ana #rust");
+        first.lang = builder.span("pt");
+        first.author = Some(WireAuthor {
+            id: builder.span("42"),
+            username: builder.span("ana"),
+            name: builder.span("Ana Ñ"),
+            location: NO_SPAN,
+            followers: 9,
+            verified: true,
+        });
+        first.hashtags = builder.list(&["rust", "wasm"]);
+        first.mentions = builder.list(&["ana"]);
+        first.in_reply_to_user_id = builder.span("43");
+        let rule = WireRule {
+            id: builder.span("7"),
+            tag: builder.span("music"),
+        };
+        builder.rules.push(rule);
+        first.matching_rules = Range { start: 0, len: 1 };
+        let second = builder.post("2", "");
+        let (storage, wires) = Storage::split(builder.finish(vec![first, second]));
+        let posts: Vec<Post> = wires
+            .into_iter()
+            .map(|wire| storage.post(wire).unwrap())
+            .collect();
+
+        let expected = Post {
+            id: "1".to_owned(),
+            text: "héllo @ana #rust".to_owned(),
+            lang: "pt".to_owned(),
+            author: Author {
+                id: "42".to_owned(),
+                username: "ana".to_owned(),
+                name: "Ana Ñ".to_owned(),
+                location: None,
+                followers: 9,
+                verified: true,
+            },
+            hashtags: vec!["rust".to_owned(), "wasm".to_owned()],
+            mentions: vec!["ana".to_owned()],
+            in_reply_to_user_id: Some("43".to_owned()),
+            matching_rules: vec![MatchingRule {
+                id: "7".to_owned(),
+                tag: "music".to_owned(),
+            }],
+            ..Post::default()
+        };
+        assert_eq!(posts[0], expected);
+        assert_eq!(
+            posts[1],
+            Post {
+                id: "2".to_owned(),
+                ..Post::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_post_pointing_outside_its_batch_fails_alone_and_says_why() {
+        let mut builder = Builder::default();
+        let good = builder.post("1", "fine");
+        let mut past_the_end = builder.post("2", "x");
+        past_the_end.text = Span { start: 3, len: 100 };
+        let mut mid_character = builder.post("3", "é");
+        mid_character.text.len = 1;
+        let mut bad_list = builder.post("4", "y");
+        bad_list.urls = Range { start: 5, len: 1 };
+        let batch = builder.finish(vec![good, past_the_end, mid_character, bad_list]);
+        let outcomes = crate::__private::run_filter(batch, "keep", |_post: &Post| true);
+        assert_eq!(outcomes[0], Outcome::Keep(None));
+        for outcome in &outcomes[1..] {
+            match outcome {
+                Outcome::Fail(message) => assert!(
+                    message.contains("outside its batch") && message.contains("contract"),
+                    "{message}"
+                ),
+                other => panic!("expected a failure, got {other:?}"),
+            }
+        }
     }
 }

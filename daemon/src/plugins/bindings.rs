@@ -7,15 +7,15 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::tweetpipe::plugin::processor::{
-    Attr, AttrValue, Author, Changes, Fields, MatchingRule, Metrics, Outcome, Place, PluginInfo,
-    Post,
+    Attr, AttrValue, Author, Batch, Changes, Fields, MatchingRule, Metrics, Outcome, Place,
+    PluginInfo, Post, Range, Span,
 };
 
 /// The contract package, without version.
 pub const CONTRACT_PACKAGE: &str = "tweetpipe:plugin";
 
 /// The contract version this host implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// The interface every plugin exports, without version.
 pub const PROCESSOR_INTERFACE: &str = "tweetpipe:plugin/processor";

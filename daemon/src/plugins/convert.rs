@@ -1,187 +1,194 @@
-//! Moving posts between the daemon's [`Post`] and the contract's record, and
-//! applying the `changes` a plugin returns.
+//! Lowering posts into the contract's batch, and applying the `changes` a
+//! plugin returns.
 //!
-//! Posts are converted once when a batch enters the chain (moving, not copying,
-//! their strings) and once when it leaves; in between every plugin sees the
-//! contract form, projected to the fields it declared it reads (moved out of
-//! the record for the call and back after it).
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use chrono::{DateTime, Utc};
+//! A plugin call carries one [`wit::Batch`]: the strings of every post back to
+//! back in one buffer, the posts pointing into it with spans. Copying one
+//! buffer into the plugin takes a single call into its allocator, where a
+//! string of its own took one each. Each plugin gets only the field groups it
+//! reads, and the batch's buffers are reused from call to call.
 
 use super::bindings as wit;
-use crate::post::{AttrValue, Author, MatchingRule, Metrics, Place, Post};
+use crate::post::{AttrValue, Author, Post};
 
-/// The parts of a post the contract does not carry (or carries lossily).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Extra {
-    created_at: Option<DateTime<Utc>>,
-    raw: Option<Arc<str>>,
-}
+/// A batch's strings passed the 4 GiB a span can address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the batch's strings take more than 4 GiB, more than the plugin contract can address; \
+     lower the batch size"
+)]
+pub(crate) struct BatchTooLarge;
 
-/// `Some` unless empty: the record's form of an optional string.
-fn non_empty(value: String) -> Option<String> {
-    (!value.is_empty()).then_some(value)
-}
-
-/// `Some` unless empty: the record's form of an optional list.
-fn non_empty_list<T>(value: Vec<T>) -> Option<Vec<T>> {
-    (!value.is_empty()).then_some(value)
-}
-
-/// Turns a post into the contract's record: every group filled, every empty
-/// string or list `none` (so it costs nothing to pass to a plugin).
-pub(crate) fn to_wit(post: Post) -> (wit::Post, Extra) {
-    let Post {
-        id,
-        created_at,
-        text,
-        lang,
-        author,
-        metrics,
-        hashtags,
-        mentions,
-        cashtags,
-        urls,
-        place,
-        is_retweet,
-        is_reply,
-        is_quote,
-        has_media,
-        in_reply_to_user_id,
-        matching_rules,
-        attrs,
-        raw,
-    } = post;
-    let record = wit::Post {
-        id,
-        created_at: created_at.map(|time| time.timestamp_millis()),
-        text: non_empty(text),
-        lang: non_empty(lang),
-        author: Some(wit::Author {
-            id: author.id,
-            username: author.username,
-            name: author.name,
-            location: author.location,
-            followers: author.followers,
-            verified: author.verified,
-        }),
-        metrics: Some(wit::Metrics {
-            retweets: metrics.retweets,
-            likes: metrics.likes,
-            replies: metrics.replies,
-            quotes: metrics.quotes,
-        }),
-        hashtags: non_empty_list(hashtags),
-        mentions: non_empty_list(mentions),
-        cashtags: non_empty_list(cashtags),
-        urls: non_empty_list(urls),
-        place: place.map(|place| wit::Place {
-            id: place.id,
-            full_name: place.full_name,
-            country_code: place.country_code,
-        }),
-        is_retweet,
-        is_reply,
-        is_quote,
-        has_media,
-        in_reply_to_user_id,
-        matching_rules: non_empty_list(
-            matching_rules
-                .into_iter()
-                .map(|rule| wit::MatchingRule {
-                    id: rule.id,
-                    tag: rule.tag,
-                })
-                .collect(),
-        ),
-        attrs: non_empty_list(
-            attrs
-                .into_iter()
-                .map(|(name, value)| wit::Attr {
-                    name,
-                    value: attr_to_wit(value),
-                })
-                .collect(),
-        ),
-    };
-    (record, Extra { created_at, raw })
-}
-
-/// Turns the contract's record back into a post.
-pub(crate) fn from_wit(record: wit::Post, extra: Extra) -> Post {
-    let wit::Post {
-        id,
-        created_at: _,
-        text,
-        lang,
-        author,
-        metrics,
-        hashtags,
-        mentions,
-        cashtags,
-        urls,
-        place,
-        is_retweet,
-        is_reply,
-        is_quote,
-        has_media,
-        in_reply_to_user_id,
-        matching_rules,
-        attrs,
-    } = record;
-    let author = author.unwrap_or_else(empty_author);
-    let metrics = metrics.unwrap_or(EMPTY_METRICS);
-    Post {
-        id,
-        created_at: extra.created_at,
-        text: text.unwrap_or_default(),
-        lang: lang.unwrap_or_default(),
-        author: Author {
-            id: author.id,
-            username: author.username,
-            name: author.name,
-            location: author.location,
-            followers: author.followers,
-            verified: author.verified,
-        },
-        metrics: Metrics {
-            retweets: metrics.retweets,
-            likes: metrics.likes,
-            replies: metrics.replies,
-            quotes: metrics.quotes,
-        },
-        hashtags: hashtags.unwrap_or_default(),
-        mentions: mentions.unwrap_or_default(),
-        cashtags: cashtags.unwrap_or_default(),
-        urls: urls.unwrap_or_default(),
-        place: place.map(|place| Place {
-            id: place.id,
-            full_name: place.full_name,
-            country_code: place.country_code,
-        }),
-        is_retweet,
-        is_reply,
-        is_quote,
-        has_media,
-        in_reply_to_user_id,
-        matching_rules: matching_rules
-            .unwrap_or_default()
-            .into_iter()
-            .map(|rule| MatchingRule {
-                id: rule.id,
-                tag: rule.tag,
-            })
-            .collect(),
-        attrs: attrs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|attr| (attr.name, attr_from_wit(attr.value)))
-            .collect::<BTreeMap<_, _>>(),
-        raw: extra.raw,
+/// An empty batch, to fill with [`lower`].
+pub(crate) fn empty_batch() -> wit::Batch {
+    wit::Batch {
+        text: String::new(),
+        strings: Vec::new(),
+        rules: Vec::new(),
+        posts: Vec::new(),
     }
+}
+
+/// Fills `batch` (emptied first, its buffers kept) with `posts`, each holding
+/// only the groups in `reads` and its id.
+pub(crate) fn lower(
+    posts: &[Post],
+    reads: wit::Fields,
+    batch: &mut wit::Batch,
+) -> Result<(), BatchTooLarge> {
+    batch.text.clear();
+    batch.strings.clear();
+    batch.rules.clear();
+    batch.posts.clear();
+    for post in posts {
+        let record = lower_post(post, reads, batch);
+        batch.posts.push(record);
+    }
+    // Every span was computed with `as u32`: all of them are right exactly
+    // when the buffer's length fits.
+    if u32::try_from(batch.text.len()).is_err()
+        || u32::try_from(batch.strings.len()).is_err()
+        || u32::try_from(batch.rules.len()).is_err()
+    {
+        return Err(BatchTooLarge);
+    }
+    Ok(())
+}
+
+const EMPTY_SPAN: wit::Span = wit::Span { start: 0, len: 0 };
+const EMPTY_RANGE: wit::Range = wit::Range { start: 0, len: 0 };
+
+/// Appends `value` to the batch's text; where it went.
+fn span(text: &mut String, value: &str) -> wit::Span {
+    if value.is_empty() {
+        return EMPTY_SPAN;
+    }
+    let start = text.len() as u32;
+    text.push_str(value);
+    wit::Span {
+        start,
+        len: value.len() as u32,
+    }
+}
+
+/// Appends `values` to the batch's string table; where they went.
+fn strings(batch: &mut wit::Batch, values: &[String]) -> wit::Range {
+    if values.is_empty() {
+        return EMPTY_RANGE;
+    }
+    let start = batch.strings.len() as u32;
+    for value in values {
+        let item = span(&mut batch.text, value);
+        batch.strings.push(item);
+    }
+    wit::Range {
+        start,
+        len: values.len() as u32,
+    }
+}
+
+fn lower_post(post: &Post, reads: wit::Fields, batch: &mut wit::Batch) -> wit::Post {
+    let has = |flag: wit::Fields| reads.contains(flag);
+    let mut record = wit::Post {
+        id: span(&mut batch.text, &post.id),
+        created_at: None,
+        text: EMPTY_SPAN,
+        lang: EMPTY_SPAN,
+        author: None,
+        metrics: None,
+        hashtags: EMPTY_RANGE,
+        mentions: EMPTY_RANGE,
+        cashtags: EMPTY_RANGE,
+        urls: EMPTY_RANGE,
+        place: None,
+        is_retweet: false,
+        is_reply: false,
+        is_quote: false,
+        has_media: false,
+        in_reply_to_user_id: EMPTY_SPAN,
+        matching_rules: EMPTY_RANGE,
+        attrs: None,
+    };
+    if has(wit::Fields::TEXT) {
+        record.text = span(&mut batch.text, &post.text);
+    }
+    if has(wit::Fields::LANG) {
+        record.lang = span(&mut batch.text, &post.lang);
+    }
+    if has(wit::Fields::AUTHOR) {
+        let author = &post.author;
+        let text = &mut batch.text;
+        record.author = Some(wit::Author {
+            id: span(text, &author.id),
+            username: span(text, &author.username),
+            name: span(text, &author.name),
+            location: span(text, author.location.as_deref().unwrap_or_default()),
+            followers: author.followers,
+            verified: author.verified,
+        });
+    }
+    if has(wit::Fields::METRICS) {
+        let metrics = &post.metrics;
+        record.metrics = Some(wit::Metrics {
+            retweets: metrics.retweets,
+            likes: metrics.likes,
+            replies: metrics.replies,
+            quotes: metrics.quotes,
+        });
+    }
+    if has(wit::Fields::ENTITIES) {
+        record.hashtags = strings(batch, &post.hashtags);
+        record.mentions = strings(batch, &post.mentions);
+        record.cashtags = strings(batch, &post.cashtags);
+        record.urls = strings(batch, &post.urls);
+    }
+    if has(wit::Fields::PLACE)
+        && let Some(place) = &post.place
+    {
+        let text = &mut batch.text;
+        record.place = Some(wit::Place {
+            id: span(text, &place.id),
+            full_name: span(text, &place.full_name),
+            country_code: span(text, place.country_code.as_deref().unwrap_or_default()),
+        });
+    }
+    if has(wit::Fields::KIND) {
+        record.created_at = post.created_at.map(|time| time.timestamp_millis());
+        record.is_retweet = post.is_retweet;
+        record.is_reply = post.is_reply;
+        record.is_quote = post.is_quote;
+        record.has_media = post.has_media;
+        record.in_reply_to_user_id = span(
+            &mut batch.text,
+            post.in_reply_to_user_id.as_deref().unwrap_or_default(),
+        );
+    }
+    if has(wit::Fields::RULES) && !post.matching_rules.is_empty() {
+        let start = batch.rules.len() as u32;
+        for rule in &post.matching_rules {
+            let text = &mut batch.text;
+            let rule = wit::MatchingRule {
+                id: span(text, &rule.id),
+                tag: span(text, &rule.tag),
+            };
+            batch.rules.push(rule);
+        }
+        record.matching_rules = wit::Range {
+            start,
+            len: post.matching_rules.len() as u32,
+        };
+    }
+    if has(wit::Fields::ATTRS) && !post.attrs.is_empty() {
+        record.attrs = Some(
+            post.attrs
+                .iter()
+                .map(|(name, value)| wit::Attr {
+                    name: name.clone(),
+                    value: attr_to_wit(value.clone()),
+                })
+                .collect(),
+        );
+    }
+    record
 }
 
 fn attr_to_wit(value: AttrValue) -> wit::AttrValue {
@@ -204,8 +211,8 @@ fn attr_from_wit(value: wit::AttrValue) -> AttrValue {
     }
 }
 
-/// Applies what a plugin changed to the full post (keeping empty values `none`).
-pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
+/// Applies what a plugin changed to the full post.
+pub(crate) fn apply_changes(post: &mut Post, changes: wit::Changes) {
     let wit::Changes {
         text,
         lang,
@@ -220,72 +227,40 @@ pub(crate) fn apply_changes(post: &mut wit::Post, changes: wit::Changes) {
         remove_attrs,
     } = changes;
     if let Some(text) = text {
-        post.text = non_empty(text);
+        post.text = text;
     }
     if let Some(lang) = lang {
-        post.lang = non_empty(lang);
+        post.lang = lang;
     }
-    if author_id.is_some()
-        || author_username.is_some()
-        || author_name.is_some()
-        || author_location.is_some()
-    {
-        let author = post.author.get_or_insert_with(empty_author);
-        if let Some(id) = author_id {
-            author.id = id;
-        }
-        if let Some(username) = author_username {
-            author.username = username;
-        }
-        if let Some(name) = author_name {
-            author.name = name;
-        }
-        if let Some(location) = author_location {
-            author.location = location;
-        }
+    let author: &mut Author = &mut post.author;
+    if let Some(id) = author_id {
+        author.id = id;
+    }
+    if let Some(username) = author_username {
+        author.username = username;
+    }
+    if let Some(name) = author_name {
+        author.name = name;
+    }
+    if let Some(location) = author_location {
+        author.location = location;
     }
     if let Some(mentions) = mentions {
-        post.mentions = non_empty_list(mentions);
+        post.mentions = mentions;
     }
     if let Some(urls) = urls {
-        post.urls = non_empty_list(urls);
+        post.urls = urls;
     }
     if let Some(in_reply_to_user_id) = in_reply_to_user_id {
         post.in_reply_to_user_id = in_reply_to_user_id;
     }
-    if !remove_attrs.is_empty()
-        && let Some(attrs) = &mut post.attrs
-    {
-        attrs.retain(|attr| !remove_attrs.contains(&attr.name));
-        if attrs.is_empty() {
-            post.attrs = None;
-        }
+    for name in &remove_attrs {
+        post.attrs.remove(name);
     }
-    if set_attrs.is_empty() {
-        return;
-    }
-    // The common case, a post without attributes yet: the plugin's list becomes
-    // the post's as it is (its names are distinct, as the SDK sends them).
-    if post.attrs.is_none() && names_are_distinct(&set_attrs) {
-        post.attrs = Some(set_attrs);
-        return;
-    }
-    let attrs = post.attrs.get_or_insert_with(Vec::new);
-    attrs.reserve(set_attrs.len());
+    // In list order, so a repeated name keeps its last value.
     for attr in set_attrs {
-        match attrs.iter_mut().find(|old| old.name == attr.name) {
-            Some(old) => old.value = attr.value,
-            None => attrs.push(attr),
-        }
+        post.attrs.insert(attr.name, attr_from_wit(attr.value));
     }
-}
-
-/// True when no two attributes share a name (a short list: compared pairwise).
-fn names_are_distinct(attrs: &[wit::Attr]) -> bool {
-    attrs
-        .iter()
-        .enumerate()
-        .all(|(index, attr)| attrs[..index].iter().all(|other| other.name != attr.name))
 }
 
 /// Every field group.
@@ -326,156 +301,23 @@ pub(crate) fn field_names(reads: wit::Fields) -> Vec<&'static str> {
     }
 }
 
-/// Moves the field groups in `reads` (and the id) out of `post` into a record
-/// of their own, the other groups `none`; [`restore`] moves them back.
-/// Nothing is copied, so a plugin that reads little costs little.
-pub(crate) fn take_projection(post: &mut wit::Post, reads: wit::Fields) -> wit::Post {
-    let has = |flag: wit::Fields| reads.contains(flag);
-    let mut projected = empty_post(std::mem::take(&mut post.id));
-    if has(wit::Fields::TEXT) {
-        projected.text = post.text.take();
-    }
-    if has(wit::Fields::LANG) {
-        projected.lang = post.lang.take();
-    }
-    if has(wit::Fields::AUTHOR) {
-        projected.author = post.author.take();
-    }
-    if has(wit::Fields::METRICS) {
-        projected.metrics = post.metrics;
-    }
-    if has(wit::Fields::ENTITIES) {
-        projected.hashtags = post.hashtags.take();
-        projected.mentions = post.mentions.take();
-        projected.cashtags = post.cashtags.take();
-        projected.urls = post.urls.take();
-    }
-    if has(wit::Fields::PLACE) {
-        projected.place = post.place.take();
-    }
-    if has(wit::Fields::KIND) {
-        projected.created_at = post.created_at;
-        projected.is_retweet = post.is_retweet;
-        projected.is_reply = post.is_reply;
-        projected.is_quote = post.is_quote;
-        projected.has_media = post.has_media;
-        projected.in_reply_to_user_id = post.in_reply_to_user_id.take();
-    }
-    if has(wit::Fields::RULES) {
-        projected.matching_rules = post.matching_rules.take();
-    }
-    if has(wit::Fields::ATTRS) {
-        projected.attrs = post.attrs.take();
-    }
-    projected
-}
-
-/// Moves back what [`take_projection`] took out of `post`.
-pub(crate) fn restore(post: &mut wit::Post, projected: wit::Post, reads: wit::Fields) {
-    let has = |flag: wit::Fields| reads.contains(flag);
-    let wit::Post {
-        id,
-        text,
-        lang,
-        author,
-        hashtags,
-        mentions,
-        cashtags,
-        urls,
-        place,
-        in_reply_to_user_id,
-        matching_rules,
-        attrs,
-        ..
-    } = projected;
-    post.id = id;
-    if has(wit::Fields::TEXT) {
-        post.text = text;
-    }
-    if has(wit::Fields::LANG) {
-        post.lang = lang;
-    }
-    if has(wit::Fields::AUTHOR) {
-        post.author = author;
-    }
-    if has(wit::Fields::ENTITIES) {
-        post.hashtags = hashtags;
-        post.mentions = mentions;
-        post.cashtags = cashtags;
-        post.urls = urls;
-    }
-    if has(wit::Fields::PLACE) {
-        post.place = place;
-    }
-    if has(wit::Fields::KIND) {
-        post.in_reply_to_user_id = in_reply_to_user_id;
-    }
-    if has(wit::Fields::RULES) {
-        post.matching_rules = matching_rules;
-    }
-    if has(wit::Fields::ATTRS) {
-        post.attrs = attrs;
-    }
-}
-
-/// An author with nothing known.
-fn empty_author() -> wit::Author {
-    wit::Author {
-        id: String::new(),
-        username: String::new(),
-        name: String::new(),
-        location: None,
-        followers: 0,
-        verified: false,
-    }
-}
-
-/// Metrics with every count zero.
-const EMPTY_METRICS: wit::Metrics = wit::Metrics {
-    retweets: 0,
-    likes: 0,
-    replies: 0,
-    quotes: 0,
-};
-
-/// A record with only the id filled.
-fn empty_post(id: String) -> wit::Post {
-    wit::Post {
-        id,
-        created_at: None,
-        text: None,
-        lang: None,
-        author: None,
-        metrics: None,
-        hashtags: None,
-        mentions: None,
-        cashtags: None,
-        urls: None,
-        place: None,
-        is_retweet: false,
-        is_reply: false,
-        is_quote: false,
-        has_media: false,
-        in_reply_to_user_id: None,
-        matching_rules: None,
-        attrs: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
 
-    fn full_record() -> wit::Post {
-        let post = Post {
+    use super::*;
+    use crate::post::{MatchingRule, Metrics, Place};
+
+    fn full_post() -> Post {
+        Post {
             id: "1861000000000000001".to_owned(),
             created_at: Some("2026-11-21T10:00:00.000Z".parse().unwrap()),
-            text: "hello @ana #rust $ACME https://t.co/x".to_owned(),
+            text: "hello @ana #rust $ACME https://t.co/x ✨".to_owned(),
             lang: "en".to_owned(),
             author: Author {
                 id: "42".to_owned(),
                 username: "bob".to_owned(),
-                name: "Bob".to_owned(),
+                name: "Bob Ñ".to_owned(),
                 location: Some("Lisbon".to_owned()),
                 followers: 7,
                 verified: true,
@@ -486,7 +328,7 @@ mod tests {
                 replies: 3,
                 quotes: 4,
             },
-            hashtags: vec!["rust".to_owned()],
+            hashtags: vec!["rust".to_owned(), "wasm".to_owned()],
             mentions: vec!["ana".to_owned()],
             cashtags: vec!["ACME".to_owned()],
             urls: vec!["https://example.com/".to_owned()],
@@ -506,12 +348,93 @@ mod tests {
             }],
             attrs: BTreeMap::from([("score".to_owned(), AttrValue::Float(0.5))]),
             raw: None,
-        };
-        to_wit(post).0
+        }
+    }
+
+    /// Reads a span back out of the batch, as a plugin would.
+    fn at(batch: &wit::Batch, span: wit::Span) -> &str {
+        let start = span.start as usize;
+        &batch.text[start..start + span.len as usize]
+    }
+
+    fn list(batch: &wit::Batch, range: wit::Range) -> Vec<&str> {
+        let start = range.start as usize;
+        batch.strings[start..start + range.len as usize]
+            .iter()
+            .map(|item| at(batch, *item))
+            .collect()
     }
 
     #[test]
-    fn a_projection_holds_only_what_the_plugin_reads_and_restores_exactly() {
+    fn every_group_read_crosses_whole_and_reads_back_equal() {
+        let mut batch = empty_batch();
+        let posts = [full_post(), Post::default(), full_post()];
+        lower(&posts, all_fields(), &mut batch).unwrap();
+        assert_eq!(batch.posts.len(), 3);
+        for (post, record) in posts.iter().zip(&batch.posts) {
+            assert_eq!(at(&batch, record.id), post.id);
+            assert_eq!(at(&batch, record.text), post.text);
+            assert_eq!(at(&batch, record.lang), post.lang);
+            let author = record.author.as_ref().unwrap();
+            assert_eq!(at(&batch, author.name), post.author.name);
+            assert_eq!(
+                at(&batch, author.location),
+                post.author.location.as_deref().unwrap_or("")
+            );
+            assert_eq!(author.verified, post.author.verified);
+            assert_eq!(list(&batch, record.hashtags), post.hashtags);
+            assert_eq!(list(&batch, record.mentions), post.mentions);
+            assert_eq!(list(&batch, record.cashtags), post.cashtags);
+            assert_eq!(list(&batch, record.urls), post.urls);
+            assert_eq!(
+                record
+                    .place
+                    .as_ref()
+                    .map(|place| at(&batch, place.full_name)),
+                post.place.as_ref().map(|place| place.full_name.as_str())
+            );
+            assert_eq!(
+                at(&batch, record.in_reply_to_user_id),
+                post.in_reply_to_user_id.as_deref().unwrap_or("")
+            );
+            assert_eq!(record.is_quote, post.is_quote);
+            let start = record.matching_rules.start as usize;
+            let rules = &batch.rules[start..start + record.matching_rules.len as usize];
+            let tags: Vec<&str> = rules.iter().map(|rule| at(&batch, rule.tag)).collect();
+            let expected: Vec<&str> = post.matching_rules.iter().map(|r| r.tag.as_str()).collect();
+            assert_eq!(tags, expected);
+            assert_eq!(record.attrs.as_ref().map_or(0, Vec::len), post.attrs.len());
+        }
+        // Nothing is stored twice and nothing empty is stored at all.
+        let full = full_post();
+        let one_post_bytes = [
+            &full.id,
+            &full.text,
+            &full.lang,
+            &full.author.id,
+            &full.author.username,
+            &full.author.name,
+            "Lisbon",
+            "rust",
+            "wasm",
+            "ana",
+            "ACME",
+            "https://example.com/",
+            "p1",
+            "Lisbon, Portugal",
+            "PT",
+            "43",
+            "9",
+            "music",
+        ]
+        .iter()
+        .map(|value| value.len())
+        .sum::<usize>();
+        assert_eq!(batch.text.len(), 2 * one_post_bytes);
+    }
+
+    #[test]
+    fn a_plugin_gets_only_the_groups_it_reads() {
         let groups = [
             wit::Fields::empty(),
             wit::Fields::TEXT,
@@ -520,24 +443,25 @@ mod tests {
             wit::Fields::RULES | wit::Fields::ATTRS,
             all_fields(),
         ];
-        let original = format!("{:?}", full_record());
+        let mut batch = empty_batch();
         for reads in groups {
-            let mut record = full_record();
-            let projected = take_projection(&mut record, reads);
+            lower(&[full_post()], reads, &mut batch).unwrap();
+            let record = &batch.posts[0];
             let has = |flag| reads.contains(flag);
-            assert_eq!(projected.id, "1861000000000000001");
-            assert_eq!(projected.text.is_none(), !has(wit::Fields::TEXT));
-            assert_eq!(projected.lang.is_none(), !has(wit::Fields::LANG));
-            assert_eq!(projected.author.is_none(), !has(wit::Fields::AUTHOR));
-            assert_eq!(projected.metrics.is_none(), !has(wit::Fields::METRICS));
-            assert_eq!(projected.urls.is_none(), !has(wit::Fields::ENTITIES));
-            assert_eq!(projected.place.is_none(), !has(wit::Fields::PLACE));
-            assert_eq!(projected.is_quote, has(wit::Fields::KIND));
-            assert_eq!(projected.created_at.is_some(), has(wit::Fields::KIND));
-            assert_eq!(projected.matching_rules.is_none(), !has(wit::Fields::RULES));
-            assert_eq!(projected.attrs.is_none(), !has(wit::Fields::ATTRS));
-            restore(&mut record, projected, reads);
-            assert_eq!(format!("{record:?}"), original, "reads {reads:?}");
+            assert_eq!(at(&batch, record.id), "1861000000000000001");
+            assert_eq!(record.text.len > 0, has(wit::Fields::TEXT));
+            assert_eq!(record.lang.len > 0, has(wit::Fields::LANG));
+            assert_eq!(record.author.is_some(), has(wit::Fields::AUTHOR));
+            assert_eq!(record.metrics.is_some(), has(wit::Fields::METRICS));
+            assert_eq!(record.urls.len > 0, has(wit::Fields::ENTITIES));
+            assert_eq!(batch.strings.is_empty(), !has(wit::Fields::ENTITIES));
+            assert_eq!(record.place.is_some(), has(wit::Fields::PLACE));
+            assert_eq!(record.is_quote, has(wit::Fields::KIND));
+            assert_eq!(record.created_at.is_some(), has(wit::Fields::KIND));
+            assert_eq!(record.in_reply_to_user_id.len > 0, has(wit::Fields::KIND));
+            assert_eq!(record.matching_rules.len > 0, has(wit::Fields::RULES));
+            assert_eq!(batch.rules.is_empty(), !has(wit::Fields::RULES));
+            assert_eq!(record.attrs.is_some(), has(wit::Fields::ATTRS));
         }
     }
 
@@ -558,64 +482,52 @@ mod tests {
     }
 
     #[test]
-    fn empty_strings_and_lists_cross_as_none_and_come_back_empty() {
-        let post = Post {
-            id: "7".to_owned(),
-            ..Post::default()
-        };
-        let (record, extra) = to_wit(post.clone());
-        assert_eq!(record.text, None);
-        assert_eq!(record.lang, None);
-        assert_eq!(record.hashtags, None);
-        assert!(record.matching_rules.is_none());
-        assert!(record.attrs.is_none());
-        let back = from_wit(record, extra);
-        assert_eq!(format!("{back:?}"), format!("{post:?}"));
-    }
-
-    #[test]
-    fn changes_apply_to_the_full_record_and_keep_empty_values_none() {
-        let mut record = full_record();
+    fn changes_apply_to_the_full_post() {
+        let mut post = full_post();
         let mut changes = no_changes();
         changes.text = Some(String::new());
         changes.author_id = Some("i_1".to_owned());
+        changes.author_location = Some(None);
         changes.in_reply_to_user_id = Some(Some("i_2".to_owned()));
         changes.mentions = Some(Vec::new());
         changes.remove_attrs = vec!["score".to_owned()];
-        apply_changes(&mut record, changes);
-        assert_eq!(record.text, None);
-        assert_eq!(record.mentions, None);
-        assert!(record.attrs.is_none());
-        assert_eq!(record.in_reply_to_user_id.as_deref(), Some("i_2"));
-        let author = record.author.as_ref().unwrap();
+        apply_changes(&mut post, changes);
+        assert_eq!(post.text, "");
+        assert!(post.mentions.is_empty());
+        assert!(post.attrs.is_empty());
+        assert_eq!(post.in_reply_to_user_id.as_deref(), Some("i_2"));
         assert_eq!(
-            (author.id.as_str(), author.username.as_str()),
+            (post.author.id.as_str(), post.author.username.as_str()),
             ("i_1", "bob")
         );
+        assert_eq!(post.author.location, None);
+        assert_eq!(post.hashtags, full_post().hashtags, "unchanged fields stay");
 
         let mut changes = no_changes();
         changes.set_attrs = vec![wit::Attr {
             name: "label".to_owned(),
             value: wit::AttrValue::Text("positive".to_owned()),
         }];
-        apply_changes(&mut record, changes);
-        let attrs = record.attrs.as_ref().unwrap();
-        assert_eq!(attrs.len(), 1);
-        assert_eq!(attrs[0].name, "label");
+        apply_changes(&mut post, changes);
+        assert_eq!(
+            post.attrs,
+            BTreeMap::from([("label".to_owned(), AttrValue::Str("positive".to_owned()))])
+        );
     }
 
     #[test]
     fn a_repeated_attribute_name_keeps_the_last_value() {
-        let mut record = to_wit(Post::default()).0;
+        let mut post = Post::default();
         let attr = |value: i64| wit::Attr {
             name: "n".to_owned(),
             value: wit::AttrValue::Integer(value),
         };
         let mut changes = no_changes();
         changes.set_attrs = vec![attr(1), attr(2)];
-        apply_changes(&mut record, changes);
-        let attrs = record.attrs.unwrap();
-        assert_eq!(attrs.len(), 1);
-        assert!(matches!(attrs[0].value, wit::AttrValue::Integer(2)));
+        apply_changes(&mut post, changes);
+        assert_eq!(
+            post.attrs,
+            BTreeMap::from([("n".to_owned(), AttrValue::Int(2))])
+        );
     }
 }

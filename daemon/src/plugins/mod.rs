@@ -4,7 +4,7 @@
 //! and [`ChainRunner`] (one per worker, owns the plugin instances). With an empty
 //! chain every post is kept unchanged.
 //!
-//! Plugins are WebAssembly components implementing `tweetpipe:plugin@0.2.0`
+//! Plugins are WebAssembly components implementing `tweetpipe:plugin@0.3.0`
 //! (`plugin-sdk/wit`). Each runs in its own store with no capabilities, a CPU
 //! deadline and a memory cap. A trap, a missed deadline or memory exhaustion
 //! discards the instance; the batch is then retried post by post on fresh
@@ -17,7 +17,7 @@
 //!   memory caps and captured stderr.
 //! - `cache` keeps compiled plugins on disk across restarts.
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
-//! - `convert` moves posts in and out of the contract's record.
+//! - `convert` lowers posts into the contract's batch and applies plugins' changes.
 //! - `cli` is `tweetpipe plugin run|check`, for plugin authors.
 //! - `reload` builds new chain generations and swaps them in between batches.
 //! - `watch` notices changed plugin files and asks `reload` to swap them.
@@ -89,7 +89,7 @@ pub enum PluginError {
     )]
     CoreModule { plugin: String, path: PathBuf },
     /// The component does not implement this version of the contract.
-    #[error("plugin {plugin}: not a tweetpipe:plugin@0.2.0 component: {message}")]
+    #[error("plugin {plugin}: not a tweetpipe:plugin@0.3.0 component: {message}")]
     Contract { plugin: String, message: String },
     /// The component imports something the sandbox does not provide.
     #[error(
@@ -209,10 +209,9 @@ impl LoadedChain {
             .map(|plugin| {
                 Ok(PluginRunner {
                     live: Some(plugin.instantiate()?),
-                    projected: Vec::new(),
+                    batch: convert::empty_batch(),
                     restarts: 0,
                     plugin: Arc::clone(plugin),
-                    all_fields: plugin.info.reads.contains(convert::all_fields()),
                 })
             })
             .collect::<Result<Vec<_>, PluginError>>()?;
@@ -254,11 +253,11 @@ pub struct ChainRunner {
 
 #[derive(Debug, Default)]
 struct Scratch {
-    records: Vec<wit::Post>,
+    /// The posts still in the chain, and where each came in.
+    posts: Vec<Post>,
     slots: Vec<usize>,
-    kept_records: Vec<wit::Post>,
+    kept_posts: Vec<Post>,
     kept_slots: Vec<usize>,
-    extras: Vec<convert::Extra>,
 }
 
 impl ChainRunner {
@@ -273,36 +272,29 @@ impl ChainRunner {
             return posts.into_iter().map(Verdict::Keep).collect();
         }
         let Scratch {
-            records,
+            posts: live,
             slots,
-            kept_records,
+            kept_posts,
             kept_slots,
-            extras,
         } = &mut self.scratch;
         let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(posts.len());
-        for (slot, post) in posts.into_iter().enumerate() {
-            let (record, extra) = convert::to_wit(post);
-            records.push(record);
-            extras.push(extra);
-            slots.push(slot);
-            verdicts.push(None);
-        }
+        verdicts.resize_with(posts.len(), || None);
+        slots.extend(0..posts.len());
+        live.extend(posts);
 
         for runner in &mut self.runners {
-            if records.is_empty() {
+            if live.is_empty() {
                 break;
             }
-            let (posts, started) = (records.len(), std::time::Instant::now());
-            let outcomes = runner.process(records);
+            let (posts, started) = (live.len(), std::time::Instant::now());
+            let outcomes = runner.process(live);
             let elapsed = started.elapsed();
             let plugin = &runner.plugin;
-            for ((mut record, slot), outcome) in
-                records.drain(..).zip(slots.drain(..)).zip(outcomes)
-            {
+            for ((mut post, slot), outcome) in live.drain(..).zip(slots.drain(..)).zip(outcomes) {
                 let verdict = match outcome {
                     wit::Outcome::Keep(changes) => {
                         if let Some(changes) = changes {
-                            convert::apply_changes(&mut record, changes);
+                            convert::apply_changes(&mut post, changes);
                         }
                         None
                     }
@@ -312,10 +304,7 @@ impl ChainRunner {
                     }),
                     wit::Outcome::Fail(error) => match plugin.on_error {
                         OnError::DeadLetter => Some(Verdict::Fail {
-                            post: convert::from_wit(
-                                record.clone(),
-                                std::mem::take(&mut extras[slot]),
-                            ),
+                            post: std::mem::take(&mut post),
                             plugin: plugin.name.clone(),
                             error,
                         }),
@@ -329,14 +318,14 @@ impl ChainRunner {
                 match verdict {
                     Some(verdict) => verdicts[slot] = Some(verdict),
                     None => {
-                        kept_records.push(record);
+                        kept_posts.push(post);
                         kept_slots.push(slot);
                     }
                 }
             }
             if let Some(observer) = &self.observer {
                 let restarts = std::mem::take(&mut runner.restarts);
-                let passed = kept_records.len();
+                let passed = kept_posts.len();
                 observer.plugin_batch(
                     &runner.plugin.name,
                     PluginBatch {
@@ -347,15 +336,13 @@ impl ChainRunner {
                     },
                 );
             }
-            std::mem::swap(records, kept_records);
+            std::mem::swap(live, kept_posts);
             std::mem::swap(slots, kept_slots);
         }
 
-        for (record, slot) in records.drain(..).zip(slots.drain(..)) {
-            let extra = std::mem::take(&mut extras[slot]);
-            verdicts[slot] = Some(Verdict::Keep(convert::from_wit(record, extra)));
+        for (post, slot) in live.drain(..).zip(slots.drain(..)) {
+            verdicts[slot] = Some(Verdict::Keep(post));
         }
-        extras.clear();
         verdicts
             .into_iter()
             .map(|verdict| verdict.expect("every post of the batch got a verdict"))
@@ -367,9 +354,8 @@ impl ChainRunner {
 struct PluginRunner {
     plugin: Arc<LoadedPlugin>,
     live: Option<Live>,
-    all_fields: bool,
-    /// The records as this plugin sees them (only the fields it reads), reused.
-    projected: Vec<wit::Post>,
+    /// The batch record this plugin is called with, its buffers reused.
+    batch: wit::Batch,
     /// Instances discarded since the last report to the chain's observer.
     restarts: u32,
 }
@@ -385,54 +371,46 @@ impl std::fmt::Debug for PluginRunner {
 }
 
 impl PluginRunner {
-    /// One outcome per record. A failed batch is retried post by post on fresh
-    /// instances, so only the posts that fail on their own get `fail`. A plugin
-    /// that does not read every field gets records holding only the fields it
-    /// reads, moved out of `records` for the call and moved back after it.
-    fn process(&mut self, records: &mut [wit::Post]) -> Vec<wit::Outcome> {
-        if self.all_fields {
-            return self.process_input(records);
-        }
+    /// One outcome per post. A failed batch is retried post by post on fresh
+    /// instances, so only the posts that fail on their own get `fail`. The
+    /// plugin gets only the fields it reads.
+    fn process(&mut self, posts: &[Post]) -> Vec<wit::Outcome> {
         let reads = self.plugin.info.reads;
-        let mut projected = std::mem::take(&mut self.projected);
-        projected.clear();
-        projected.extend(
-            records
-                .iter_mut()
-                .map(|record| convert::take_projection(record, reads)),
-        );
-        let outcomes = self.process_input(&projected);
-        for (record, taken) in records.iter_mut().zip(projected.drain(..)) {
-            convert::restore(record, taken, reads);
-        }
-        self.projected = projected;
-        outcomes
-    }
-
-    fn process_input(&mut self, input: &[wit::Post]) -> Vec<wit::Outcome> {
-        match self.call(input) {
+        let mut batch = std::mem::replace(&mut self.batch, convert::empty_batch());
+        let outcomes = match convert::lower(posts, reads, &mut batch) {
+            Ok(()) => self.call(&batch),
+            Err(error) => Err(error.to_string()),
+        };
+        let outcomes = match outcomes {
             Ok(outcomes) => outcomes,
-            Err(reason) if input.len() == 1 => vec![wit::Outcome::Fail(reason)],
+            Err(reason) if posts.len() == 1 => vec![wit::Outcome::Fail(reason)],
             Err(reason) => {
                 log::warn!(
                     "plugin {}: a batch of {} posts failed ({reason}); retrying post by post",
                     self.plugin.name,
-                    input.len()
+                    posts.len()
                 );
-                input
+                posts
                     .iter()
-                    .map(|record| match self.call(std::slice::from_ref(record)) {
-                        Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-                            wit::Outcome::Fail("returned no outcome".to_owned())
-                        }),
-                        Err(reason) => wit::Outcome::Fail(reason),
+                    .map(|post| {
+                        let outcome = convert::lower(std::slice::from_ref(post), reads, &mut batch)
+                            .map_err(|error| error.to_string())
+                            .and_then(|()| self.call(&batch));
+                        match outcome {
+                            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
+                                wit::Outcome::Fail("returned no outcome".to_owned())
+                            }),
+                            Err(reason) => wit::Outcome::Fail(reason),
+                        }
                     })
                     .collect()
             }
-        }
+        };
+        self.batch = batch;
+        outcomes
     }
 
-    fn call(&mut self, input: &[wit::Post]) -> Result<Vec<wit::Outcome>, String> {
+    fn call(&mut self, batch: &wit::Batch) -> Result<Vec<wit::Outcome>, String> {
         let live = match &mut self.live {
             Some(live) => live,
             None => self.live.insert(
@@ -444,13 +422,13 @@ impl PluginRunner {
         match live.call(&self.plugin, |plugin, store| {
             plugin
                 .tweetpipe_plugin_processor()
-                .call_process(store, input)
+                .call_process(store, batch)
         }) {
-            Ok(outcomes) if outcomes.len() == input.len() => Ok(outcomes),
+            Ok(outcomes) if outcomes.len() == batch.posts.len() => Ok(outcomes),
             Ok(outcomes) => Err(format!(
                 "returned {} outcomes for {} posts",
                 outcomes.len(),
-                input.len()
+                batch.posts.len()
             )),
             Err(reason) => {
                 // The store is unusable after a trap: start over on the next call.

@@ -171,22 +171,22 @@ fn expand_entry(
     };
     let body = match kind {
         Kind::Filter => quote! {
-            ::tweetpipe_plugin::__private::run_filter(posts, #name_text, |post| #name(post))
+            ::tweetpipe_plugin::__private::run_filter(batch, #name_text, |post| #name(post))
         },
         Kind::Map => match reference {
             Argument::Ref => quote! {
-                ::tweetpipe_plugin::__private::run_map_ref(posts, |post| #name(post))
+                ::tweetpipe_plugin::__private::run_map_ref(batch, |post| #name(post))
             },
             Argument::MutRef => quote! {
-                ::tweetpipe_plugin::__private::run_map_in_place(posts, |post| #name(post))
+                ::tweetpipe_plugin::__private::run_map_in_place(batch, |post| #name(post))
             },
             Argument::Owned => quote! {
-                ::tweetpipe_plugin::__private::run_map(posts, |post| #name(post))
+                ::tweetpipe_plugin::__private::run_map(batch, |post| #name(post))
             },
         },
         Kind::FilterMap => match reference {
             Argument::Ref => quote! {
-                ::tweetpipe_plugin::__private::run_filter_map_ref(posts, #name_text, |post| #name(post))
+                ::tweetpipe_plugin::__private::run_filter_map_ref(batch, #name_text, |post| #name(post))
             },
             Argument::MutRef => {
                 return Err(syn::Error::new_spanned(
@@ -195,7 +195,7 @@ fn expand_entry(
                 ));
             }
             Argument::Owned => quote! {
-                ::tweetpipe_plugin::__private::run_filter_map(posts, #name_text, |post| #name(post))
+                ::tweetpipe_plugin::__private::run_filter_map(batch, #name_text, |post| #name(post))
             },
         },
     };
@@ -222,7 +222,7 @@ fn expand_entry(
             }
 
             fn process(
-                posts: ::std::vec::Vec<::tweetpipe_plugin::__private::WirePost>,
+                batch: ::tweetpipe_plugin::__private::WireBatch,
             ) -> ::std::vec::Vec<::tweetpipe_plugin::__private::Outcome> {
                 #body
             }
