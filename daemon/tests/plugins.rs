@@ -152,6 +152,127 @@ fn every_field_survives_plugins_that_read_all_or_nothing() {
     }
 }
 
+/// What the `echo_fields` fixture should report for `post`: one `name=value`
+/// line per field, rendered the way the SDK hands the field to a plugin
+/// (absent and empty optional strings are `None`, times are milliseconds).
+fn echo_of(post: &Post) -> Vec<String> {
+    let optional = |value: Option<&str>| value.filter(|value| !value.is_empty()).map(str::to_owned);
+    let mut lines = vec![
+        format!("id={}", post.id),
+        format!(
+            "created_at={:?}",
+            post.created_at.map(|time| time.timestamp_millis())
+        ),
+        format!("text={}", post.text),
+        format!("lang={}", post.lang),
+        format!("author.id={}", post.author.id),
+        format!("author.username={}", post.author.username),
+        format!("author.name={}", post.author.name),
+        format!(
+            "author.location={:?}",
+            optional(post.author.location.as_deref())
+        ),
+        format!("author.followers={}", post.author.followers),
+        format!("author.verified={}", post.author.verified),
+        format!(
+            "metrics={},{},{},{}",
+            post.metrics.retweets, post.metrics.likes, post.metrics.replies, post.metrics.quotes
+        ),
+        format!("hashtags={:?}", post.hashtags),
+        format!("mentions={:?}", post.mentions),
+        format!("cashtags={:?}", post.cashtags),
+        format!("urls={:?}", post.urls),
+        format!(
+            "place={:?}",
+            post.place.as_ref().map(|place| (
+                &place.id,
+                &place.full_name,
+                optional(place.country_code.as_deref())
+            ))
+        ),
+        format!(
+            "kind={},{},{},{}",
+            post.is_retweet, post.is_reply, post.is_quote, post.has_media
+        ),
+        format!(
+            "in_reply_to_user_id={:?}",
+            optional(post.in_reply_to_user_id.as_deref())
+        ),
+        format!(
+            "matching_rules={:?}",
+            post.matching_rules
+                .iter()
+                .map(|rule| (&rule.id, &rule.tag))
+                .collect::<Vec<_>>()
+        ),
+    ];
+    for (name, value) in &post.attrs {
+        let value = match value {
+            AttrValue::Bool(value) => value.to_string(),
+            AttrValue::Int(value) => value.to_string(),
+            AttrValue::Float(value) => value.to_string(),
+            AttrValue::Str(value) => format!("{value:?}"),
+            AttrValue::List(value) => format!("{value:?}"),
+        };
+        lines.push(format!("attr.{name}={value}"));
+    }
+    lines
+}
+
+#[test]
+fn a_plugin_reading_every_field_receives_each_one_intact() {
+    let full = full_post();
+    let mut other = full_post();
+    other.id = "1861000000000000003".to_owned();
+    other.created_at = None;
+    other.text = "RT plain text".to_owned();
+    other.lang = "pt".to_owned();
+    other.author.location = None;
+    other.author.followers = u64::MAX;
+    other.author.verified = false;
+    other.metrics = Metrics {
+        retweets: u64::MAX,
+        likes: 0,
+        replies: 7,
+        quotes: 1 << 40,
+    };
+    other.hashtags = vec!["um".to_owned(), "dois".to_owned(), "três".to_owned()];
+    other.mentions.clear();
+    other.urls.clear();
+    other.place = Some(Place {
+        id: "x".to_owned(),
+        full_name: "Lisboa".to_owned(),
+        country_code: None,
+    });
+    (
+        other.is_retweet,
+        other.is_reply,
+        other.is_quote,
+        other.has_media,
+    ) = (true, false, false, true);
+    other.in_reply_to_user_id = None;
+    other.matching_rules.push(MatchingRule {
+        id: "101".to_owned(),
+        tag: "second".to_owned(),
+    });
+    other.attrs.clear();
+    let sparse = Post {
+        id: "5".to_owned(),
+        ..Post::default()
+    };
+    let sent = vec![full, sparse, other];
+    let mut chain = runner(&[entry("echo_fields", serde_json::json!({}))]);
+    let verdicts = chain.run(sent.clone());
+    assert_eq!(verdicts.len(), sent.len());
+    for (post, verdict) in sent.iter().zip(&verdicts) {
+        let seen = match kept(verdict).attrs.get("seen") {
+            Some(AttrValue::List(lines)) => lines.clone(),
+            other => panic!("post {}: `seen` is {other:?}", post.id),
+        };
+        assert_eq!(seen, echo_of(post), "post {}", post.id);
+    }
+}
+
 #[test]
 fn a_chain_applies_configs_and_changes_in_order() {
     let mut chain = runner(&[
