@@ -260,7 +260,28 @@ fn a_plugin_reading_every_field_receives_each_one_intact() {
         id: "5".to_owned(),
         ..Post::default()
     };
-    let sent = vec![full, sparse, other];
+    // Posts without attributes and with them are written differently: send
+    // each filled post both ways, and each kind flag alone.
+    let mut full_without_attrs = full.clone();
+    full_without_attrs.attrs.clear();
+    let mut other_with_attrs = other.clone();
+    other_with_attrs
+        .attrs
+        .insert("n".to_owned(), AttrValue::Int(1));
+    let mut sent = vec![full, sparse, other, full_without_attrs, other_with_attrs];
+    for flag in 0..4 {
+        let mut post = Post {
+            id: format!("{}", 10 + flag),
+            ..Post::default()
+        };
+        *[
+            &mut post.is_retweet,
+            &mut post.is_reply,
+            &mut post.is_quote,
+            &mut post.has_media,
+        ][flag] = true;
+        sent.push(post);
+    }
     let mut chain = runner(&[entry("echo_fields", serde_json::json!({}))]);
     let verdicts = chain.run(sent.clone());
     assert_eq!(verdicts.len(), sent.len());

@@ -7,8 +7,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::tweetpipe::plugin::processor::{
-    Attr, AttrValue, Author, Batch, Changes, Fields, MatchingRule, Metrics, Outcome, Place,
-    PluginInfo, Post, Range, Span,
+    Attr, AttrValue, Author, Changes, Fields, MatchingRule, Metrics, Outcome, Place, PluginInfo,
+    Post, Range, Span,
 };
 
 /// The contract package, without version.

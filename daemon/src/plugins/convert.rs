@@ -1,13 +1,14 @@
 //! Lowering posts into the contract's batch, and applying the `changes` a
 //! plugin returns.
 //!
-//! A plugin call carries one [`wit::Batch`]: the strings of every post back to
+//! A plugin call carries one [`Batch`]: the strings of every post back to
 //! back in one buffer, the posts pointing into it with spans. Copying one
 //! buffer into the plugin takes a single call into its allocator, where a
 //! string of its own took one each. Each plugin gets only the field groups it
 //! reads, and the batch's buffers are reused from call to call.
 
 use super::bindings as wit;
+use super::lowering::{Batch, PostRecord, SpanItem};
 use crate::post::{AttrValue, Author, Post};
 
 /// A batch's strings passed the 4 GiB a span can address.
@@ -18,30 +19,17 @@ use crate::post::{AttrValue, Author, Post};
 )]
 pub(crate) struct BatchTooLarge;
 
-/// An empty batch, to fill with [`lower`].
-pub(crate) fn empty_batch() -> wit::Batch {
-    wit::Batch {
-        text: String::new(),
-        strings: Vec::new(),
-        rules: Vec::new(),
-        posts: Vec::new(),
-    }
-}
-
 /// Fills `batch` (emptied first, its buffers kept) with `posts`, each holding
 /// only the groups in `reads` and its id.
 pub(crate) fn lower(
     posts: &[Post],
     reads: wit::Fields,
-    batch: &mut wit::Batch,
+    batch: &mut Batch,
 ) -> Result<(), BatchTooLarge> {
-    batch.text.clear();
-    batch.strings.clear();
-    batch.rules.clear();
-    batch.posts.clear();
+    batch.clear();
     for post in posts {
         let record = lower_post(post, reads, batch);
-        batch.posts.push(record);
+        batch.posts.push(PostRecord(record));
     }
     // Every span was computed with `as u32`: all of them are right exactly
     // when the buffer's length fits.
@@ -71,14 +59,14 @@ fn span(text: &mut String, value: &str) -> wit::Span {
 }
 
 /// Appends `values` to the batch's string table; where they went.
-fn strings(batch: &mut wit::Batch, values: &[String]) -> wit::Range {
+fn strings(batch: &mut Batch, values: &[String]) -> wit::Range {
     if values.is_empty() {
         return EMPTY_RANGE;
     }
     let start = batch.strings.len() as u32;
     for value in values {
         let item = span(&mut batch.text, value);
-        batch.strings.push(item);
+        batch.strings.push(SpanItem(item));
     }
     wit::Range {
         start,
@@ -86,7 +74,7 @@ fn strings(batch: &mut wit::Batch, values: &[String]) -> wit::Range {
     }
 }
 
-fn lower_post(post: &Post, reads: wit::Fields, batch: &mut wit::Batch) -> wit::Post {
+fn lower_post(post: &Post, reads: wit::Fields, batch: &mut Batch) -> wit::Post {
     let has = |flag: wit::Fields| reads.contains(flag);
     let mut record = wit::Post {
         id: span(&mut batch.text, &post.id),
@@ -352,26 +340,26 @@ mod tests {
     }
 
     /// Reads a span back out of the batch, as a plugin would.
-    fn at(batch: &wit::Batch, span: wit::Span) -> &str {
+    fn at(batch: &Batch, span: wit::Span) -> &str {
         let start = span.start as usize;
         &batch.text[start..start + span.len as usize]
     }
 
-    fn list(batch: &wit::Batch, range: wit::Range) -> Vec<&str> {
+    fn list(batch: &Batch, range: wit::Range) -> Vec<&str> {
         let start = range.start as usize;
         batch.strings[start..start + range.len as usize]
             .iter()
-            .map(|item| at(batch, *item))
+            .map(|item| at(batch, item.0))
             .collect()
     }
 
     #[test]
     fn every_group_read_crosses_whole_and_reads_back_equal() {
-        let mut batch = empty_batch();
+        let mut batch = Batch::new();
         let posts = [full_post(), Post::default(), full_post()];
         lower(&posts, all_fields(), &mut batch).unwrap();
         assert_eq!(batch.posts.len(), 3);
-        for (post, record) in posts.iter().zip(&batch.posts) {
+        for (post, PostRecord(record)) in posts.iter().zip(&batch.posts) {
             assert_eq!(at(&batch, record.id), post.id);
             assert_eq!(at(&batch, record.text), post.text);
             assert_eq!(at(&batch, record.lang), post.lang);
@@ -443,10 +431,10 @@ mod tests {
             wit::Fields::RULES | wit::Fields::ATTRS,
             all_fields(),
         ];
-        let mut batch = empty_batch();
+        let mut batch = Batch::new();
         for reads in groups {
             lower(&[full_post()], reads, &mut batch).unwrap();
-            let record = &batch.posts[0];
+            let record = &batch.posts[0].0;
             let has = |flag| reads.contains(flag);
             assert_eq!(at(&batch, record.id), "1861000000000000001");
             assert_eq!(record.text.len > 0, has(wit::Fields::TEXT));

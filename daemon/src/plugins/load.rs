@@ -6,12 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex, Func};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::engine::{EPOCH_TICK, HostState, engine, linker};
+use super::lowering::Batch;
 use super::{PluginError, RuntimeOptions, bindings as wit};
 use crate::config::{OnError, PluginConfig};
 
@@ -20,6 +21,8 @@ pub(crate) struct LoadedPlugin {
     pub(crate) name: String,
     pub(crate) path: PathBuf,
     pub(crate) pre: PluginPre<HostState>,
+    /// The contract's `process`, called with the hand-lowered [`Batch`].
+    process: ComponentExportIndex,
     pub(crate) info: wit::PluginInfo,
     pub(crate) config_json: String,
     pub(crate) on_error: OnError,
@@ -49,6 +52,7 @@ impl std::fmt::Debug for LoadedPlugin {
 pub(crate) struct Live {
     pub(crate) store: Store<HostState>,
     pub(crate) plugin: Plugin,
+    process: Func,
 }
 
 /// Loads and self-checks the plugin of one `[[plugins]]` entry.
@@ -134,6 +138,12 @@ pub(crate) fn load_plugin_with(
         plugin: name.clone(),
         message: format!("{error:#}"),
     })?;
+    let process = process_export(&component).ok_or_else(|| PluginError::Contract {
+        plugin: name.clone(),
+        message: format!(
+            "it exports `{PROCESSOR_INTERFACE}@{CONTRACT_VERSION}` without its `process` function"
+        ),
+    })?;
     let config_json = serde_json::to_string(&config.config)
         .map_err(|error| load_error(format!("cannot pass its config as JSON: {error}")))?;
 
@@ -141,6 +151,7 @@ pub(crate) fn load_plugin_with(
         name: name.clone(),
         path,
         pre,
+        process,
         info: wit::PluginInfo {
             name: String::new(),
             version: String::new(),
@@ -190,14 +201,33 @@ impl LoadedPlugin {
         let mut store = Store::new(engine(), HostState::new(self.memory_bytes));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.timeout));
-        let plugin =
-            self.pre
-                .instantiate(&mut store)
-                .map_err(|error| PluginError::Instantiate {
-                    plugin: self.name.clone(),
-                    message: describe_failure(&error, &mut store, self.timeout),
-                })?;
-        Ok(Live { store, plugin })
+        let instance = self
+            .pre
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|error| PluginError::Instantiate {
+                plugin: self.name.clone(),
+                message: describe_failure(&error, &mut store, self.timeout),
+            })?;
+        let contract = |error: wasmtime::Error| PluginError::Contract {
+            plugin: self.name.clone(),
+            message: format!("{error:#}"),
+        };
+        let plugin = Plugin::new(&mut store, &instance).map_err(contract)?;
+        let process = instance.get_func(&mut store, self.process).ok_or_else(|| {
+            contract(wasmtime::Error::msg(
+                "its `process` export is not a function",
+            ))
+        })?;
+        // The hand-lowered batch type-checks as the contract's `batch` record.
+        process
+            .typed::<(&Batch,), (Vec<wit::Outcome>,)>(&store)
+            .map_err(contract)?;
+        Ok(Live {
+            store,
+            plugin,
+            process,
+        })
     }
 
     /// One line describing the plugin for logs and `plugin check`.
@@ -222,6 +252,20 @@ impl Live {
             .set_epoch_deadline(deadline_ticks(plugin.timeout));
         call(&self.plugin, &mut self.store)
             .map_err(|error| describe_failure(&error, &mut self.store, plugin.timeout))
+    }
+
+    /// Calls the plugin's `process` with `batch`.
+    pub(crate) fn process(
+        &mut self,
+        plugin: &LoadedPlugin,
+        batch: &Batch,
+    ) -> Result<Vec<wit::Outcome>, String> {
+        let process = self.process;
+        self.call(plugin, |_, store| {
+            let process = process.typed::<(&Batch,), (Vec<wit::Outcome>,)>(&*store)?;
+            let (outcomes,) = process.call(store, (batch,))?;
+            Ok(outcomes)
+        })
     }
 
     fn init(&mut self, plugin: &LoadedPlugin) -> Result<(), PluginError> {
@@ -353,6 +397,14 @@ fn check_contract(component: &Component, name: &str) -> Result<(), PluginError> 
         plugin: name.to_owned(),
         message,
     })
+}
+
+/// Where the contract's `process` function is among the component's exports.
+fn process_export(component: &Component) -> Option<ComponentExportIndex> {
+    let interface = format!("{PROCESSOR_INTERFACE}@{CONTRACT_VERSION}");
+    let (_, interface) = component.get_export(None, &interface)?;
+    let (_, process) = component.get_export(Some(&interface), "process")?;
+    Some(process)
 }
 
 /// The display name for a plugin file given on the command line.

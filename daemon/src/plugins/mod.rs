@@ -18,6 +18,7 @@
 //! - `cache` keeps compiled plugins on disk across restarts.
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
 //! - `convert` lowers posts into the contract's batch and applies plugins' changes.
+//! - `lowering` writes the batch's posts into a plugin's memory in one piece each.
 //! - `cli` is `tweetpipe plugin run|check`, for plugin authors.
 //! - `reload` builds new chain generations and swaps them in between batches.
 //! - `watch` notices changed plugin files and asks `reload` to swap them.
@@ -28,6 +29,7 @@ pub mod cli;
 mod convert;
 mod engine;
 mod load;
+mod lowering;
 mod reload;
 mod watch;
 
@@ -37,6 +39,7 @@ use std::time::Duration;
 
 use self::bindings as wit;
 use self::load::{Live, LoadedPlugin};
+use self::lowering::Batch;
 use crate::config::{OnError, PluginConfig};
 use crate::post::Post;
 
@@ -209,7 +212,7 @@ impl LoadedChain {
             .map(|plugin| {
                 Ok(PluginRunner {
                     live: Some(plugin.instantiate()?),
-                    batch: convert::empty_batch(),
+                    batch: Batch::new(),
                     restarts: 0,
                     plugin: Arc::clone(plugin),
                 })
@@ -355,7 +358,7 @@ struct PluginRunner {
     plugin: Arc<LoadedPlugin>,
     live: Option<Live>,
     /// The batch record this plugin is called with, its buffers reused.
-    batch: wit::Batch,
+    batch: Batch,
     /// Instances discarded since the last report to the chain's observer.
     restarts: u32,
 }
@@ -376,7 +379,7 @@ impl PluginRunner {
     /// plugin gets only the fields it reads.
     fn process(&mut self, posts: &[Post]) -> Vec<wit::Outcome> {
         let reads = self.plugin.info.reads;
-        let mut batch = std::mem::replace(&mut self.batch, convert::empty_batch());
+        let mut batch = std::mem::replace(&mut self.batch, Batch::new());
         let outcomes = match convert::lower(posts, reads, &mut batch) {
             Ok(()) => self.call(&batch),
             Err(error) => Err(error.to_string()),
@@ -410,7 +413,7 @@ impl PluginRunner {
         outcomes
     }
 
-    fn call(&mut self, batch: &wit::Batch) -> Result<Vec<wit::Outcome>, String> {
+    fn call(&mut self, batch: &Batch) -> Result<Vec<wit::Outcome>, String> {
         let live = match &mut self.live {
             Some(live) => live,
             None => self.live.insert(
@@ -419,11 +422,7 @@ impl PluginRunner {
                     .map_err(|error| format!("cannot re-create the instance: {error}"))?,
             ),
         };
-        match live.call(&self.plugin, |plugin, store| {
-            plugin
-                .tweetpipe_plugin_processor()
-                .call_process(store, batch)
-        }) {
+        match live.process(&self.plugin, batch) {
             Ok(outcomes) if outcomes.len() == batch.posts.len() => Ok(outcomes),
             Ok(outcomes) => Err(format!(
                 "returned {} outcomes for {} posts",
