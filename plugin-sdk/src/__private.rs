@@ -145,13 +145,16 @@ fn dropped(function: &str) -> Outcome {
 }
 
 /// One outcome per post of `batch`: `answer` for each post read out of it,
-/// `fail` for a post that points outside it.
-fn each_post(batch: WireBatch, mut answer: impl FnMut(Post) -> Outcome) -> Vec<Outcome> {
+/// `fail` for a post that points outside it. One post value is refilled for
+/// every post of the batch, so reading a post allocates only when it holds
+/// more or longer strings than the ones before it.
+fn each_post(batch: WireBatch, mut answer: impl FnMut(&Post) -> Outcome) -> Vec<Outcome> {
     let (storage, posts) = Storage::split(batch);
+    let mut post = Post::default();
     posts
         .into_iter()
-        .map(|wire| match storage.post(wire) {
-            Ok(post) => answer(post),
+        .map(|wire| match storage.fill(wire, &mut post) {
+            Ok(()) => answer(&post),
             Err(error) => Outcome::Fail(error.to_string()),
         })
         .collect()
@@ -163,7 +166,7 @@ pub fn run_filter<R: FilterOutput>(
     function: &str,
     filter: impl Fn(&Post) -> R,
 ) -> Vec<Outcome> {
-    each_post(batch, |post| match filter(&post).into_result() {
+    each_post(batch, |post| match filter(post).into_result() {
         Ok(true) => Outcome::Keep(None),
         Ok(false) => dropped(function),
         Err(error) => Outcome::Fail(error.to_string()),
@@ -172,12 +175,9 @@ pub fn run_filter<R: FilterOutput>(
 
 /// The batch loop of `#[map]` taking and returning a `Post`.
 pub fn run_map<R: MapOutput>(batch: WireBatch, map: impl Fn(Post) -> R) -> Vec<Outcome> {
-    each_post(batch, |post| {
-        let before = post.clone();
-        match map(post).into_result() {
-            Ok(after) => Outcome::Keep(changes(&before, after)),
-            Err(error) => Outcome::Fail(error.to_string()),
-        }
+    each_post(batch, |before| match map(before.clone()).into_result() {
+        Ok(after) => Outcome::Keep(changes(before, after)),
+        Err(error) => Outcome::Fail(error.to_string()),
     })
 }
 
@@ -186,10 +186,10 @@ pub fn run_map_in_place<R: InPlaceOutput>(
     batch: WireBatch,
     map: impl Fn(&mut Post) -> R,
 ) -> Vec<Outcome> {
-    each_post(batch, |mut post| {
-        let before = post.clone();
+    each_post(batch, |before| {
+        let mut post = before.clone();
         match map(&mut post).into_result() {
-            Ok(()) => Outcome::Keep(changes(&before, post)),
+            Ok(()) => Outcome::Keep(changes(before, post)),
             Err(error) => Outcome::Fail(error.to_string()),
         }
     })
@@ -198,7 +198,7 @@ pub fn run_map_in_place<R: InPlaceOutput>(
 /// The batch loop of `#[map]` reading `&Post` and returning its [`Changes`]:
 /// nothing is copied or compared.
 pub fn run_map_ref<R: ChangesOutput>(batch: WireBatch, map: impl Fn(&Post) -> R) -> Vec<Outcome> {
-    each_post(batch, |post| match map(&post).into_result() {
+    each_post(batch, |post| match map(post).into_result() {
         Ok(changes) => Outcome::Keep(changes.into_wire()),
         Err(error) => Outcome::Fail(error.to_string()),
     })
@@ -211,7 +211,7 @@ pub fn run_filter_map_ref<R: FilterChangesOutput>(
     function: &str,
     filter_map: impl Fn(&Post) -> R,
 ) -> Vec<Outcome> {
-    each_post(batch, |post| match filter_map(&post).into_result() {
+    each_post(batch, |post| match filter_map(post).into_result() {
         Ok(Some(changes)) => Outcome::Keep(changes.into_wire()),
         Ok(None) => dropped(function),
         Err(error) => Outcome::Fail(error.to_string()),
@@ -224,10 +224,9 @@ pub fn run_filter_map<R: FilterMapOutput>(
     function: &str,
     filter_map: impl Fn(Post) -> R,
 ) -> Vec<Outcome> {
-    each_post(batch, |post| {
-        let before = post.clone();
-        match filter_map(post).into_result() {
-            Ok(Some(after)) => Outcome::Keep(changes(&before, after)),
+    each_post(batch, |before| {
+        match filter_map(before.clone()).into_result() {
+            Ok(Some(after)) => Outcome::Keep(changes(before, after)),
             Ok(None) => dropped(function),
             Err(error) => Outcome::Fail(error.to_string()),
         }

@@ -166,18 +166,30 @@ impl Storage {
             })
     }
 
-    fn string(&self, span: Span) -> Result<String, OutOfBatch> {
-        if span.len == 0 {
-            return Ok(String::new());
+    /// Sets `target` to the text at `span`, reusing its allocation.
+    fn set(&self, target: &mut String, span: Span) -> Result<(), OutOfBatch> {
+        target.clear();
+        if span.len != 0 {
+            target.push_str(self.str(span)?);
         }
-        self.str(span).map(str::to_owned)
+        Ok(())
     }
 
-    fn optional(&self, span: Span) -> Result<Option<String>, OutOfBatch> {
+    /// Sets `target` to the text at `span`, `None` when it is empty.
+    fn set_optional(&self, target: &mut Option<String>, span: Span) -> Result<(), OutOfBatch> {
         if span.len == 0 {
-            return Ok(None);
+            *target = None;
+            return Ok(());
         }
-        self.str(span).map(|value| Some(value.to_owned()))
+        let value = self.str(span)?;
+        match target {
+            Some(target) => {
+                target.clear();
+                target.push_str(value);
+            }
+            None => *target = Some(value.to_owned()),
+        }
+        Ok(())
     }
 
     fn items<'a, T>(
@@ -197,18 +209,39 @@ impl Storage {
             })
     }
 
-    fn strings(&self, range: Range) -> Result<Vec<String>, OutOfBatch> {
+    /// Sets `target` to the strings of `range`, reusing its allocations.
+    fn set_strings(&self, target: &mut Vec<String>, range: Range) -> Result<(), OutOfBatch> {
         if range.len == 0 {
-            return Ok(Vec::new());
+            target.clear();
+            return Ok(());
         }
-        Self::items("strings", &self.strings, range)?
-            .iter()
-            .map(|span| self.string(*span))
-            .collect()
+        let spans = Self::items("strings", &self.strings, range)?;
+        target.truncate(spans.len());
+        for (index, span) in spans.iter().enumerate() {
+            match target.get_mut(index) {
+                Some(item) => self.set(item, *span)?,
+                None => {
+                    let mut item = String::new();
+                    self.set(&mut item, *span)?;
+                    target.push(item);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The post `wire` points at, in owned fields.
+    #[cfg(test)]
     pub(crate) fn post(&self, wire: Wire) -> Result<Post, OutOfBatch> {
+        let mut post = Post::default();
+        self.fill(wire, &mut post)?;
+        Ok(post)
+    }
+
+    /// Overwrites every field of `post` with the post `wire` points at,
+    /// reusing the allocations `post` already has: one post value serves a
+    /// whole batch. After an error `post` is partly overwritten.
+    pub(crate) fn fill(&self, wire: Wire, post: &mut Post) -> Result<(), OutOfBatch> {
         let Wire {
             id,
             created_at,
@@ -229,58 +262,64 @@ impl Storage {
             matching_rules,
             attrs,
         } = wire;
-        let author = match author {
-            Some(author) => Author {
-                id: self.string(author.id)?,
-                username: self.string(author.username)?,
-                name: self.string(author.name)?,
-                location: self.optional(author.location)?,
-                followers: author.followers,
-                verified: author.verified,
-            },
-            None => Author::default(),
-        };
-        let place = match place {
-            Some(place) => Some(Place {
-                id: self.string(place.id)?,
-                full_name: self.string(place.full_name)?,
-                country_code: self.optional(place.country_code)?,
-            }),
-            None => None,
-        };
-        let matching_rules = if matching_rules.len == 0 {
-            Vec::new()
+        self.set(&mut post.id, id)?;
+        post.created_at = created_at;
+        self.set(&mut post.text, text)?;
+        self.set(&mut post.lang, lang)?;
+        let target = &mut post.author;
+        match author {
+            Some(author) => {
+                self.set(&mut target.id, author.id)?;
+                self.set(&mut target.username, author.username)?;
+                self.set(&mut target.name, author.name)?;
+                self.set_optional(&mut target.location, author.location)?;
+                target.followers = author.followers;
+                target.verified = author.verified;
+            }
+            None => {
+                target.id.clear();
+                target.username.clear();
+                target.name.clear();
+                target.location = None;
+                target.followers = 0;
+                target.verified = false;
+            }
+        }
+        post.metrics = metrics.unwrap_or(EMPTY_METRICS);
+        self.set_strings(&mut post.hashtags, hashtags)?;
+        self.set_strings(&mut post.mentions, mentions)?;
+        self.set_strings(&mut post.cashtags, cashtags)?;
+        self.set_strings(&mut post.urls, urls)?;
+        match place {
+            Some(place) => {
+                let target = post.place.get_or_insert_with(Place::default);
+                self.set(&mut target.id, place.id)?;
+                self.set(&mut target.full_name, place.full_name)?;
+                self.set_optional(&mut target.country_code, place.country_code)?;
+            }
+            None => post.place = None,
+        }
+        post.is_retweet = is_retweet;
+        post.is_reply = is_reply;
+        post.is_quote = is_quote;
+        post.has_media = has_media;
+        self.set_optional(&mut post.in_reply_to_user_id, in_reply_to_user_id)?;
+        if matching_rules.len == 0 {
+            post.matching_rules.clear();
         } else {
-            Self::items("rules", &self.rules, matching_rules)?
-                .iter()
-                .map(|rule| {
-                    Ok(MatchingRule {
-                        id: self.string(rule.id)?,
-                        tag: self.string(rule.tag)?,
-                    })
-                })
-                .collect::<Result<_, _>>()?
-        };
-        Ok(Post {
-            id: self.string(id)?,
-            created_at,
-            text: self.string(text)?,
-            lang: self.string(lang)?,
-            author,
-            metrics: metrics.unwrap_or(EMPTY_METRICS),
-            hashtags: self.strings(hashtags)?,
-            mentions: self.strings(mentions)?,
-            cashtags: self.strings(cashtags)?,
-            urls: self.strings(urls)?,
-            place,
-            is_retweet,
-            is_reply,
-            is_quote,
-            has_media,
-            in_reply_to_user_id: self.optional(in_reply_to_user_id)?,
-            matching_rules,
-            attrs: attrs.unwrap_or_default(),
-        })
+            let rules = Self::items("rules", &self.rules, matching_rules)?;
+            let target = &mut post.matching_rules;
+            target.truncate(rules.len());
+            for (index, rule) in rules.iter().enumerate() {
+                if index == target.len() {
+                    target.push(MatchingRule::default());
+                }
+                self.set(&mut target[index].id, rule.id)?;
+                self.set(&mut target[index].tag, rule.tag)?;
+            }
+        }
+        post.attrs = attrs.unwrap_or_default();
+        Ok(())
     }
 }
 
@@ -413,7 +452,9 @@ impl From<&[&str]> for AttrValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::exports::tweetpipe::plugin::processor::{Author as WireAuthor, Outcome};
+    use crate::bindings::exports::tweetpipe::plugin::processor::{
+        Author as WireAuthor, Outcome, Place as WirePlace,
+    };
 
     const NO_SPAN: Span = Span { start: 0, len: 0 };
     const NO_RANGE: Range = Range { start: 0, len: 0 };
@@ -539,6 +580,65 @@ mod tests {
                 ..Post::default()
             }
         );
+    }
+
+    /// Three posts that each leave less set than the one before.
+    fn shrinking_batch() -> WireBatch {
+        let mut builder = Builder::default();
+        let mut first = builder.post("1", "a long first text");
+        first.lang = builder.span("en");
+        first.author = Some(WireAuthor {
+            id: builder.span("42"),
+            username: builder.span("ana"),
+            name: builder.span("Ana"),
+            location: builder.span("Lisboa"),
+            followers: 9,
+            verified: true,
+        });
+        first.hashtags = builder.list(&["one", "two", "three"]);
+        first.place = Some(WirePlace {
+            id: builder.span("p"),
+            full_name: builder.span("Lisboa, Portugal"),
+            country_code: builder.span("PT"),
+        });
+        first.in_reply_to_user_id = builder.span("43");
+        for tag in ["music", "news"] {
+            let rule = WireRule {
+                id: builder.span("7"),
+                tag: builder.span(tag),
+            };
+            builder.rules.push(rule);
+        }
+        first.matching_rules = Range { start: 0, len: 2 };
+        first.is_quote = true;
+        let mut second = builder.post("2", "short");
+        second.hashtags = builder.list(&["x"]);
+        second.matching_rules = Range { start: 1, len: 1 };
+        second.place = Some(WirePlace {
+            id: builder.span("q"),
+            full_name: builder.span("Porto"),
+            country_code: NO_SPAN,
+        });
+        let third = builder.post("3", "");
+        builder.finish(vec![first, second, third])
+    }
+
+    #[test]
+    fn a_post_refilled_for_the_next_one_keeps_nothing_of_it() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        crate::__private::run_filter(shrinking_batch(), "keep", |post: &Post| {
+            seen.borrow_mut().push(post.clone());
+            true
+        });
+        let (storage, wires) = Storage::split(shrinking_batch());
+        let fresh: Vec<Post> = wires
+            .into_iter()
+            .map(|wire| storage.post(wire).unwrap())
+            .collect();
+        assert_eq!(seen.into_inner(), fresh);
+        assert_eq!(fresh[1].hashtags, ["x"]);
+        assert_eq!(fresh[1].place.as_ref().unwrap().country_code, None);
+        assert_eq!(fresh[2].place, None);
     }
 
     #[test]
