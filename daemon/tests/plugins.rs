@@ -295,6 +295,76 @@ fn a_plugin_reading_every_field_receives_each_one_intact() {
 }
 
 #[test]
+fn every_outcome_and_change_a_plugin_returns_arrives_intact() {
+    let with_text = |text: &str| {
+        let mut post = full_post();
+        post.text = text.to_owned();
+        post.attrs.insert("old".to_owned(), AttrValue::Int(7));
+        post
+    };
+    let texts = ["keep", "set", "drop", "plain ✓", "fail", "clear", "set"];
+    let sent: Vec<Post> = texts.iter().map(|text| with_text(text)).collect();
+    let verdicts = runner(&[entry("change_all", serde_json::json!({}))]).run(sent.clone());
+    assert_eq!(verdicts.len(), sent.len());
+
+    let mut set = with_text("tëxt ✓");
+    set.lang = "pt".to_owned();
+    set.author.id = "u_1".to_owned();
+    set.author.username = "someone".to_owned();
+    set.author.name = "Some One".to_owned();
+    set.author.location = Some("Lisboa".to_owned());
+    set.mentions = vec!["a".to_owned(), "ß".to_owned()];
+    set.urls = vec!["https://example.com/".to_owned()];
+    set.in_reply_to_user_id = Some("42".to_owned());
+    for (name, value) in [
+        ("yes", AttrValue::Bool(true)),
+        ("no", AttrValue::Bool(false)),
+        ("min", AttrValue::Int(i64::MIN)),
+        ("max", AttrValue::Int(i64::MAX)),
+        ("float", AttrValue::Float(-0.125)),
+        ("text", AttrValue::Str("😀 ok".to_owned())),
+        ("empty", AttrValue::Str(String::new())),
+        (
+            "texts",
+            AttrValue::List(vec!["x".to_owned(), String::new(), "z".to_owned()]),
+        ),
+        ("none", AttrValue::List(Vec::new())),
+    ] {
+        set.attrs.insert(name.to_owned(), value);
+    }
+    let mut clear = with_text("");
+    clear.author.location = None;
+    clear.in_reply_to_user_id = None;
+    clear.mentions.clear();
+    clear.urls.clear();
+    clear.attrs.remove("old");
+    let mut plain = with_text("plain ✓");
+    plain
+        .attrs
+        .insert("echo".to_owned(), AttrValue::Str("plain ✓".to_owned()));
+
+    assert_eq!(kept(&verdicts[0]), &sent[0], "keep");
+    assert_eq!(kept(&verdicts[1]), &set, "set");
+    match &verdicts[2] {
+        Verdict::Drop { plugin, reason } => {
+            assert_eq!(plugin, "change_all");
+            assert!(reason.contains("change_all"), "{reason}");
+        }
+        other => panic!("drop: unexpected {other:?}"),
+    }
+    assert_eq!(kept(&verdicts[3]), &plain, "plain");
+    match &verdicts[4] {
+        Verdict::Fail { post, error, .. } => {
+            assert_eq!(post, &sent[4]);
+            assert_eq!(error, "asked to fail");
+        }
+        other => panic!("fail: unexpected {other:?}"),
+    }
+    assert_eq!(kept(&verdicts[5]), &clear, "clear");
+    assert_eq!(kept(&verdicts[6]), &set, "set, again");
+}
+
+#[test]
 fn a_chain_applies_configs_and_changes_in_order() {
     let mut chain = runner(&[
         entry("drop_retweets", serde_json::json!({})),

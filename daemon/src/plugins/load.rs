@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::engine::{EPOCH_TICK, HostState, engine, linker};
+use super::lifting::Outcomes;
 use super::lowering::Batch;
 use super::{PluginError, RuntimeOptions, bindings as wit};
 use crate::config::{OnError, PluginConfig};
@@ -219,9 +220,10 @@ impl LoadedPlugin {
                 "its `process` export is not a function",
             ))
         })?;
-        // The hand-lowered batch type-checks as the contract's `batch` record.
+        // The hand-lowered batch and hand-lifted outcomes type-check as the
+        // contract's `batch` record and `list<outcome>`.
         process
-            .typed::<(&Batch,), (Vec<wit::Outcome>,)>(&store)
+            .typed::<(&Batch,), (Outcomes,)>(&store)
             .map_err(contract)?;
         Ok(Live {
             store,
@@ -262,8 +264,8 @@ impl Live {
     ) -> Result<Vec<wit::Outcome>, String> {
         let process = self.process;
         self.call(plugin, |_, store| {
-            let process = process.typed::<(&Batch,), (Vec<wit::Outcome>,)>(&*store)?;
-            let (outcomes,) = process.call(store, (batch,))?;
+            let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
+            let (Outcomes(outcomes),) = process.call(store, (batch,))?;
             Ok(outcomes)
         })
     }

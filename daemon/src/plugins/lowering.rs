@@ -259,13 +259,13 @@ fn write_post(out: &mut [u8; POST.size], post: &wit::Post) {
 
 /// Canonical-ABI layout: fields in order, each at the next multiple of its
 /// alignment; the record's size rounded up to its largest alignment.
-struct Fields {
+pub(super) struct Fields {
     offset: usize,
     align: usize,
 }
 
 impl Fields {
-    const fn new() -> Fields {
+    pub(super) const fn new() -> Fields {
         Fields {
             offset: 0,
             align: 1,
@@ -273,7 +273,7 @@ impl Fields {
     }
 
     /// Places a field of type `F`; its offset.
-    const fn next<F: ComponentType>(&mut self) -> usize {
+    pub(super) const fn next<F: ComponentType>(&mut self) -> usize {
         let align = F::ALIGN32 as usize;
         let at = self.offset.next_multiple_of(align);
         self.offset = at + F::SIZE32;
@@ -283,13 +283,13 @@ impl Fields {
         at
     }
 
-    const fn size(&self) -> usize {
+    pub(super) const fn size(&self) -> usize {
         self.offset.next_multiple_of(self.align)
     }
 }
 
 /// Where an `option<F>`'s payload starts: after its one case byte, aligned.
-const fn payload<F: ComponentType>() -> usize {
+pub(super) const fn payload<F: ComponentType>() -> usize {
     1usize.next_multiple_of(F::ALIGN32 as usize)
 }
 

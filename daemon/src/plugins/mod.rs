@@ -28,6 +28,7 @@ mod cache;
 pub mod cli;
 mod convert;
 mod engine;
+mod lifting;
 mod load;
 mod lowering;
 mod reload;
