@@ -18,18 +18,18 @@ const BATCH: usize = 500;
 fn rows() -> Vec<Post> {
     let mut attrs = BTreeMap::new();
     attrs.insert(
-        "matched_rules".to_owned(),
+        "matched_rules".into(),
         AttrValue::List(vec!["r0".to_owned()]),
     );
-    attrs.insert("sentiment_compound".to_owned(), AttrValue::Float(0.4404));
-    attrs.insert("sentiment_pos".to_owned(), AttrValue::Float(0.297));
-    attrs.insert("sentiment_neu".to_owned(), AttrValue::Float(0.703));
-    attrs.insert("sentiment_neg".to_owned(), AttrValue::Float(0.0));
+    attrs.insert("sentiment_compound".into(), AttrValue::Float(0.4404));
+    attrs.insert("sentiment_pos".into(), AttrValue::Float(0.297));
+    attrs.insert("sentiment_neu".into(), AttrValue::Float(0.703));
+    attrs.insert("sentiment_neg".into(), AttrValue::Float(0.0));
     attrs.insert(
-        "sentiment_label".to_owned(),
+        "sentiment_label".into(),
         AttrValue::Str("positive".to_owned()),
     );
-    attrs.insert("pii_redactions".to_owned(), AttrValue::Int(0));
+    attrs.insert("pii_redactions".into(), AttrValue::Int(0));
     support::sample_lines()
         .iter()
         .filter_map(|line| tweetpipe::post::decode(line).ok())

@@ -47,11 +47,15 @@ pub struct Post {
     /// The filtered-stream rules that matched this post on X.
     pub matching_rules: Vec<MatchingRule>,
     /// Values added by plugins, by name.
-    pub attrs: BTreeMap<String, AttrValue>,
+    pub attrs: BTreeMap<AttrName, AttrValue>,
     /// The original message, for sinks that keep it.
     #[serde(skip)]
     pub raw: Option<Arc<str>>,
 }
+
+/// The name of a plugin attribute. Plugins set the same few names on every
+/// post, so a name is shared between posts instead of allocated for each.
+pub type AttrName = Arc<str>;
 
 /// The author of a post.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -36,7 +36,7 @@ fn post(id: u32) -> Post {
         },
         hashtags: vec!["rust".to_owned()],
         attrs: BTreeMap::from([(
-            "sentiment_compound".to_owned(),
+            "sentiment_compound".into(),
             AttrValue::Float(f64::from(id) / 100.0),
         )]),
         ..Post::default()
@@ -304,17 +304,14 @@ async fn insert_errors_reject_only_the_bad_rows_with_bigquerys_reason() {
     let mut sink = connect(&config).await.unwrap();
     let mut batch = posts(0..4);
     for post in &mut batch {
-        post.attrs.insert(
-            "sentiment_label".to_owned(),
-            AttrValue::Str("pos".to_owned()),
-        );
+        post.attrs
+            .insert("sentiment_label".into(), AttrValue::Str("pos".to_owned()));
     }
     // Row 1 lacks a REQUIRED column; row 3 has a string where an INTEGER goes.
     batch[1].attrs.remove("sentiment_label");
-    batch[3].attrs.insert(
-        "pii_redactions".to_owned(),
-        AttrValue::Str("many".to_owned()),
-    );
+    batch[3]
+        .attrs
+        .insert("pii_redactions".into(), AttrValue::Str("many".to_owned()));
     let report = sink.write(&batch).await.unwrap();
     assert_eq!(report.written, 2);
     let rejected: Vec<(usize, &str)> = report

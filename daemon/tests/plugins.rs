@@ -64,12 +64,12 @@ fn posts(count: usize) -> Vec<Post> {
 /// A post with every field set, to check nothing is lost on the way through.
 fn full_post() -> Post {
     let mut attrs = std::collections::BTreeMap::new();
-    attrs.insert("score".to_owned(), AttrValue::Float(0.25));
-    attrs.insert("flag".to_owned(), AttrValue::Bool(true));
-    attrs.insert("count".to_owned(), AttrValue::Int(-3));
-    attrs.insert("label".to_owned(), AttrValue::Str("x".to_owned()));
+    attrs.insert("score".into(), AttrValue::Float(0.25));
+    attrs.insert("flag".into(), AttrValue::Bool(true));
+    attrs.insert("count".into(), AttrValue::Int(-3));
+    attrs.insert("label".into(), AttrValue::Str("x".to_owned()));
     attrs.insert(
-        "tags".to_owned(),
+        "tags".into(),
         AttrValue::List(vec!["a".to_owned(), "b".to_owned()]),
     );
     Post {
@@ -265,9 +265,7 @@ fn a_plugin_reading_every_field_receives_each_one_intact() {
     let mut full_without_attrs = full.clone();
     full_without_attrs.attrs.clear();
     let mut other_with_attrs = other.clone();
-    other_with_attrs
-        .attrs
-        .insert("n".to_owned(), AttrValue::Int(1));
+    other_with_attrs.attrs.insert("n".into(), AttrValue::Int(1));
     let mut sent = vec![full, sparse, other, full_without_attrs, other_with_attrs];
     for flag in 0..4 {
         let mut post = Post {
@@ -299,7 +297,7 @@ fn every_outcome_and_change_a_plugin_returns_arrives_intact() {
     let with_text = |text: &str| {
         let mut post = full_post();
         post.text = text.to_owned();
-        post.attrs.insert("old".to_owned(), AttrValue::Int(7));
+        post.attrs.insert("old".into(), AttrValue::Int(7));
         post
     };
     let texts = ["keep", "set", "drop", "plain ✓", "fail", "clear", "set"];
@@ -330,7 +328,7 @@ fn every_outcome_and_change_a_plugin_returns_arrives_intact() {
         ),
         ("none", AttrValue::List(Vec::new())),
     ] {
-        set.attrs.insert(name.to_owned(), value);
+        set.attrs.insert(name.into(), value);
     }
     let mut clear = with_text("");
     clear.author.location = None;
@@ -341,7 +339,7 @@ fn every_outcome_and_change_a_plugin_returns_arrives_intact() {
     let mut plain = with_text("plain ✓");
     plain
         .attrs
-        .insert("echo".to_owned(), AttrValue::Str("plain ✓".to_owned()));
+        .insert("echo".into(), AttrValue::Str("plain ✓".to_owned()));
 
     assert_eq!(kept(&verdicts[0]), &sent[0], "keep");
     assert_eq!(kept(&verdicts[1]), &set, "set");
@@ -397,7 +395,7 @@ fn a_chain_applies_configs_and_changes_in_order() {
     let mut expected = original;
     expected
         .attrs
-        .insert("keyword".to_owned(), AttrValue::Str("wasm".to_owned()));
+        .insert("keyword".into(), AttrValue::Str("wasm".to_owned()));
     assert_eq!(kept(&verdicts[3]), &expected);
 }
 

@@ -44,7 +44,7 @@ fn post(id: u32, hour: u32, location: &str, hashtags: &[&str]) -> Post {
             tag: "topic".to_owned(),
         }],
         attrs: BTreeMap::from([(
-            "sentiment_compound".to_owned(),
+            "sentiment_compound".into(),
             AttrValue::Float(f64::from(id) / 10.0),
         )]),
         raw: Some(Arc::from(format!(
@@ -319,14 +319,13 @@ async fn sqlite_summary_on_a_known_dataset() {
     undated.created_at = None;
     batch.push(undated);
     for (index, label) in [(0, "positive"), (1, "negative"), (2, "positive")] {
-        batch[index].attrs.insert(
-            "sentiment_label".to_owned(),
-            AttrValue::Str(label.to_owned()),
-        );
+        batch[index]
+            .attrs
+            .insert("sentiment_label".into(), AttrValue::Str(label.to_owned()));
     }
     batch[3]
         .attrs
-        .insert("sentiment_label".to_owned(), AttrValue::Float(0.5));
+        .insert("sentiment_label".into(), AttrValue::Float(0.5));
     sink.write(&batch).await.unwrap();
 
     // Readable while the sink still holds the database open.

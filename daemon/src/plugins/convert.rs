@@ -8,6 +8,7 @@
 //! reads, and the batch's buffers are reused from call to call.
 
 use super::bindings as wit;
+use super::lifting::Changes;
 use super::lowering::{Batch, PostRecord, SpanItem};
 use crate::post::{AttrValue, Author, Post};
 
@@ -170,7 +171,7 @@ fn lower_post(post: &Post, reads: wit::Fields, batch: &mut Batch) -> wit::Post {
             post.attrs
                 .iter()
                 .map(|(name, value)| wit::Attr {
-                    name: name.clone(),
+                    name: name.to_string(),
                     value: attr_to_wit(value.clone()),
                 })
                 .collect(),
@@ -189,19 +190,9 @@ fn attr_to_wit(value: AttrValue) -> wit::AttrValue {
     }
 }
 
-fn attr_from_wit(value: wit::AttrValue) -> AttrValue {
-    match value {
-        wit::AttrValue::Boolean(value) => AttrValue::Bool(value),
-        wit::AttrValue::Integer(value) => AttrValue::Int(value),
-        wit::AttrValue::Float(value) => AttrValue::Float(value),
-        wit::AttrValue::Text(value) => AttrValue::Str(value),
-        wit::AttrValue::Texts(value) => AttrValue::List(value),
-    }
-}
-
 /// Applies what a plugin changed to the full post.
-pub(crate) fn apply_changes(post: &mut Post, changes: wit::Changes) {
-    let wit::Changes {
+pub(crate) fn apply_changes(post: &mut Post, changes: Changes) {
+    let Changes {
         text,
         lang,
         author_id,
@@ -243,11 +234,11 @@ pub(crate) fn apply_changes(post: &mut Post, changes: wit::Changes) {
         post.in_reply_to_user_id = in_reply_to_user_id;
     }
     for name in &remove_attrs {
-        post.attrs.remove(name);
+        post.attrs.remove(name.as_str());
     }
     // In list order, so a repeated name keeps its last value.
-    for attr in set_attrs {
-        post.attrs.insert(attr.name, attr_from_wit(attr.value));
+    for (name, value) in set_attrs {
+        post.attrs.insert(name, value);
     }
 }
 
@@ -334,7 +325,7 @@ mod tests {
                 id: "9".to_owned(),
                 tag: "music".to_owned(),
             }],
-            attrs: BTreeMap::from([("score".to_owned(), AttrValue::Float(0.5))]),
+            attrs: BTreeMap::from([("score".into(), AttrValue::Float(0.5))]),
             raw: None,
         }
     }
@@ -453,20 +444,8 @@ mod tests {
         }
     }
 
-    fn no_changes() -> wit::Changes {
-        wit::Changes {
-            text: None,
-            lang: None,
-            author_id: None,
-            author_username: None,
-            author_name: None,
-            author_location: None,
-            mentions: None,
-            urls: None,
-            in_reply_to_user_id: None,
-            set_attrs: Vec::new(),
-            remove_attrs: Vec::new(),
-        }
+    fn no_changes() -> Changes {
+        Changes::default()
     }
 
     #[test]
@@ -492,30 +471,24 @@ mod tests {
         assert_eq!(post.hashtags, full_post().hashtags, "unchanged fields stay");
 
         let mut changes = no_changes();
-        changes.set_attrs = vec![wit::Attr {
-            name: "label".to_owned(),
-            value: wit::AttrValue::Text("positive".to_owned()),
-        }];
+        changes.set_attrs = vec![("label".into(), AttrValue::Str("positive".to_owned()))];
         apply_changes(&mut post, changes);
         assert_eq!(
             post.attrs,
-            BTreeMap::from([("label".to_owned(), AttrValue::Str("positive".to_owned()))])
+            BTreeMap::from([("label".into(), AttrValue::Str("positive".to_owned()))])
         );
     }
 
     #[test]
     fn a_repeated_attribute_name_keeps_the_last_value() {
         let mut post = Post::default();
-        let attr = |value: i64| wit::Attr {
-            name: "n".to_owned(),
-            value: wit::AttrValue::Integer(value),
-        };
+        let attr = |value: i64| ("n".into(), AttrValue::Int(value));
         let mut changes = no_changes();
         changes.set_attrs = vec![attr(1), attr(2)];
         apply_changes(&mut post, changes);
         assert_eq!(
             post.attrs,
-            BTreeMap::from([("n".to_owned(), AttrValue::Int(2))])
+            BTreeMap::from([("n".into(), AttrValue::Int(2))])
         );
     }
 }

@@ -10,6 +10,10 @@
 //! stands for and checks what wasmtime checks (bounds, alignment, cases, UTF-8).
 //! A plugin whose strings are not UTF-8 (the canonical ABI lets a component
 //! choose UTF-16) is lifted by wasmtime itself.
+//!
+//! Attribute values are lifted straight into the post's own types, and their
+//! names are shared: plugins set the same few names on every post, so each
+//! name is allocated once per thread instead of once per post.
 
 // The trait implementations below are `unsafe` by wasmtime's definition; the
 // code in them is safe Rust reading a bounds-checked slice.
@@ -20,12 +24,88 @@ use wasmtime::component::__internal::wasmtime_environ::component::StringEncoding
 use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
 use wasmtime::component::{ComponentType, Lift};
 
+use std::cell::RefCell;
+
 use super::bindings as wit;
 use super::lowering::{Fields, payload};
+use crate::post::{AttrName, AttrValue};
 
 /// What `process` returns: one outcome per post, lifted in one pass.
 #[derive(Debug)]
-pub(crate) struct Outcomes(pub(crate) Vec<wit::Outcome>);
+pub(crate) struct Outcomes(pub(crate) Vec<Outcome>);
+
+/// The contract's `outcome`, with the host's attribute types.
+// Boxing the changes would cost an allocation per changed post; outcomes live
+// only from one call's lift to the changes being applied.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outcome {
+    /// Keep the post, with these changes if any.
+    Keep(Option<Changes>),
+    /// Drop the post on purpose, with a reason.
+    Drop(String),
+    /// The plugin could not process the post.
+    Fail(String),
+}
+
+/// The contract's `changes`: every `None` means "unchanged".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Changes {
+    pub(crate) text: Option<String>,
+    pub(crate) lang: Option<String>,
+    pub(crate) author_id: Option<String>,
+    pub(crate) author_username: Option<String>,
+    pub(crate) author_name: Option<String>,
+    pub(crate) author_location: Option<Option<String>>,
+    pub(crate) mentions: Option<Vec<String>>,
+    pub(crate) urls: Option<Vec<String>>,
+    pub(crate) in_reply_to_user_id: Option<Option<String>>,
+    /// In the plugin's order: a repeated name keeps its last value.
+    pub(crate) set_attrs: Vec<(AttrName, AttrValue)>,
+    pub(crate) remove_attrs: Vec<String>,
+}
+
+impl From<wit::Outcome> for Outcome {
+    fn from(outcome: wit::Outcome) -> Outcome {
+        match outcome {
+            wit::Outcome::Keep(changes) => Outcome::Keep(changes.map(Changes::from)),
+            wit::Outcome::Drop(reason) => Outcome::Drop(reason),
+            wit::Outcome::Fail(error) => Outcome::Fail(error),
+        }
+    }
+}
+
+impl From<wit::Changes> for Changes {
+    fn from(changes: wit::Changes) -> Changes {
+        Changes {
+            text: changes.text,
+            lang: changes.lang,
+            author_id: changes.author_id,
+            author_username: changes.author_username,
+            author_name: changes.author_name,
+            author_location: changes.author_location,
+            mentions: changes.mentions,
+            urls: changes.urls,
+            in_reply_to_user_id: changes.in_reply_to_user_id,
+            set_attrs: changes
+                .set_attrs
+                .into_iter()
+                .map(|attr| (AttrName::from(attr.name), attr_value(attr.value)))
+                .collect(),
+            remove_attrs: changes.remove_attrs,
+        }
+    }
+}
+
+fn attr_value(value: wit::AttrValue) -> AttrValue {
+    match value {
+        wit::AttrValue::Boolean(value) => AttrValue::Bool(value),
+        wit::AttrValue::Integer(value) => AttrValue::Int(value),
+        wit::AttrValue::Float(value) => AttrValue::Float(value),
+        wit::AttrValue::Text(value) => AttrValue::Str(value),
+        wit::AttrValue::Texts(value) => AttrValue::List(value),
+    }
+}
 
 // SAFETY: the ABI, flat form and type check are those of `list<outcome>` as
 // wasmtime derives them for `Vec<wit::Outcome>`.
@@ -49,7 +129,7 @@ unsafe impl Lift for Outcomes {
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
         if !utf8(cx) {
-            return Vec::<wit::Outcome>::linear_lift_from_flat(cx, ty, src).map(Outcomes);
+            return Vec::<wit::Outcome>::linear_lift_from_flat(cx, ty, src).map(from_wit);
         }
         let [ptr, len]: &[ValRaw; 2] = src;
         lift_list(cx.memory(), ptr.get_u32(), len.get_u32()).map(Outcomes)
@@ -61,13 +141,17 @@ unsafe impl Lift for Outcomes {
         bytes: &[u8],
     ) -> wasmtime::Result<Self> {
         if !utf8(cx) {
-            return Vec::<wit::Outcome>::linear_lift_from_memory(cx, ty, bytes).map(Outcomes);
+            return Vec::<wit::Outcome>::linear_lift_from_memory(cx, ty, bytes).map(from_wit);
         }
         let pair: &[u8; 8] = bytes
             .first_chunk()
             .ok_or_else(|| malformed("the outcome list's pointer is cut short"))?;
         lift_list(cx.memory(), u32_at(pair, 0), u32_at(pair, 4)).map(Outcomes)
     }
+}
+
+fn from_wit(outcomes: Vec<wit::Outcome>) -> Outcomes {
+    Outcomes(outcomes.into_iter().map(Outcome::from).collect())
 }
 
 fn utf8(cx: &LiftContext<'_>) -> bool {
@@ -78,7 +162,7 @@ fn malformed(what: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("the plugin returned malformed outcomes: {what}"))
 }
 
-fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Vec<wit::Outcome>> {
+fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Vec<Outcome>> {
     let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
@@ -118,13 +202,43 @@ fn u64_at<const N: usize>(record: &[u8; N], at: usize) -> u64 {
 
 /// The string whose pointer and length are at `at`.
 fn string<const N: usize>(memory: &[u8], record: &[u8; N], at: usize) -> wasmtime::Result<String> {
+    text(memory, record, at).map(str::to_owned)
+}
+
+/// The string whose pointer and length are at `at`, borrowed from memory.
+fn text<'a, const N: usize>(
+    memory: &'a [u8],
+    record: &[u8; N],
+    at: usize,
+) -> wasmtime::Result<&'a str> {
     let (ptr, len) = (u32_at(record, at) as usize, u32_at(record, at + 4) as usize);
     let bytes = memory
         .get(ptr..)
         .and_then(|rest| rest.get(..len))
         .ok_or_else(|| malformed("a string lies outside the plugin's memory"))?;
-    let text = std::str::from_utf8(bytes).map_err(|_| malformed("a string is not UTF-8"))?;
-    Ok(text.to_owned())
+    std::str::from_utf8(bytes).map_err(|_| malformed("a string is not UTF-8"))
+}
+
+/// How many attribute names a thread keeps for sharing; names past these
+/// (a plugin making up names per post) are allocated each time.
+const SHARED_NAMES: usize = 256;
+
+thread_local! {
+    static NAMES: RefCell<Vec<AttrName>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `name` as a shared attribute name: the one this thread made before, if any.
+fn attr_name(name: &str) -> AttrName {
+    NAMES.with_borrow_mut(|names| {
+        if let Some(shared) = names.iter().find(|shared| ***shared == *name) {
+            return shared.clone();
+        }
+        let shared = AttrName::from(name);
+        if names.len() < SHARED_NAMES {
+            names.push(shared.clone());
+        }
+        shared
+    })
 }
 
 /// The strings of the `list<string>` at `at`.
@@ -151,24 +265,20 @@ fn option<const N: usize, T>(
     }
 }
 
-fn outcome(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<wit::Outcome> {
+fn outcome(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<Outcome> {
     let at = OUTCOME.payload;
     Ok(match record[0] {
-        0 => wit::Outcome::Keep(option(record, at, OPTION_CHANGES_PAYLOAD, |at| {
+        0 => Outcome::Keep(option(record, at, OPTION_CHANGES_PAYLOAD, |at| {
             changes(memory, record, at)
         })?),
-        1 => wit::Outcome::Drop(string(memory, record, at)?),
-        2 => wit::Outcome::Fail(string(memory, record, at)?),
+        1 => Outcome::Drop(string(memory, record, at)?),
+        2 => Outcome::Fail(string(memory, record, at)?),
         _ => return Err(malformed("an outcome has an invalid case")),
     })
 }
 
-fn changes(
-    memory: &[u8],
-    record: &[u8; OUTCOME.size],
-    at: usize,
-) -> wasmtime::Result<wit::Changes> {
-    let text = |field: usize| {
+fn changes(memory: &[u8], record: &[u8; OUTCOME.size], at: usize) -> wasmtime::Result<Changes> {
+    let replaced = |field: usize| {
         option(record, at + field, OPTION_STRING_PAYLOAD, |at| {
             string(memory, record, at)
         })
@@ -199,12 +309,12 @@ fn changes(
         }
         attrs
     };
-    Ok(wit::Changes {
-        text: text(CHANGES.text)?,
-        lang: text(CHANGES.lang)?,
-        author_id: text(CHANGES.author_id)?,
-        author_username: text(CHANGES.author_username)?,
-        author_name: text(CHANGES.author_name)?,
+    Ok(Changes {
+        text: replaced(CHANGES.text)?,
+        lang: replaced(CHANGES.lang)?,
+        author_id: replaced(CHANGES.author_id)?,
+        author_username: replaced(CHANGES.author_username)?,
+        author_name: replaced(CHANGES.author_name)?,
         author_location: cleared_text(CHANGES.author_location)?,
         mentions: texts(CHANGES.mentions)?,
         urls: texts(CHANGES.urls)?,
@@ -214,18 +324,18 @@ fn changes(
     })
 }
 
-fn attr(memory: &[u8], record: &[u8; ATTR.size]) -> wasmtime::Result<wit::Attr> {
-    let name = string(memory, record, ATTR.name)?;
+fn attr(memory: &[u8], record: &[u8; ATTR.size]) -> wasmtime::Result<(AttrName, AttrValue)> {
+    let name = attr_name(text(memory, record, ATTR.name)?);
     let at = ATTR.value + ATTR_VALUE.payload;
     let value = match record[ATTR.value] {
-        0 => wit::AttrValue::Boolean(record[at] != 0),
-        1 => wit::AttrValue::Integer(u64_at(record, at) as i64),
-        2 => wit::AttrValue::Float(f64::from_bits(u64_at(record, at))),
-        3 => wit::AttrValue::Text(string(memory, record, at)?),
-        4 => wit::AttrValue::Texts(strings(memory, record, at)?),
+        0 => AttrValue::Bool(record[at] != 0),
+        1 => AttrValue::Int(u64_at(record, at) as i64),
+        2 => AttrValue::Float(f64::from_bits(u64_at(record, at))),
+        3 => AttrValue::Str(string(memory, record, at)?),
+        4 => AttrValue::List(strings(memory, record, at)?),
         _ => return Err(malformed("an attribute value has an invalid case")),
     };
-    Ok(wit::Attr { name, value })
+    Ok((name, value))
 }
 
 const STRING_SIZE: usize = <String as ComponentType>::SIZE32;
@@ -349,6 +459,8 @@ const CHANGES: ChangesLayout = {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     fn put(memory: &mut [u8], at: usize, value: u32) {
@@ -376,7 +488,7 @@ mod tests {
     fn a_well_formed_outcome_is_lifted() {
         let memory = one_drop();
         let outcomes = lift_list(&memory, 0, 1).unwrap();
-        assert!(matches!(&outcomes[..], [wit::Outcome::Drop(reason)] if reason == "abc"));
+        assert_eq!(outcomes, [Outcome::Drop("abc".to_owned())]);
         assert!(lift_list(&memory, 0, 0).unwrap().is_empty());
     }
 
@@ -407,25 +519,29 @@ mod tests {
             memory[value..value + 8].copy_from_slice(&bits.to_le_bytes());
         }
         let outcomes = lift_list(&memory, 0, 1).unwrap();
-        let [wit::Outcome::Keep(Some(changes))] = &outcomes[..] else {
-            panic!("{outcomes:?}");
+        let changes = Changes {
+            lang: Some("pt".to_owned()),
+            set_attrs: vec![
+                (AttrName::from("n"), AttrValue::Int(-2)),
+                (AttrName::from("f"), AttrValue::Float(0.5)),
+            ],
+            ..Changes::default()
         };
-        assert_eq!(changes.lang.as_deref(), Some("pt"));
-        assert_eq!(changes.text, None);
-        assert_eq!(changes.author_location, None);
-        assert!(changes.remove_attrs.is_empty());
-        let attrs: Vec<_> = changes
-            .set_attrs
-            .iter()
-            .map(|attr| (attr.name.as_str(), format!("{:?}", attr.value)))
+        assert_eq!(outcomes, [Outcome::Keep(Some(changes))]);
+    }
+
+    #[test]
+    fn attribute_names_are_shared_up_to_a_bound() {
+        let first = attr_name("shared_name");
+        assert!(Arc::ptr_eq(&first, &attr_name("shared_name")));
+        // Past the bound, names still come out right, only unshared.
+        let made_up: Vec<_> = (0..SHARED_NAMES + 10)
+            .map(|index| attr_name(&format!("made_up_{index}")))
             .collect();
-        assert_eq!(
-            attrs,
-            [
-                ("n", "AttrValue::Integer(-2)".to_owned()),
-                ("f", "AttrValue::Float(0.5)".to_owned())
-            ]
-        );
+        let last = format!("made_up_{}", SHARED_NAMES + 9);
+        assert_eq!(&*made_up[SHARED_NAMES + 9], last);
+        assert!(!Arc::ptr_eq(&made_up[SHARED_NAMES + 9], &attr_name(&last)));
+        assert!(Arc::ptr_eq(&first, &attr_name("shared_name")));
     }
 
     #[test]

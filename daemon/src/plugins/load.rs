@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::engine::{EPOCH_TICK, HostState, engine, linker};
-use super::lifting::Outcomes;
+use super::lifting::{Outcome, Outcomes};
 use super::lowering::Batch;
 use super::{PluginError, RuntimeOptions, bindings as wit};
 use crate::config::{OnError, PluginConfig};
@@ -261,7 +261,7 @@ impl Live {
         &mut self,
         plugin: &LoadedPlugin,
         batch: &Batch,
-    ) -> Result<Vec<wit::Outcome>, String> {
+    ) -> Result<Vec<Outcome>, String> {
         let process = self.process;
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::bindings as wit;
+use self::lifting::Outcome;
 use self::load::{Live, LoadedPlugin};
 use self::lowering::Batch;
 use crate::config::{OnError, PluginConfig};
@@ -296,17 +296,17 @@ impl ChainRunner {
             let plugin = &runner.plugin;
             for ((mut post, slot), outcome) in live.drain(..).zip(slots.drain(..)).zip(outcomes) {
                 let verdict = match outcome {
-                    wit::Outcome::Keep(changes) => {
+                    Outcome::Keep(changes) => {
                         if let Some(changes) = changes {
                             convert::apply_changes(&mut post, changes);
                         }
                         None
                     }
-                    wit::Outcome::Drop(reason) => Some(Verdict::Drop {
+                    Outcome::Drop(reason) => Some(Verdict::Drop {
                         plugin: plugin.name.clone(),
                         reason,
                     }),
-                    wit::Outcome::Fail(error) => match plugin.on_error {
+                    Outcome::Fail(error) => match plugin.on_error {
                         OnError::DeadLetter => Some(Verdict::Fail {
                             post: std::mem::take(&mut post),
                             plugin: plugin.name.clone(),
@@ -378,7 +378,7 @@ impl PluginRunner {
     /// One outcome per post. A failed batch is retried post by post on fresh
     /// instances, so only the posts that fail on their own get `fail`. The
     /// plugin gets only the fields it reads.
-    fn process(&mut self, posts: &[Post]) -> Vec<wit::Outcome> {
+    fn process(&mut self, posts: &[Post]) -> Vec<Outcome> {
         let reads = self.plugin.info.reads;
         let mut batch = std::mem::replace(&mut self.batch, Batch::new());
         let outcomes = match convert::lower(posts, reads, &mut batch) {
@@ -387,7 +387,7 @@ impl PluginRunner {
         };
         let outcomes = match outcomes {
             Ok(outcomes) => outcomes,
-            Err(reason) if posts.len() == 1 => vec![wit::Outcome::Fail(reason)],
+            Err(reason) if posts.len() == 1 => vec![Outcome::Fail(reason)],
             Err(reason) => {
                 log::warn!(
                     "plugin {}: a batch of {} posts failed ({reason}); retrying post by post",
@@ -401,10 +401,10 @@ impl PluginRunner {
                             .map_err(|error| error.to_string())
                             .and_then(|()| self.call(&batch));
                         match outcome {
-                            Ok(mut outcomes) => outcomes.pop().unwrap_or_else(|| {
-                                wit::Outcome::Fail("returned no outcome".to_owned())
-                            }),
-                            Err(reason) => wit::Outcome::Fail(reason),
+                            Ok(mut outcomes) => outcomes
+                                .pop()
+                                .unwrap_or_else(|| Outcome::Fail("returned no outcome".to_owned())),
+                            Err(reason) => Outcome::Fail(reason),
                         }
                     })
                     .collect()
@@ -414,7 +414,7 @@ impl PluginRunner {
         outcomes
     }
 
-    fn call(&mut self, batch: &Batch) -> Result<Vec<wit::Outcome>, String> {
+    fn call(&mut self, batch: &Batch) -> Result<Vec<Outcome>, String> {
         let live = match &mut self.live {
             Some(live) => live,
             None => self.live.insert(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::post::{AttrValue, MatchingRule, Post};
+use crate::post::{AttrName, AttrValue, MatchingRule, Post};
 
 /// A column the sinks write, with the SQLite type it is stored as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub struct Row<'a> {
     pub is_reply: bool,
     pub is_quote: bool,
     pub matching_rules: RuleTags<'a>,
-    pub attrs: &'a BTreeMap<String, AttrValue>,
+    pub attrs: &'a BTreeMap<AttrName, AttrValue>,
     pub ingested_at: &'a str,
     /// `None` leaves the key out; `Some(None)` writes `null` (no original kept).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,8 +319,8 @@ mod tests {
                 tag: "lang".to_owned(),
             }],
             attrs: BTreeMap::from([
-                ("sentiment_compound".to_owned(), AttrValue::Float(0.5)),
-                ("flag".to_owned(), AttrValue::Bool(true)),
+                ("sentiment_compound".into(), AttrValue::Float(0.5)),
+                ("flag".into(), AttrValue::Bool(true)),
             ]),
             raw: Some(Arc::from("{\"data\":{}}")),
             ..Post::default()

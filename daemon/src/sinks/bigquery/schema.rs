@@ -96,7 +96,7 @@ pub fn render(
     for field in fields {
         let value = match row.remove(&field.name) {
             Some(value) => value,
-            None => match post.attrs.get(&field.name) {
+            None => match post.attrs.get(field.name.as_str()) {
                 Some(attr) => serde_json::to_value(attr)?,
                 None => continue,
             },
@@ -161,9 +161,8 @@ mod tests {
             ..Post::default()
         };
         post.attrs
-            .insert("sentiment_compound".to_owned(), AttrValue::Float(0.25));
-        post.attrs
-            .insert("not_a_column".to_owned(), AttrValue::Int(3));
+            .insert("sentiment_compound".into(), AttrValue::Float(0.25));
+        post.attrs.insert("not_a_column".into(), AttrValue::Int(3));
         let fields = parse(DEFAULT_SCHEMA_JSON).unwrap();
         let row = render(&post, "2026-03-01T00:00:00.000Z", &fields, false).unwrap();
         assert_eq!(row["sentiment_compound"], 0.25);
