@@ -411,7 +411,12 @@ impl Metrics {
         let Ok(mut reasons) = self.shared.reasons.lock() else {
             return;
         };
-        for ((plugin, reason), dropped) in tally.dropped {
+        let drops = tally.dropped.into_iter().flat_map(|(plugin, reasons)| {
+            reasons
+                .into_iter()
+                .map(move |(reason, dropped)| (plugin.clone(), reason, dropped))
+        });
+        for (plugin, reason, dropped) in drops {
             let mut labels = DropLabels {
                 plugin,
                 reason: reason.chars().take(MAX_REASON_CHARS).collect(),
@@ -572,20 +577,25 @@ impl ChainObserver for PluginMetrics {
 /// The drops (by plugin and reason) and failures (by plugin) of one batch.
 #[derive(Debug, Default)]
 pub struct VerdictTally {
-    dropped: HashMap<(String, String), u64>,
+    /// Counts by plugin, then by reason.
+    dropped: HashMap<String, HashMap<String, u64>>,
     failed: HashMap<String, u64>,
 }
 
 impl VerdictTally {
+    /// Counts a drop; allocates only for a plugin or reason not seen in this batch.
     pub fn dropped(&mut self, plugin: &str, reason: &str) {
-        match self
+        if !self.dropped.contains_key(plugin) {
+            self.dropped.insert(plugin.to_owned(), HashMap::new());
+        }
+        let reasons = self
             .dropped
-            .get_mut(&(plugin.to_owned(), reason.to_owned()))
-        {
+            .get_mut(plugin)
+            .expect("the plugin's counts were just made");
+        match reasons.get_mut(reason) {
             Some(count) => *count += 1,
             None => {
-                self.dropped
-                    .insert((plugin.to_owned(), reason.to_owned()), 1);
+                reasons.insert(reason.to_owned(), 1);
             }
         }
     }
@@ -874,5 +884,39 @@ impl Collector for PipelineCollector {
             "Messages waiting per stage: broker = published and not yet acked (queued or in flight), sink = rows waiting for the sink stage, dead_letter = letters waiting to be written, batch = rows in the open batch.",
             &samples,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_by_plugin_and_by_reason() {
+        let metrics = Metrics::new();
+        let mut tally = VerdictTally::default();
+        for (plugin, reason) in [
+            ("filter", "no rule matched"),
+            ("lang", "no rule matched"),
+            ("filter", "a retweet"),
+            ("filter", "no rule matched"),
+        ] {
+            tally.dropped(plugin, reason);
+        }
+        tally.failed("lang");
+        metrics.record_verdicts(tally);
+        let mut tally = VerdictTally::default();
+        tally.dropped("filter", "no rule matched");
+        metrics.record_verdicts(tally);
+
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"tweetpipe_plugin_posts_dropped_total{plugin="filter",reason="no rule matched"} 3"#,
+            r#"tweetpipe_plugin_posts_dropped_total{plugin="filter",reason="a retweet"} 1"#,
+            r#"tweetpipe_plugin_posts_dropped_total{plugin="lang",reason="no rule matched"} 1"#,
+            r#"tweetpipe_plugin_posts_failed_total{plugin="lang"} 1"#,
+        ] {
+            assert!(text.lines().any(|got| got == line), "{line} in:\n{text}");
+        }
     }
 }
