@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc};
@@ -187,9 +188,18 @@ pub async fn run_switched(
     let pubsub_control = built.pubsub;
     let publisher = built.publisher;
     let subscriber = Arc::new(Mutex::new(built.subscriber));
-    let (row_tx, row_rx) = mpsc::channel::<Row>(config.batch.max_rows.max(64) * 2);
+    // Rows travel to the sink a processed batch at a time, one channel operation
+    // per batch; the channel still holds about two sink batches of rows.
+    let row_chunks = (config.batch.max_rows.max(64) * 2)
+        .div_ceil(config.process.chain_batch.max(1))
+        .max(2);
+    let (row_tx, row_rx) = mpsc::channel::<Vec<Row>>(row_chunks);
+    let rows_waiting = Arc::new(AtomicU64::new(0));
     let (letter_tx, letter_rx) = mpsc::channel::<Letter>(1024);
-    metrics.watch_queue("sink", queue_depth(&row_tx));
+    metrics.watch_queue("sink", {
+        let waiting = rows_waiting.clone();
+        move || waiting.load(Ordering::Relaxed)
+    });
     metrics.watch_queue("dead_letter", queue_depth(&letter_tx));
 
     let letters_task = tokio::spawn(dead_letter_stage(
@@ -203,6 +213,7 @@ pub async fn run_switched(
         sink,
         batcher: Batcher::new(&config.batch),
         rows: row_rx,
+        rows_waiting: rows_waiting.clone(),
         letters: letter_tx.clone(),
         stats: stats.clone(),
         cancel: cancel.clone(),
@@ -233,6 +244,7 @@ pub async fn run_switched(
             chain_batch: config.process.chain_batch,
             max_deliveries: config.broker.max_deliveries,
             rows: row_tx.clone(),
+            rows_waiting: rows_waiting.clone(),
             letters: letter_tx.clone(),
             stats: stats.clone(),
             metrics: metrics.clone(),
@@ -437,7 +449,9 @@ struct ProcessWorker {
     preparing: Option<Preparing>,
     chain_batch: usize,
     max_deliveries: u32,
-    rows: mpsc::Sender<Row>,
+    rows: mpsc::Sender<Vec<Row>>,
+    /// Rows sent to the sink stage and not yet taken by it.
+    rows_waiting: Arc<AtomicU64>,
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
@@ -480,14 +494,10 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
         .await
         .map_err(|error| PipelineError::Task(error.to_string()))?;
         worker.runner = Some(runner);
+        let mut rows = Vec::with_capacity(processed.len());
         for item in processed {
             match item {
-                Processed::Row(row) => {
-                    if let Err(unsent) = worker.rows.send(row).await {
-                        unsent.0.token.nack("the sink stage stopped");
-                        return Err(PipelineError::Task("the sink stage stopped".to_owned()));
-                    }
-                }
+                Processed::Row(row) => rows.push(row),
                 Processed::Dropped(token) => token.ack(),
                 Processed::Letter(letter) => {
                     if let Err(unsent) = worker.letters.send(letter).await {
@@ -498,6 +508,18 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
                     }
                 }
             }
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let count = rows.len() as u64;
+        worker.rows_waiting.fetch_add(count, Ordering::Relaxed);
+        if let Err(unsent) = worker.rows.send(rows).await {
+            worker.rows_waiting.fetch_sub(count, Ordering::Relaxed);
+            for row in unsent.0 {
+                row.token.nack("the sink stage stopped");
+            }
+            return Err(PipelineError::Task("the sink stage stopped".to_owned()));
         }
     }
 }
@@ -700,7 +722,8 @@ fn row_bytes(post: &Post) -> usize {
 struct SinkStage {
     sink: Box<dyn Sink>,
     batcher: Batcher<Row>,
-    rows: mpsc::Receiver<Row>,
+    rows: mpsc::Receiver<Vec<Row>>,
+    rows_waiting: Arc<AtomicU64>,
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
     cancel: CancellationToken,
@@ -737,21 +760,24 @@ async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer
 async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
     let mut ended = false;
     let mut last_row = Instant::now();
-    // Rows are taken from the channel as many at a time as are waiting, so the
-    // select (and its timer) runs once per burst rather than once per row.
-    let mut received = Vec::with_capacity(RECEIVE_ROWS);
+    // Rows come a processed batch at a time, and as many batches as are waiting
+    // are taken at once, so the select (and its timer) runs once per burst.
+    let mut received = Vec::with_capacity(RECEIVE_BATCHES);
     loop {
         let (deadline, cause_at_deadline) =
             next_flush(stage.batcher.deadline(), ended.then_some(last_row));
         let cause = tokio::select! {
-            count = stage.rows.recv_many(&mut received, RECEIVE_ROWS) => {
+            count = stage.rows.recv_many(&mut received, RECEIVE_BATCHES) => {
                 if count == 0 {
                     break;
                 }
-                for row in received.drain(..) {
-                    let bytes = row.bytes;
-                    if let Some(cause) = stage.batcher.push(row, bytes) {
-                        flush(&mut stage, cause).await;
+                for rows in received.drain(..) {
+                    stage.rows_waiting.fetch_sub(rows.len() as u64, Ordering::Relaxed);
+                    for row in rows {
+                        let bytes = row.bytes;
+                        if let Some(cause) = stage.batcher.push(row, bytes) {
+                            flush(&mut stage, cause).await;
+                        }
                     }
                 }
                 stage.metrics.open_batch(stage.batcher.len());
@@ -800,8 +826,8 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// The most rows the sink stage takes from its channel at once.
-const RECEIVE_ROWS: usize = 256;
+/// The most processed batches of rows the sink stage takes from its channel at once.
+const RECEIVE_BATCHES: usize = 16;
 
 /// Longest wait between two attempts at the same batch.
 const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
