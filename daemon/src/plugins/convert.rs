@@ -10,7 +10,7 @@
 use super::bindings as wit;
 use super::lifting::Changes;
 use super::lowering::{Batch, PostRecord, SpanItem};
-use crate::post::{AttrValue, Author, Post};
+use crate::post::{AttrName, AttrValue, Author, Post};
 
 /// A batch's strings passed the 4 GiB a span can address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -190,8 +190,13 @@ fn attr_to_wit(value: AttrValue) -> wit::AttrValue {
     }
 }
 
-/// Applies what a plugin changed to the full post.
-pub(crate) fn apply_changes(post: &mut Post, changes: Changes) {
+/// Applies what a plugin changed to the full post; the attributes it sets are
+/// the next `changes.set_attrs` of `attrs` (the batch's, in outcome order).
+pub(crate) fn apply_changes(
+    post: &mut Post,
+    changes: Changes,
+    attrs: &mut impl Iterator<Item = (AttrName, AttrValue)>,
+) {
     let Changes {
         text,
         lang,
@@ -237,7 +242,7 @@ pub(crate) fn apply_changes(post: &mut Post, changes: Changes) {
         post.attrs.remove(name.as_str());
     }
     // In list order, so a repeated name keeps its last value.
-    for (name, value) in set_attrs {
+    for (name, value) in attrs.take(set_attrs) {
         post.attrs.insert(name, value);
     }
 }
@@ -444,21 +449,19 @@ mod tests {
         }
     }
 
-    fn no_changes() -> Changes {
-        Changes::default()
-    }
-
     #[test]
     fn changes_apply_to_the_full_post() {
         let mut post = full_post();
-        let mut changes = no_changes();
-        changes.text = Some(String::new());
-        changes.author_id = Some("i_1".to_owned());
-        changes.author_location = Some(None);
-        changes.in_reply_to_user_id = Some(Some("i_2".to_owned()));
-        changes.mentions = Some(Vec::new());
-        changes.remove_attrs = vec!["score".to_owned()];
-        apply_changes(&mut post, changes);
+        let changes = Changes {
+            text: Some(String::new()),
+            author_id: Some("i_1".to_owned()),
+            author_location: Some(None),
+            in_reply_to_user_id: Some(Some("i_2".to_owned())),
+            mentions: Some(Vec::new()),
+            remove_attrs: vec!["score".to_owned()],
+            ..Changes::default()
+        };
+        apply_changes(&mut post, changes, &mut std::iter::empty());
         assert_eq!(post.text, "");
         assert!(post.mentions.is_empty());
         assert!(post.attrs.is_empty());
@@ -470,12 +473,24 @@ mod tests {
         assert_eq!(post.author.location, None);
         assert_eq!(post.hashtags, full_post().hashtags, "unchanged fields stay");
 
-        let mut changes = no_changes();
-        changes.set_attrs = vec![("label".into(), AttrValue::Str("positive".to_owned()))];
-        apply_changes(&mut post, changes);
+        // Only this outcome's share of the batch's attributes is taken.
+        let mut attrs = vec![
+            ("label".into(), AttrValue::Str("positive".to_owned())),
+            ("next_post".into(), AttrValue::Bool(true)),
+        ]
+        .into_iter();
+        let changes = Changes {
+            set_attrs: 1,
+            ..Changes::default()
+        };
+        apply_changes(&mut post, changes, &mut attrs);
         assert_eq!(
             post.attrs,
             BTreeMap::from([("label".into(), AttrValue::Str("positive".to_owned()))])
+        );
+        assert_eq!(
+            attrs.next(),
+            Some(("next_post".into(), AttrValue::Bool(true)))
         );
     }
 
@@ -483,9 +498,11 @@ mod tests {
     fn a_repeated_attribute_name_keeps_the_last_value() {
         let mut post = Post::default();
         let attr = |value: i64| ("n".into(), AttrValue::Int(value));
-        let mut changes = no_changes();
-        changes.set_attrs = vec![attr(1), attr(2)];
-        apply_changes(&mut post, changes);
+        let changes = Changes {
+            set_attrs: 2,
+            ..Changes::default()
+        };
+        apply_changes(&mut post, changes, &mut [attr(1), attr(2)].into_iter());
         assert_eq!(
             post.attrs,
             BTreeMap::from([("n".into(), AttrValue::Int(2))])

@@ -31,8 +31,21 @@ use super::lowering::{Fields, payload};
 use crate::post::{AttrName, AttrValue};
 
 /// What `process` returns: one outcome per post, lifted in one pass.
-#[derive(Debug)]
-pub(crate) struct Outcomes(pub(crate) Vec<Outcome>);
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Outcomes {
+    pub(crate) outcomes: Vec<Outcome>,
+    /// The attributes every outcome sets, one outcome after the other, so a
+    /// batch keeps them in one buffer instead of one per changed post.
+    pub(crate) attrs: Vec<(AttrName, AttrValue)>,
+}
+
+impl Outcomes {
+    /// Appends `other`'s outcomes (and their attributes) after these.
+    pub(crate) fn append(&mut self, mut other: Outcomes) {
+        self.outcomes.append(&mut other.outcomes);
+        self.attrs.append(&mut other.attrs);
+    }
+}
 
 /// The contract's `outcome`, with the host's attribute types.
 // Boxing the changes would cost an allocation per changed post; outcomes live
@@ -60,40 +73,44 @@ pub(crate) struct Changes {
     pub(crate) mentions: Option<Vec<String>>,
     pub(crate) urls: Option<Vec<String>>,
     pub(crate) in_reply_to_user_id: Option<Option<String>>,
-    /// In the plugin's order: a repeated name keeps its last value.
-    pub(crate) set_attrs: Vec<(AttrName, AttrValue)>,
+    /// How many attributes this outcome sets: the next ones of
+    /// [`Outcomes::attrs`], in the plugin's order (a repeated name keeps its
+    /// last value).
+    pub(crate) set_attrs: usize,
     pub(crate) remove_attrs: Vec<String>,
 }
 
-impl From<wit::Outcome> for Outcome {
-    fn from(outcome: wit::Outcome) -> Outcome {
-        match outcome {
-            wit::Outcome::Keep(changes) => Outcome::Keep(changes.map(Changes::from)),
-            wit::Outcome::Drop(reason) => Outcome::Drop(reason),
-            wit::Outcome::Fail(error) => Outcome::Fail(error),
+/// The host's outcome for a lifted `wit::Outcome`; its attributes go to `attrs`.
+fn outcome_from_wit(outcome: wit::Outcome, attrs: &mut Vec<(AttrName, AttrValue)>) -> Outcome {
+    match outcome {
+        wit::Outcome::Keep(changes) => {
+            Outcome::Keep(changes.map(|changes| changes_from_wit(changes, attrs)))
         }
+        wit::Outcome::Drop(reason) => Outcome::Drop(reason),
+        wit::Outcome::Fail(error) => Outcome::Fail(error),
     }
 }
 
-impl From<wit::Changes> for Changes {
-    fn from(changes: wit::Changes) -> Changes {
-        Changes {
-            text: changes.text,
-            lang: changes.lang,
-            author_id: changes.author_id,
-            author_username: changes.author_username,
-            author_name: changes.author_name,
-            author_location: changes.author_location,
-            mentions: changes.mentions,
-            urls: changes.urls,
-            in_reply_to_user_id: changes.in_reply_to_user_id,
-            set_attrs: changes
-                .set_attrs
-                .into_iter()
-                .map(|attr| (AttrName::from(attr.name), attr_value(attr.value)))
-                .collect(),
-            remove_attrs: changes.remove_attrs,
-        }
+fn changes_from_wit(changes: wit::Changes, attrs: &mut Vec<(AttrName, AttrValue)>) -> Changes {
+    let set_attrs = changes.set_attrs.len();
+    attrs.extend(
+        changes
+            .set_attrs
+            .into_iter()
+            .map(|attr| (AttrName::from(attr.name), attr_value(attr.value))),
+    );
+    Changes {
+        text: changes.text,
+        lang: changes.lang,
+        author_id: changes.author_id,
+        author_username: changes.author_username,
+        author_name: changes.author_name,
+        author_location: changes.author_location,
+        mentions: changes.mentions,
+        urls: changes.urls,
+        in_reply_to_user_id: changes.in_reply_to_user_id,
+        set_attrs,
+        remove_attrs: changes.remove_attrs,
     }
 }
 
@@ -132,7 +149,7 @@ unsafe impl Lift for Outcomes {
             return Vec::<wit::Outcome>::linear_lift_from_flat(cx, ty, src).map(from_wit);
         }
         let [ptr, len]: &[ValRaw; 2] = src;
-        lift_list(cx.memory(), ptr.get_u32(), len.get_u32()).map(Outcomes)
+        lift_list(cx.memory(), ptr.get_u32(), len.get_u32())
     }
 
     fn linear_lift_from_memory(
@@ -146,12 +163,17 @@ unsafe impl Lift for Outcomes {
         let pair: &[u8; 8] = bytes
             .first_chunk()
             .ok_or_else(|| malformed("the outcome list's pointer is cut short"))?;
-        lift_list(cx.memory(), u32_at(pair, 0), u32_at(pair, 4)).map(Outcomes)
+        lift_list(cx.memory(), u32_at(pair, 0), u32_at(pair, 4))
     }
 }
 
 fn from_wit(outcomes: Vec<wit::Outcome>) -> Outcomes {
-    Outcomes(outcomes.into_iter().map(Outcome::from).collect())
+    let mut attrs = Vec::new();
+    let outcomes = outcomes
+        .into_iter()
+        .map(|outcome| outcome_from_wit(outcome, &mut attrs))
+        .collect();
+    Outcomes { outcomes, attrs }
 }
 
 fn utf8(cx: &LiftContext<'_>) -> bool {
@@ -162,13 +184,17 @@ fn malformed(what: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("the plugin returned malformed outcomes: {what}"))
 }
 
-fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Vec<Outcome>> {
+fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
     let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
-    let mut outcomes = Vec::with_capacity(items.len());
+    let mut lifted = Outcomes {
+        outcomes: Vec::with_capacity(items.len()),
+        attrs: Vec::new(),
+    };
     for item in items {
-        outcomes.push(outcome(memory, item)?);
+        let outcome = outcome(memory, item, &mut lifted.attrs)?;
+        lifted.outcomes.push(outcome);
     }
-    Ok(outcomes)
+    Ok(lifted)
 }
 
 /// The `len` records of `N` bytes at `ptr`, checked to lie in memory and to be
@@ -265,11 +291,15 @@ fn option<const N: usize, T>(
     }
 }
 
-fn outcome(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<Outcome> {
+fn outcome(
+    memory: &[u8],
+    record: &[u8; OUTCOME.size],
+    attrs: &mut Vec<(AttrName, AttrValue)>,
+) -> wasmtime::Result<Outcome> {
     let at = OUTCOME.payload;
     Ok(match record[0] {
         0 => Outcome::Keep(option(record, at, OPTION_CHANGES_PAYLOAD, |at| {
-            changes(memory, record, at)
+            changes(memory, record, at, attrs)
         })?),
         1 => Outcome::Drop(string(memory, record, at)?),
         2 => Outcome::Fail(string(memory, record, at)?),
@@ -277,7 +307,12 @@ fn outcome(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<Outco
     })
 }
 
-fn changes(memory: &[u8], record: &[u8; OUTCOME.size], at: usize) -> wasmtime::Result<Changes> {
+fn changes(
+    memory: &[u8],
+    record: &[u8; OUTCOME.size],
+    at: usize,
+    attrs: &mut Vec<(AttrName, AttrValue)>,
+) -> wasmtime::Result<Changes> {
     let replaced = |field: usize| {
         option(record, at + field, OPTION_STRING_PAYLOAD, |at| {
             string(memory, record, at)
@@ -303,11 +338,12 @@ fn changes(memory: &[u8], record: &[u8; OUTCOME.size], at: usize) -> wasmtime::R
             u32_at(record, at + 4),
             ATTR.align,
         )?;
-        let mut attrs = Vec::with_capacity(items.len());
+        let count = items.len();
+        attrs.reserve(count);
         for item in items {
             attrs.push(attr(memory, item)?);
         }
-        attrs
+        count
     };
     Ok(Changes {
         text: replaced(CHANGES.text)?,
@@ -479,7 +515,7 @@ mod tests {
 
     fn error(memory: &[u8], ptr: u32, len: u32) -> String {
         match lift_list(memory, ptr, len) {
-            Ok(outcomes) => panic!("lifted {outcomes:?}"),
+            Ok(lifted) => panic!("lifted {lifted:?}"),
             Err(error) => error.to_string(),
         }
     }
@@ -487,9 +523,10 @@ mod tests {
     #[test]
     fn a_well_formed_outcome_is_lifted() {
         let memory = one_drop();
-        let outcomes = lift_list(&memory, 0, 1).unwrap();
-        assert_eq!(outcomes, [Outcome::Drop("abc".to_owned())]);
-        assert!(lift_list(&memory, 0, 0).unwrap().is_empty());
+        let lifted = lift_list(&memory, 0, 1).unwrap();
+        assert_eq!(lifted.outcomes, [Outcome::Drop("abc".to_owned())]);
+        assert!(lifted.attrs.is_empty());
+        assert_eq!(lift_list(&memory, 0, 0).unwrap(), Outcomes::default());
     }
 
     #[test]
@@ -518,16 +555,20 @@ mod tests {
             let value = at + ATTR.value + ATTR_VALUE.payload;
             memory[value..value + 8].copy_from_slice(&bits.to_le_bytes());
         }
-        let outcomes = lift_list(&memory, 0, 1).unwrap();
+        let lifted = lift_list(&memory, 0, 1).unwrap();
         let changes = Changes {
             lang: Some("pt".to_owned()),
-            set_attrs: vec![
-                (AttrName::from("n"), AttrValue::Int(-2)),
-                (AttrName::from("f"), AttrValue::Float(0.5)),
-            ],
+            set_attrs: 2,
             ..Changes::default()
         };
-        assert_eq!(outcomes, [Outcome::Keep(Some(changes))]);
+        assert_eq!(lifted.outcomes, [Outcome::Keep(Some(changes))]);
+        assert_eq!(
+            lifted.attrs,
+            [
+                (AttrName::from("n"), AttrValue::Int(-2)),
+                (AttrName::from("f"), AttrValue::Float(0.5)),
+            ]
+        );
     }
 
     #[test]

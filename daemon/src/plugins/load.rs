@@ -12,7 +12,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::engine::{EPOCH_TICK, HostState, engine, linker};
-use super::lifting::{Outcome, Outcomes};
+use super::lifting::Outcomes;
 use super::lowering::Batch;
 use super::{PluginError, RuntimeOptions, bindings as wit};
 use crate::config::{OnError, PluginConfig};
@@ -261,11 +261,11 @@ impl Live {
         &mut self,
         plugin: &LoadedPlugin,
         batch: &Batch,
-    ) -> Result<Vec<Outcome>, String> {
+    ) -> Result<Outcomes, String> {
         let process = self.process;
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
-            let (Outcomes(outcomes),) = process.call(store, (batch,))?;
+            let (outcomes,) = process.call(store, (batch,))?;
             Ok(outcomes)
         })
     }

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::lifting::Outcome;
+use self::lifting::{Outcome, Outcomes};
 use self::load::{Live, LoadedPlugin};
 use self::lowering::Batch;
 use crate::config::{OnError, PluginConfig};
@@ -291,14 +291,15 @@ impl ChainRunner {
                 break;
             }
             let (posts, started) = (live.len(), std::time::Instant::now());
-            let outcomes = runner.process(live);
+            let Outcomes { outcomes, attrs } = runner.process(live);
+            let mut attrs = attrs.into_iter();
             let elapsed = started.elapsed();
             let plugin = &runner.plugin;
             for ((mut post, slot), outcome) in live.drain(..).zip(slots.drain(..)).zip(outcomes) {
                 let verdict = match outcome {
                     Outcome::Keep(changes) => {
                         if let Some(changes) = changes {
-                            convert::apply_changes(&mut post, changes);
+                            convert::apply_changes(&mut post, changes, &mut attrs);
                         }
                         None
                     }
@@ -378,7 +379,7 @@ impl PluginRunner {
     /// One outcome per post. A failed batch is retried post by post on fresh
     /// instances, so only the posts that fail on their own get `fail`. The
     /// plugin gets only the fields it reads.
-    fn process(&mut self, posts: &[Post]) -> Vec<Outcome> {
+    fn process(&mut self, posts: &[Post]) -> Outcomes {
         let reads = self.plugin.info.reads;
         let mut batch = std::mem::replace(&mut self.batch, Batch::new());
         let outcomes = match convert::lower(posts, reads, &mut batch) {
@@ -387,34 +388,35 @@ impl PluginRunner {
         };
         let outcomes = match outcomes {
             Ok(outcomes) => outcomes,
-            Err(reason) if posts.len() == 1 => vec![Outcome::Fail(reason)],
+            Err(reason) if posts.len() == 1 => Outcomes {
+                outcomes: vec![Outcome::Fail(reason)],
+                attrs: Vec::new(),
+            },
             Err(reason) => {
                 log::warn!(
                     "plugin {}: a batch of {} posts failed ({reason}); retrying post by post",
                     self.plugin.name,
                     posts.len()
                 );
-                posts
-                    .iter()
-                    .map(|post| {
-                        let outcome = convert::lower(std::slice::from_ref(post), reads, &mut batch)
-                            .map_err(|error| error.to_string())
-                            .and_then(|()| self.call(&batch));
-                        match outcome {
-                            Ok(mut outcomes) => outcomes
-                                .pop()
-                                .unwrap_or_else(|| Outcome::Fail("returned no outcome".to_owned())),
-                            Err(reason) => Outcome::Fail(reason),
-                        }
-                    })
-                    .collect()
+                let mut all = Outcomes::default();
+                for post in posts {
+                    let outcome = convert::lower(std::slice::from_ref(post), reads, &mut batch)
+                        .map_err(|error| error.to_string())
+                        .and_then(|()| self.call(&batch));
+                    match outcome {
+                        // `call` checked that there is exactly one outcome.
+                        Ok(one) => all.append(one),
+                        Err(reason) => all.outcomes.push(Outcome::Fail(reason)),
+                    }
+                }
+                all
             }
         };
         self.batch = batch;
         outcomes
     }
 
-    fn call(&mut self, batch: &Batch) -> Result<Vec<Outcome>, String> {
+    fn call(&mut self, batch: &Batch) -> Result<Outcomes, String> {
         let live = match &mut self.live {
             Some(live) => live,
             None => self.live.insert(
@@ -424,10 +426,10 @@ impl PluginRunner {
             ),
         };
         match live.process(&self.plugin, batch) {
-            Ok(outcomes) if outcomes.len() == batch.posts.len() => Ok(outcomes),
-            Ok(outcomes) => Err(format!(
+            Ok(lifted) if lifted.outcomes.len() == batch.posts.len() => Ok(lifted),
+            Ok(lifted) => Err(format!(
                 "returned {} outcomes for {} posts",
-                outcomes.len(),
+                lifted.outcomes.len(),
                 batch.posts.len()
             )),
             Err(reason) => {
