@@ -526,19 +526,11 @@ impl Health {
     }
 }
 
-/// The post id of a raw message (`{"data": {"id": …}}` from X, or a flat `{"id": …}`).
+/// The post id of a raw message, read by the decoder the process stage uses, so
+/// every shape it accepts (X API v2 `data.id`, v1.1 `id_str` or a numeric `id`)
+/// gets the `post_id` attribute; `None` when the message is not a post.
 fn post_id(payload: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        id: Option<String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        data: Option<Data>,
-        id: Option<String>,
-    }
-    let envelope: Envelope = serde_json::from_str(payload).ok()?;
-    envelope.data.and_then(|data| data.id).or(envelope.id)
+    crate::post::decode(payload).ok().map(|post| post.id)
 }
 
 /// Attempts and last nack reason of messages nacked by this daemon, by message id.
@@ -858,8 +850,27 @@ mod tests {
             post_id(r#"{"data":{"id":"17","text":"x"},"includes":{}}"#).as_deref(),
             Some("17")
         );
-        assert_eq!(post_id(r#"{"id":"18","text":"x"}"#).as_deref(), Some("18"));
+        assert_eq!(
+            post_id(r#"{"id_str":"18","text":"x"}"#).as_deref(),
+            Some("18")
+        );
+        // What the process stage cannot decode gets no `post_id`.
+        assert_eq!(post_id(r#"{"data":{"text":"no id"}}"#), None);
         assert_eq!(post_id("not json"), None);
+    }
+
+    /// v1.1 statuses were published without `post_id`: their numeric `id` failed
+    /// a string-only parse and `id_str` was never read.
+    #[test]
+    fn post_id_is_read_from_v1_statuses() {
+        let status = r#"{"created_at":"Wed Oct 10 20:19:24 +0000 2018","id":1050118621198921728,"id_str":"1050118621198921728","text":"hi","user":{"id":6253282,"id_str":"6253282","screen_name":"api","name":"API"}}"#;
+        assert_eq!(post_id(status).as_deref(), Some("1050118621198921728"));
+        let numeric_only =
+            r#"{"id":1050118621198921729,"text":"hi","user":{"id_str":"1","screen_name":"a"}}"#;
+        assert_eq!(
+            post_id(numeric_only).as_deref(),
+            Some("1050118621198921729")
+        );
     }
 
     #[test]
