@@ -672,3 +672,99 @@ async fn a_hung_token_endpoint_times_out_as_a_retriable_error() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(fake.token_requests(), 0);
 }
+
+/// A plain-http endpoint (an emulator, a test server) was unreachable without a
+/// fake service-account key and token endpoint; the Pub/Sub broker already used
+/// no credentials for its emulator.
+#[tokio::test]
+async fn a_plain_http_endpoint_is_used_without_credentials() {
+    let fake = fake_with_dataset().await;
+    fake.set_open(true);
+    let config = config(&fake);
+    assert!(config.api_base.starts_with("http://"));
+    assert!(matches!(
+        Credentials::from_config(&config),
+        Credentials::None
+    ));
+    let mut sink = BigQuerySink::connect(&config).await.unwrap();
+    let batch = posts(0..5);
+    let report = sink.write(&batch).await.unwrap();
+    assert_eq!(report.written, 5);
+    assert_eq!(fake.row_ids(PROJECT, DATASET, TABLE), ids(&batch));
+    assert_eq!(fake.token_requests(), 0, "no token endpoint is asked");
+    assert!(
+        fake.insert_tokens().iter().all(String::is_empty),
+        "no credentials are sent: {:?}",
+        fake.insert_tokens()
+    );
+
+    // With a key file named, the key is used even over http.
+    let mut keyed = config.clone();
+    keyed.credentials_file = Some("/nonexistent/key.json".into());
+    assert!(matches!(
+        Credentials::from_config(&keyed),
+        Credentials::KeyFile(_)
+    ));
+    // An https endpoint without a key keeps application default credentials.
+    let mut google = config.clone();
+    google.api_base = "https://bigquery.googleapis.com/bigquery/v2".to_owned();
+    assert!(matches!(
+        Credentials::from_config(&google),
+        Credentials::ApplicationDefault
+    ));
+}
+
+/// The summary counted a post written twice in one run as two rows written
+/// (2,206 "written" where SQLite said 2,192 written, 14 duplicates).
+#[tokio::test]
+async fn a_post_written_again_in_the_same_run_is_a_duplicate() {
+    let fake = fake_with_dataset().await;
+    let mut sink = connect(&config(&fake)).await.unwrap();
+    let first = sink.write(&posts(0..3)).await.unwrap();
+    assert_eq!((first.written, first.duplicates), (3, 0));
+
+    // Two seen before, one new, and one twice in the same batch.
+    let mut again = posts(1..4);
+    again.push(post(3));
+    let report = sink.write(&again).await.unwrap();
+    assert_eq!((report.written, report.duplicates), (1, 3), "{report:?}");
+    assert!(report.rejected.is_empty());
+    let sent: usize = fake.inserts().iter().map(|logged| logged.rows).sum();
+    assert_eq!(sent, 4, "duplicates are not sent again");
+    assert_eq!(fake.row_ids(PROJECT, DATASET, TABLE), ids(&posts(0..4)));
+}
+
+/// Only an accepted row is remembered: a batch whose request failed is sent in
+/// full when the pipeline retries it, and a row BigQuery refused is not a
+/// duplicate the next time.
+#[tokio::test]
+async fn ids_are_remembered_only_once_bigquery_accepted_the_row() {
+    let fake = fake_with_dataset().await;
+    let mut config = config(&fake);
+    config.max_attempts = 1;
+    let mut sink = connect(&config).await.unwrap();
+    let batch = posts(10..14);
+    fake.fail_next([Fault::Json(500)]);
+    assert!(sink.write(&batch).await.is_err());
+    let retried = sink.write(&batch).await.unwrap();
+    assert_eq!((retried.written, retried.duplicates), (4, 0));
+    assert_eq!(fake.row_ids(PROJECT, DATASET, TABLE), ids(&batch));
+
+    // A row the table refuses (a string where an INTEGER goes) is not remembered.
+    let dir = tempfile::tempdir().unwrap();
+    config.schema_file = Some(strict_schema(dir.path()));
+    let mut strict = connect(&config).await.unwrap();
+    let mut bad = post(20);
+    bad.attrs
+        .insert("sentiment_label".into(), AttrValue::Str("pos".to_owned()));
+    bad.attrs
+        .insert("pii_redactions".into(), AttrValue::Str("many".to_owned()));
+    let refused = strict.write(std::slice::from_ref(&bad)).await.unwrap();
+    assert_eq!(refused.rejected.len(), 1, "{refused:?}");
+    let again = strict.write(std::slice::from_ref(&bad)).await.unwrap();
+    assert_eq!(
+        (again.duplicates, again.rejected.len()),
+        (0, 1),
+        "{again:?}"
+    );
+}

@@ -67,7 +67,9 @@ pub struct BigQuerySinkConfig {
         with = "millis"
     )]
     pub request_timeout: Duration,
-    /// The REST endpoint; change it only for a proxy or a test server.
+    /// The REST endpoint; change it only for a proxy, an emulator or a test
+    /// server. A plain `http://` endpoint is sent no credentials unless
+    /// `credentials_file` is set.
     #[serde(default = "default_api_base")]
     pub api_base: String,
     /// Also write the original message to a `raw` column (add it to the schema).

@@ -39,13 +39,21 @@ pub enum Credentials {
     ApplicationDefault,
     /// A fixed OAuth access token (tests, or a token minted by a proxy).
     StaticToken(String),
+    /// No credentials at all: for a plain-`http://` endpoint (an emulator or a
+    /// test server), as the Pub/Sub broker does for its emulator.
+    None,
 }
 
 impl Credentials {
-    /// The credentials `config` selects.
+    /// The credentials `config` selects: the key file when one is named; none
+    /// for a plain-`http://` `api_base` (Google's API only speaks TLS, so such an
+    /// endpoint is an emulator or a test server, and looking for application
+    /// default credentials would ask the metadata server); otherwise
+    /// application default credentials.
     pub fn from_config(config: &BigQuerySinkConfig) -> Self {
         match &config.credentials_file {
             Some(path) => Credentials::KeyFile(path.clone()),
+            None if config.api_base.starts_with("http://") => Credentials::None,
             None => Credentials::ApplicationDefault,
         }
     }
@@ -124,6 +132,11 @@ impl BigQueryService {
             Credentials::StaticToken(token) => {
                 builder
                     .build_from_authenticator(Arc::new(StaticToken(token)))
+                    .await
+            }
+            Credentials::None => {
+                builder
+                    .build_from_authenticator(Arc::new(StaticToken(String::new())))
                     .await
             }
         }

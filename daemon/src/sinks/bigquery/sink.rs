@@ -1,5 +1,7 @@
 //! [`BigQuerySink`]: splits a batch into insertAll requests and reports what BigQuery kept.
 
+use std::collections::{HashSet, VecDeque};
+
 use chrono::Utc;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 
@@ -17,17 +19,62 @@ const ROW_OVERHEAD: usize = 32;
 /// The rest of an insertAll body: `{"ignoreUnknownValues":false,"rows":[…],"skipInvalidRows":true}`.
 const ENVELOPE: usize = 128;
 
+/// How many of the ids this sink wrote it remembers, to count a post seen again
+/// in the same run (a redelivery, a reconnect's overlap) as a duplicate instead
+/// of sending it again. About 40 bytes an id.
+const REMEMBERED_IDS: usize = 200_000;
+
 /// Streams rows into one BigQuery table with `tabledata.insertAll`.
 ///
 /// Retries of 429/5xx/network errors happen inside [`Sink::write`], per request,
 /// within `max_attempts`; past that the batch fails with a retriable error and the
 /// pipeline keeps it un-acked and tries again later. Requests already committed are
 /// then sent again, and BigQuery drops them by `insertId` (the post id).
+///
+/// insertAll does not say which rows BigQuery dropped by `insertId`, so the sink
+/// remembers the ids it wrote in this run (the most recent [`REMEMBERED_IDS`]):
+/// a post written again is reported as a duplicate and not sent, as the SQLite
+/// sink reports it. An id is remembered only once BigQuery accepted its row.
 #[derive(Debug)]
 pub struct BigQuerySink {
     service: BigQueryService,
     fields: Vec<TableFieldSchema>,
     config: BigQuerySinkConfig,
+    written: RecentIds,
+}
+
+/// The most recent ids written, bounded; the oldest is forgotten first.
+#[derive(Debug, Default)]
+struct RecentIds {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl RecentIds {
+    fn new(capacity: usize) -> RecentIds {
+        RecentIds {
+            capacity,
+            ..RecentIds::default()
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: &str) {
+        if self.capacity == 0 || self.ids.contains(id) {
+            return;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.ids.remove(&oldest);
+        }
+        self.ids.insert(id.to_owned());
+        self.order.push_back(id.to_owned());
+    }
 }
 
 impl BigQuerySink {
@@ -49,6 +96,7 @@ impl BigQuerySink {
             service,
             fields,
             config: config.clone(),
+            written: RecentIds::new(REMEMBERED_IDS),
         })
     }
 
@@ -57,7 +105,14 @@ impl BigQuerySink {
         let mut report = WriteReport::default();
         let mut chunk: Vec<PendingRow> = Vec::new();
         let mut chunk_bytes = ENVELOPE;
+        // Ids of this batch already on their way, so a post twice in one batch
+        // is sent once.
+        let mut in_batch: HashSet<&str> = HashSet::new();
         for (index, post) in posts.iter().enumerate() {
+            if self.written.contains(&post.id) || !in_batch.insert(&post.id) {
+                report.duplicates += 1;
+                continue;
+            }
             if let Some(reason) = row::refuse(post) {
                 report.rejected.push(RejectedRow {
                     index,
@@ -109,12 +164,22 @@ impl BigQuerySink {
     }
 
     async fn send(
-        &self,
+        &mut self,
         chunk: Vec<PendingRow>,
         report: &mut WriteReport,
     ) -> Result<(), SinkError> {
         let rows = chunk.len();
+        let ids: Vec<(usize, String)> = chunk
+            .iter()
+            .map(|row| (row.index, row.insert_id.clone()))
+            .collect();
         let outcome = self.service.insert(chunk).await?;
+        let refused: HashSet<usize> = outcome.rejected.iter().map(|(index, _)| *index).collect();
+        for (index, id) in &ids {
+            if !refused.contains(index) {
+                self.written.insert(id);
+            }
+        }
         if !outcome.rejected.is_empty() {
             log::warn!(
                 "bigquery: {} of {rows} rows refused by {}",
