@@ -7,7 +7,9 @@
 //! ([`DeadLetterSink`]):
 //!
 //! - a JSONL file, one line per letter, the original message embedded as JSON
-//!   when it is JSON, otherwise kept as a string with `"message_raw": true`;
+//!   when it is JSON, otherwise kept as a string with `"message_raw": true`, or
+//!   as the base64 of its bytes with `"message_base64": true` when it was not
+//!   UTF-8 (nothing is replaced, so the bytes can be recovered exactly);
 //!   [`DeadLetterFile::commit`] flushes and `fdatasync`s;
 //! - a Pub/Sub topic, one message per letter: the original message as the data,
 //!   the rest as attributes ([`pubsub_attributes`]); a batch is written once
@@ -25,6 +27,8 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use chrono::Utc;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
@@ -74,8 +78,11 @@ pub struct DeadLetter {
     pub plugin: Option<String>,
     /// The post id, when the message decoded far enough to have one.
     pub post_id: Option<String>,
-    /// The original message text as it came from the broker.
+    /// The original message text as it came from the broker (its bytes in
+    /// base64 when `message_base64` is set).
     pub message: Arc<str>,
+    /// The message was not UTF-8: `message` is its exact bytes in base64.
+    pub message_base64: bool,
     /// Deliveries attempted, when the broker counts them.
     pub attempts: Option<u32>,
 }
@@ -89,8 +96,25 @@ impl DeadLetter {
             plugin: None,
             post_id: None,
             message,
+            message_base64: false,
             attempts: None,
         }
+    }
+
+    /// Marks `message` as the base64 of a message that was not UTF-8.
+    pub fn with_base64_message(mut self) -> Self {
+        self.message_base64 = true;
+        self
+    }
+
+    /// The original message's bytes, decoding `message` when it is base64.
+    pub fn message_bytes(&self) -> Vec<u8> {
+        if self.message_base64
+            && let Ok(bytes) = BASE64_STANDARD.decode(self.message.as_bytes())
+        {
+            return bytes;
+        }
+        self.message.as_bytes().to_vec()
     }
 
     pub fn with_plugin(mut self, plugin: impl Into<String>) -> Self {
@@ -280,7 +304,7 @@ impl DeadLetterSink {
                     .iter()
                     .map(|letter| {
                         (
-                            bytes::Bytes::copy_from_slice(letter.message.as_bytes()),
+                            bytes::Bytes::from(letter.message_bytes()),
                             pubsub_attributes(letter, Utc::now()),
                         )
                     })
@@ -356,11 +380,17 @@ struct Line<'a> {
     message: Message<'a>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     message_raw: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    message_base64: bool,
 }
 
 impl<'a> Line<'a> {
     fn new(letter: &'a DeadLetter) -> Self {
-        let message = Message::new(&letter.message);
+        let message = if letter.message_base64 {
+            Message::Text(&letter.message)
+        } else {
+            Message::new(&letter.message)
+        };
         Line {
             time: Rfc3339Millis(Utc::now()),
             stage: letter.stage,
@@ -368,7 +398,8 @@ impl<'a> Line<'a> {
             plugin: letter.plugin.as_deref(),
             post_id: letter.post_id.as_deref(),
             attempts: letter.attempts,
-            message_raw: matches!(message, Message::Text(_)),
+            message_raw: matches!(message, Message::Text(_)) && !letter.message_base64,
+            message_base64: letter.message_base64,
             message,
         }
     }
@@ -492,5 +523,26 @@ mod tests {
         )))
         .unwrap();
         assert!(!encoded.contains('\n'));
+    }
+
+    #[test]
+    fn a_base64_message_is_marked_and_gives_back_its_bytes() {
+        let bytes = b"{\"a\":\"\xff\"}";
+        let letter = DeadLetter::new(
+            Stage::Decode,
+            "not UTF-8",
+            Arc::from(BASE64_STANDARD.encode(bytes)),
+        )
+        .with_base64_message();
+        let line = serde_json::to_value(Line::new(&letter)).unwrap();
+        assert_eq!(line["message_base64"], true);
+        assert!(line.get("message_raw").is_none());
+        assert_eq!(line["message"], BASE64_STANDARD.encode(bytes));
+        assert_eq!(letter.message_bytes(), bytes);
+
+        let text = DeadLetter::new(Stage::Decode, "bad", Arc::from("plain"));
+        assert_eq!(text.message_bytes(), b"plain");
+        let line = serde_json::to_value(Line::new(&text)).unwrap();
+        assert!(line.get("message_base64").is_none());
     }
 }

@@ -618,10 +618,23 @@ fn process_batch(
                     plugin: None,
                     post_id: None,
                     message: delivery.payload,
+                    message_base64: delivery.payload_base64,
                     attempts: Some(delivery.attempt - 1),
                 },
                 delivery.token,
             ))));
+            continue;
+        }
+        if delivery.payload_base64 {
+            Stats::add(&stats.malformed, 1);
+            let letter = DeadLetter::new(
+                Stage::Decode,
+                "the message is not UTF-8 text, so not JSON; its bytes are kept in base64 \
+                 (`message_base64`: true)",
+                delivery.payload,
+            )
+            .with_base64_message();
+            processed.push(Some(Processed::Letter((letter, delivery.token))));
             continue;
         }
         match decode_shared(&delivery.payload) {
@@ -639,6 +652,7 @@ fn process_batch(
                         plugin: None,
                         post_id: None,
                         message: delivery.payload,
+                        message_base64: false,
                         attempts: None,
                     },
                     delivery.token,
@@ -694,6 +708,7 @@ fn process_batch(
                         plugin: Some(plugin),
                         post_id: Some(post.id),
                         message,
+                        message_base64: false,
                         attempts: None,
                     },
                     token,
@@ -879,6 +894,7 @@ async fn flush(stage: &mut SinkStage, cause: FlushCause) {
                         plugin: None,
                         post_id: Some(post.id.clone()),
                         message: post.raw.clone().unwrap_or_else(|| Arc::from("")),
+                        message_base64: false,
                         attempts: None,
                     };
                     if let Err(unsent) = stage.letters.send((letter, token)).await {

@@ -1143,3 +1143,60 @@ fn dead_letter_configs_keep_the_file_form_and_explain_mistakes() {
         "{no_path}"
     );
 }
+
+/// A non-UTF-8 message was dead-lettered with its bytes replaced by U+FFFD, so
+/// the original could not be recovered from the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_is_not_utf8_is_dead_lettered_with_its_exact_bytes() {
+    use base64::Engine as _;
+    let emulator = PubsubEmulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    write_posts(dir.path(), 1, 3);
+    let config = config(
+        dir.path(),
+        &emulator,
+        "binary",
+        r#"["process"]"#,
+        "posts.db",
+        "",
+    );
+    // The subscription must exist before the message is published to be delivered.
+    tweetpipe::broker::pubsub::ensure_resources(config.broker.pubsub.as_ref().unwrap())
+        .await
+        .unwrap();
+    let running = Running::start(config);
+    let stats = running.stats.clone();
+    let publisher = google_cloud_pubsub::client::Publisher::builder(
+        "projects/tweetpipe-test/topics/binary-topic",
+    )
+    .with_endpoint(emulator.endpoint())
+    .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build())
+    .build()
+    .await
+    .unwrap();
+    let original: Vec<u8> = b"{\"data\":{\"id\":\"1\",\"text\":\"caf\xe9 \xff\xfe\"}}".to_vec();
+    assert!(std::str::from_utf8(&original).is_err());
+    let message =
+        google_cloud_pubsub::model::Message::new().set_data(bytes::Bytes::from(original.clone()));
+    publisher.publish(message).await.unwrap();
+    wait_for("the dead letter", Duration::from_secs(60), || {
+        stats.snapshot().dead_lettered >= 1
+    })
+    .await;
+    let outcome = running.stop().await;
+    assert_eq!(outcome.stats.malformed, 1, "{:?}", outcome.stats);
+    let letters =
+        tweetpipe::dead_letter::read_dead_letters(&dir.path().join("posts.db.dead.jsonl")).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["stage"], "decode");
+    assert_eq!(letter["message_base64"], true, "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("not UTF-8"),
+        "{letter}"
+    );
+    let bytes = base64::prelude::BASE64_STANDARD
+        .decode(letter["message"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes, original, "the exact bytes are recoverable");
+}

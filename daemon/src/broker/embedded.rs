@@ -118,6 +118,7 @@ impl EmbeddedSubscriber {
             payload: payload.clone(),
             attempt,
             last_error,
+            payload_base64: false,
             token: AckToken::new(
                 Box::new(EmbeddedAcker {
                     payload,

@@ -82,6 +82,9 @@ pub struct Delivery {
     pub attempt: u32,
     /// Why the previous delivery was nacked, if it was.
     pub last_error: Option<String>,
+    /// The message was not UTF-8 text: `payload` holds its bytes in base64, so
+    /// its dead letter keeps them exactly.
+    pub payload_base64: bool,
     /// Settle this once the message's rows are committed.
     pub token: AckToken,
 }

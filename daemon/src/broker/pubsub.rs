@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::Message;
@@ -655,9 +657,10 @@ impl PubsubSubscriber {
     }
 
     fn deliver(&self, message: Message, handler: Handler) -> Delivery {
-        let payload: Arc<str> = match std::str::from_utf8(&message.data) {
-            Ok(text) => Arc::from(text),
-            Err(_) => Arc::from(String::from_utf8_lossy(&message.data).as_ref()),
+        // JSON is UTF-8: anything else is dead-lettered, its bytes kept in base64.
+        let (payload, payload_base64): (Arc<str>, bool) = match std::str::from_utf8(&message.data) {
+            Ok(text) => (Arc::from(text), false),
+            Err(_) => (Arc::from(BASE64_STANDARD.encode(&message.data)), true),
         };
         let earlier = self
             .attempts
@@ -677,6 +680,7 @@ impl PubsubSubscriber {
             payload,
             attempt,
             last_error,
+            payload_base64,
             token: AckToken::new(
                 Box::new(PubsubAcker {
                     handler,
