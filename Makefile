@@ -3,9 +3,11 @@
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 CONFIG      ?= config/tweetpipe.toml
-BIN         := target/release/tweetpipe
+# Cargo's target directory: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
+BIN         := $(TARGET_DIR)/release/tweetpipe
 
-.PHONY: all build plugins run test test-only lint setup bench bench-reference sample clean deb deb-tools test-deb
+.PHONY: all build plugins plugin-link run test test-only lint setup bench bench-reference sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -18,7 +20,7 @@ plugins: setup
 	$(CARGO) build --locked --profile plugin --target $(WASM_TARGET) --workspace --exclude tweetpipe
 
 ## Build everything and run the main job on the embedded default.
-run: build plugins
+run: build plugins plugin-link
 	$(BIN) run --config $(CONFIG)
 	@echo
 	@echo "Rows are in out/tweetpipe.db (try: sqlite3 out/tweetpipe.db 'select count(*) from posts'),"
@@ -28,15 +30,22 @@ run: build plugins
 test: setup plugins lint
 	$(CARGO) test --locked --workspace
 
-## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
-deb: plugins
+## The Debian package: $(TARGET_DIR)/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
+deb: plugins plugin-link
 	@command -v cargo-deb >/dev/null 2>&1 || $(CARGO) install cargo-deb --locked
 	$(CARGO) deb --locked --strip -p tweetpipe
+
+## The sample config and the package's assets name the built plugins under
+## target/; with another CARGO_TARGET_DIR, that folder is linked to its plugins.
+plugin-link:
+	@if [ "$(abspath $(TARGET_DIR))" != "$(abspath target)" ] && [ ! -e target/wasm32-wasip2/plugin ]; then \
+		mkdir -p target/wasm32-wasip2 && ln -s "$(abspath $(TARGET_DIR))/wasm32-wasip2/plugin" target/wasm32-wasip2/plugin; \
+	fi
 
 ## Package checks: contents and modes, lintian, systemd-analyze verify, and an
 ## install/upgrade/purge in a throwaway Debian chroot (debootstrap; needs root).
 test-deb: deb deb-tools
-	packaging/tests/run.sh target/debian/$$(cd target/debian && ls -t tweetpipe_*.deb | head -n 1)
+	packaging/tests/run.sh $(TARGET_DIR)/debian/$$(cd $(TARGET_DIR)/debian && ls -t tweetpipe_*.deb | head -n 1)
 
 ## Tools the package checks need, installed with apt-get when missing.
 DEB_TOOLS := lintian debootstrap systemd fakeroot
@@ -63,7 +72,7 @@ setup:
 BENCH_CPU    ?= 0
 BENCH_POSTS  ?= 1000000
 BENCH_RUNS   ?= 3
-BENCH_DIR    := $(or $(CARGO_TARGET_DIR),target)/bench
+BENCH_DIR    := $(TARGET_DIR)/bench
 BENCH_PIN    := $(if $(shell command -v taskset),taskset -c $(BENCH_CPU))
 CRITERION_BENCHES := $(filter-out report,$(basename $(notdir $(wildcard daemon/benches/*.rs))))
 bench: setup plugins build bench-reference

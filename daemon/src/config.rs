@@ -1112,7 +1112,7 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |path: &mut PathBuf| {
             if path.is_relative() && path.as_os_str() != "-" {
-                *path = base.join(&*path);
+                *path = tidy(&base.join(&*path));
             }
         };
         if let Some(replay) = &mut self.source.replay {
@@ -1186,6 +1186,29 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
         })
         + 1;
     (line, column)
+}
+
+/// `path` with each `dir/..` pair taken out where `dir` is a real directory
+/// (not a symlink, so the result names the same file): a sink configured as
+/// `../out/tweetpipe.db` next to `config/tweetpipe.toml` reads `out/tweetpipe.db`
+/// in logs and summaries instead of `config/../out/tweetpipe.db`.
+fn tidy(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut tidied = PathBuf::new();
+    for component in path.components() {
+        let collapsible = matches!(component, Component::ParentDir)
+            && matches!(tidied.components().next_back(), Some(Component::Normal(_)))
+            && std::fs::symlink_metadata(&tidied).is_ok_and(|meta| meta.file_type().is_dir());
+        if collapsible {
+            tidied.pop();
+        } else {
+            tidied.push(component);
+        }
+    }
+    if tidied.as_os_str().is_empty() {
+        tidied.push(".");
+    }
+    tidied
 }
 
 impl fmt::Display for SinkKind {
@@ -1338,5 +1361,34 @@ mod opt_duration_ms {
         deserializer: D,
     ) -> Result<Option<Duration>, D::Error> {
         Option::<u64>::deserialize(deserializer).map(|ms| ms.map(Duration::from_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `make run` summarised its sink as `config/../out/tweetpipe.db`.
+    #[test]
+    fn paths_lose_their_dir_dot_dot_pairs_but_not_through_a_symlink() {
+        let root = tempfile::tempdir().unwrap();
+        let config = root.path().join("config");
+        let elsewhere = root.path().join("elsewhere/deeper");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        assert_eq!(
+            tidy(&config.join("../out/tweetpipe.db")),
+            root.path().join("out/tweetpipe.db")
+        );
+        // Relative to the working directory (a test runs in the crate, beside `src`).
+        assert_eq!(tidy(Path::new("src/../out")), Path::new("out"));
+        assert_eq!(tidy(Path::new("../x")), Path::new("../x"));
+        // `link/..` is `elsewhere`, not the directory holding `link`.
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert_eq!(tidy(&link.join("../db")), link.join("../db"));
+        // A directory that does not exist (yet) is not assumed to be one.
+        let missing = root.path().join("missing");
+        assert_eq!(tidy(&missing.join("../db")), missing.join("../db"));
     }
 }
