@@ -82,13 +82,13 @@ bench: setup plugins build bench-reference
 	TWEETPIPE_BENCH_CPU=$(if $(BENCH_PIN),$(BENCH_CPU)) TWEETPIPE_BENCH_POSTS=$(BENCH_POSTS) \
 	TWEETPIPE_BENCH_RUNS=$(BENCH_RUNS) $(CARGO) bench --locked -p tweetpipe --bench report
 
-## The Python reference the sentiment figure is compared with (vaderSentiment):
-## installed with pip only when pip can do it offline (a local wheel cache or
-## index); otherwise the table says it is missing.
+## The Python references the sentiment and end-to-end figures are compared
+## with (vaderSentiment, for benches/vader_reference.py and benches/python_peer.py):
+## installed with pip when missing; without it the table says it is missing.
 bench-reference:
 	@python3 -c 'import vaderSentiment' 2>/dev/null \
-	  || python3 -m pip install --quiet --no-index vaderSentiment 2>/dev/null \
-	  || echo "note: python3 with vaderSentiment is not available offline; the table leaves out the Python reference"
+	  || python3 -m pip install --quiet vaderSentiment 2>/dev/null \
+	  || echo "note: python3 with vaderSentiment is not available; the table leaves out the Python references"
 
 ## Regenerate the committed sample posts (deterministic).
 sample:

@@ -1,7 +1,8 @@
 //! The table `make bench` ends with. It runs the cases criterion cannot: `tweetpipe
 //! run` as a whole process (release binary, pinned to one core) on a generated
 //! replay of a million posts through filter → sentiment → pii-scrub into each local
-//! sink, and Python's reference `vaderSentiment` on the texts the sentiment
+//! sink; the Python pipeline it replaces (`benches/python_peer.py`) on the same
+//! replay; and Python's reference `vaderSentiment` on the texts the sentiment
 //! benchmark scores. Then it reads criterion's results for the in-process cases
 //! (`benches/decode.rs`, `benches/plugins.rs`, `benches/sinks.rs`) and prints every figure beside its
 //! target, as Markdown, also saved to `target/bench/table.md`.
@@ -82,6 +83,41 @@ fn main() -> Result<()> {
             target,
         });
     }
+
+    // The Python pipeline users replace, on the same replay: json.loads →
+    // VADER → HMAC of the handle + an e-mail regex → sqlite3, 500 rows a
+    // transaction, synchronous=FULL. Our chain also runs the 25-rule filter.
+    let peer = end_to_end
+        .as_ref()
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|end_to_end| {
+            python_peer(&settings, &end_to_end.replay).map_err(|error| format!("{error:#}"))
+        });
+    let ours = lines
+        .iter()
+        .find(|line| line.case == "end to end → sqlite, 1 process")
+        .and_then(|line| line.figures.as_ref().ok())
+        .map(|figures| figures.posts_per_sec);
+    let peer_ratio = match (&peer, ours) {
+        (Ok((_, peer)), Some(ours)) => Ok(Figures {
+            posts_per_sec: ours / peer.posts_per_sec,
+            cpu_per_million: None,
+            peak_rss_kib: None,
+            note: String::new(),
+        }),
+        (Err(error), _) => Err(error.clone()),
+        (_, None) => Err("the end-to-end SQLite run has no result".to_owned()),
+    };
+    lines.push(Line {
+        case: "Python peer: json → VADER → HMAC + e-mail regex → sqlite3 (reference)".to_owned(),
+        figures: peer.map(|(_, figures)| figures),
+        target: Target::None,
+    });
+    lines.push(Line {
+        case: "end to end → sqlite / Python peer".to_owned(),
+        figures: peer_ratio,
+        target: Target::Ratio(5.0),
+    });
 
     lines.push(criterion.line(
         "sentiment scoring alone, native (no Wasm)",
@@ -674,8 +710,20 @@ fn python_vader(settings: &Settings) -> Result<(String, Figures)> {
         .collect::<Result<_, _>>()?;
     let file = support::results_dir().join("vader-texts.jsonl");
     std::fs::write(&file, texts.join("\n") + "\n")?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/vader_reference.py");
-    let output = match settings.command("python3").arg(&script).arg(&file).output() {
+    python_script(settings, "vader_reference.py", &file)
+}
+
+/// The Python pipeline tweetpipe replaces (`benches/python_peer.py`) on the
+/// replay the end-to-end runs read, pinned like them.
+fn python_peer(settings: &Settings, replay: &Path) -> Result<(String, Figures)> {
+    python_script(settings, "python_peer.py", replay)
+}
+
+/// Runs `benches/{script}` on `input`; it prints posts/s, CPU-s per million,
+/// peak RSS and vaderSentiment's version as JSON, or exits 3 without the package.
+fn python_script(settings: &Settings, script: &str, input: &Path) -> Result<(String, Figures)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join(script);
+    let output = match settings.command("python3").arg(&script).arg(input).output() {
         Ok(output) => output,
         Err(error) => {
             bail!("python3 cannot run ({error}); install Python 3 and `pip install vaderSentiment`")
