@@ -722,7 +722,9 @@ fn python_peer(settings: &Settings, replay: &Path) -> Result<(String, Figures)> 
 /// Runs `benches/{script}` on `input`; it prints posts/s, CPU-s per million,
 /// peak RSS and vaderSentiment's version as JSON, or exits 3 without the package.
 fn python_script(settings: &Settings, script: &str, input: &Path) -> Result<(String, Figures)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join(script);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(script);
     let output = match settings.command("python3").arg(&script).arg(input).output() {
         Ok(output) => output,
         Err(error) => {

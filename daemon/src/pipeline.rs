@@ -57,6 +57,8 @@ pub struct RunOutcome {
     /// True when shutdown was requested before the sources ended.
     pub interrupted: bool,
     pub sink: SinkKind,
+    /// True when this run published what it read to Pub/Sub (the ingest role).
+    pub published_to_pubsub: bool,
 }
 
 /// A row on its way to the sink, with the obligation to settle its message.
@@ -250,6 +252,13 @@ pub async fn run_switched(
             metrics: metrics.clone(),
         })));
     }
+    // At ingest, what is not a post is dead-lettered here rather than published.
+    let publisher = publisher.map(|publisher| match publisher {
+        Publisher::Pubsub(publisher) => {
+            Publisher::Pubsub(publisher.with_dead_letters(letter_tx.clone()))
+        }
+        embedded => embedded,
+    });
     drop(row_tx);
     drop(letter_tx);
     drop(subscriber);
@@ -267,13 +276,21 @@ pub async fn run_switched(
 
     metrics.pipeline_started(shape);
     observer.ready(&stats.snapshot());
+    // Holds no dead-letter sender, so the dead-letter stage ends with the sources.
+    let mut pubsub_publisher = None;
     let source_error = match publisher {
         Some(publisher) => {
-            let flushed = publisher.clone();
+            let flushed = match &publisher {
+                Publisher::Pubsub(publisher) => Publisher::Pubsub(publisher.without_dead_letters()),
+                other => other.clone(),
+            };
             let error = run_sources(replay, x_source, publisher, &stats, &cancel).await;
             match flushed {
                 // Everything read is confirmed by Pub/Sub (or given up at shutdown).
-                Publisher::Pubsub(publisher) => publisher.flush().await,
+                Publisher::Pubsub(publisher) => {
+                    publisher.flush().await;
+                    pubsub_publisher = Some(publisher);
+                }
                 // Nothing more will be queued: the sink need not wait for more rows.
                 Publisher::Embedded(_) => sources_ended.cancel(),
             }
@@ -300,6 +317,11 @@ pub async fn run_switched(
     if let Err(error) = flatten(letters_task.await) {
         first_error.get_or_insert(error);
     }
+    let published_to_pubsub = pubsub_publisher.is_some();
+    if let Some(publisher) = pubsub_publisher {
+        // An ingest dead letter that could not be written went to the topic instead.
+        publisher.flush().await;
+    }
     if let Some(control) = &pubsub_control {
         // Sends the acks given during the drain before the streams close.
         control.shutdown().await;
@@ -318,6 +340,7 @@ pub async fn run_switched(
         abandoned,
         interrupted,
         sink: sink_kind,
+        published_to_pubsub,
     })
 }
 

@@ -43,6 +43,13 @@ pub fn render(outcome: &RunOutcome) -> String {
     for (label, value) in rows {
         let _ = writeln!(out, "  {label:<22} {value:>10}");
     }
+    if outcome.published_to_pubsub {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>10}",
+            "published to Pub/Sub", stats.published
+        );
+    }
     let _ = writeln!(
         out,
         "  {:<22} {:>10.2} s ({:.0} posts/s)",

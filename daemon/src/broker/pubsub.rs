@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{AckToken, Acker, BrokerClosed, Delivery};
 use crate::config::{DeadLetterTopic, PubsubConfig};
+use crate::dead_letter::{DeadLetter, Stage};
 use crate::stats::Stats;
 
 /// The environment variable every Google client reads to find a Pub/Sub emulator.
@@ -347,6 +348,8 @@ struct PublisherShared {
     health: Health,
     /// Messages given up unconfirmed at shutdown, reported once by `flush`.
     given_up: AtomicUsize,
+    /// Ingest dead letters that could not be written, on their way to the topic.
+    republishing: AtomicUsize,
     stats: Arc<Stats>,
     cancel: CancellationToken,
 }
@@ -356,6 +359,49 @@ struct PublisherShared {
 pub struct PubsubPublisher {
     shared: Arc<PublisherShared>,
     source: &'static str,
+    /// Where messages that are not posts go instead of the topic, when set.
+    rejects: Option<IngestRejects>,
+}
+
+/// Dead-letters at ingest the messages that do not decode into a post, so junk
+/// never crosses the topic. A message whose dead letter cannot be written is
+/// published after all, and a process daemon dead-letters it later.
+#[derive(Debug, Clone)]
+struct IngestRejects {
+    letters: mpsc::Sender<(DeadLetter, AckToken)>,
+}
+
+/// Settles an ingest dead letter: once written there is nothing to do; when
+/// it could not be written, the message is published to the topic instead.
+struct RepublishOnNack {
+    publisher: PubsubPublisher,
+    payload: Arc<str>,
+}
+
+impl Acker for RepublishOnNack {
+    fn ack(self: Box<Self>) {}
+
+    fn nack(self: Box<Self>, reason: &str) {
+        log::warn!(
+            "pubsub: a message that is not a post could not be dead-lettered at ingest ({reason}); \
+             publishing it to {} so a process daemon dead-letters it",
+            self.publisher.shared.topic
+        );
+        let RepublishOnNack { publisher, payload } = *self;
+        // Counted before this returns, so a `flush` that follows waits for it.
+        let shared = publisher.shared.clone();
+        shared.republishing.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            if let Ok(permit) = shared.permits.clone().acquire_owned().await {
+                let message = publisher.message(&payload, None);
+                shared.in_flight.enter();
+                publish_until_confirmed(&shared, message).await;
+                shared.in_flight.leave();
+                drop(permit);
+            }
+            shared.republishing.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
 }
 
 /// Longest wait between two attempts at one publish.
@@ -390,10 +436,12 @@ impl PubsubPublisher {
                 in_flight: InFlight::default(),
                 health: Health::default(),
                 given_up: AtomicUsize::new(0),
+                republishing: AtomicUsize::new(0),
                 stats,
                 cancel,
             }),
             source: "unknown",
+            rejects: None,
         })
     }
 
@@ -402,24 +450,80 @@ impl PubsubPublisher {
         PubsubPublisher {
             shared: self.shared.clone(),
             source,
+            rejects: self.rejects.clone(),
+        }
+    }
+
+    /// The same publisher, sending messages that do not decode into a post to
+    /// `letters` (the dead-letter stage) instead of the topic.
+    pub fn with_dead_letters(
+        &self,
+        letters: mpsc::Sender<(DeadLetter, AckToken)>,
+    ) -> PubsubPublisher {
+        PubsubPublisher {
+            rejects: Some(IngestRejects { letters }),
+            ..self.clone()
+        }
+    }
+
+    /// The same publisher without a dead-letter stage to send to (so holding it
+    /// does not keep that stage open).
+    pub fn without_dead_letters(&self) -> PubsubPublisher {
+        PubsubPublisher {
+            rejects: None,
+            ..self.clone()
         }
     }
 
     /// Hands a message to the batching publisher, waiting while `max_in_flight`
     /// publishes are unconfirmed. Confirmation (and retries) happen in the background.
+    ///
+    /// The message is decoded as the process stage decodes it: a post is
+    /// published with its `post_id` attribute; anything else is dead-lettered
+    /// here when a dead-letter stage is set, else published without one.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        let post_id = match post_id(&payload) {
+            Ok(id) => Some(id),
+            Err(error) => match &self.rejects {
+                Some(rejects) => return self.reject(rejects, payload, &error).await,
+                None => None,
+            },
+        };
+        self.publish_message(payload, post_id).await
+    }
+
+    async fn reject(
+        &self,
+        rejects: &IngestRejects,
+        payload: Arc<str>,
+        error: &crate::post::DecodeError,
+    ) -> Result<(), BrokerClosed> {
+        Stats::add(&self.shared.stats.malformed, 1);
+        let letter = DeadLetter::new(Stage::Decode, error.to_string(), payload.clone());
+        let token = AckToken::new(
+            Box::new(RepublishOnNack {
+                publisher: self.without_dead_letters(),
+                payload,
+            }),
+            self.shared.stats.clone(),
+        );
+        if let Err(unsent) = rejects.letters.send((letter, token)).await {
+            // The dead-letter stage is gone: the token's nack publishes it.
+            drop(unsent);
+        }
+        Ok(())
+    }
+
+    async fn publish_message(
+        &self,
+        payload: Arc<str>,
+        post_id: Option<String>,
+    ) -> Result<(), BrokerClosed> {
         let permit = tokio::select! {
             permit = self.shared.permits.clone().acquire_owned() => permit.map_err(|_| BrokerClosed)?,
             _ = self.shared.cancel.cancelled() => return Err(BrokerClosed),
         };
-        let mut attributes = HashMap::with_capacity(2);
-        if let Some(id) = post_id(&payload) {
-            attributes.insert("post_id".to_owned(), id);
-        }
-        attributes.insert("source".to_owned(), self.source.to_owned());
-        let message = Message::new()
-            .set_data(bytes::Bytes::copy_from_slice(payload.as_bytes()))
-            .set_attributes(attributes);
+        let message = self.message(&payload, post_id);
         let shared = self.shared.clone();
         shared.in_flight.enter();
         tokio::spawn(async move {
@@ -430,11 +534,29 @@ impl PubsubPublisher {
         Ok(())
     }
 
+    /// The Pub/Sub message for `payload`, with its attributes.
+    fn message(&self, payload: &str, post_id: Option<String>) -> Message {
+        let mut attributes = HashMap::with_capacity(2);
+        if let Some(id) = post_id {
+            attributes.insert("post_id".to_owned(), id);
+        }
+        attributes.insert("source".to_owned(), self.source.to_owned());
+        Message::new()
+            .set_data(bytes::Bytes::copy_from_slice(payload.as_bytes()))
+            .set_attributes(attributes)
+    }
+
     /// Waits until every message handed over so far is confirmed (or given up at shutdown).
     pub async fn flush(&self) {
         let all = u32::try_from(self.shared.max_in_flight).unwrap_or(u32::MAX);
-        if let Ok(permits) = self.shared.permits.acquire_many(all).await {
-            drop(permits);
+        loop {
+            if let Ok(permits) = self.shared.permits.acquire_many(all).await {
+                drop(permits);
+            }
+            if self.shared.republishing.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let given_up = self.shared.given_up.swap(0, Ordering::SeqCst);
         if given_up > 0 {
@@ -530,9 +652,9 @@ impl Health {
 
 /// The post id of a raw message, read by the decoder the process stage uses, so
 /// every shape it accepts (X API v2 `data.id`, v1.1 `id_str` or a numeric `id`)
-/// gets the `post_id` attribute; `None` when the message is not a post.
-fn post_id(payload: &str) -> Option<String> {
-    crate::post::decode(payload).ok().map(|post| post.id)
+/// gets the `post_id` attribute; why not when the message is not a post.
+fn post_id(payload: &str) -> Result<String, crate::post::DecodeError> {
+    crate::post::decode(payload).map(|post| post.id)
 }
 
 /// Attempts and last nack reason of messages nacked by this daemon, by message id.
@@ -851,16 +973,18 @@ mod tests {
     #[test]
     fn post_id_is_read_from_either_shape() {
         assert_eq!(
-            post_id(r#"{"data":{"id":"17","text":"x"},"includes":{}}"#).as_deref(),
+            post_id(r#"{"data":{"id":"17","text":"x"},"includes":{}}"#)
+                .ok()
+                .as_deref(),
             Some("17")
         );
         assert_eq!(
-            post_id(r#"{"id_str":"18","text":"x"}"#).as_deref(),
+            post_id(r#"{"id_str":"18","text":"x"}"#).ok().as_deref(),
             Some("18")
         );
         // What the process stage cannot decode gets no `post_id`.
-        assert_eq!(post_id(r#"{"data":{"text":"no id"}}"#), None);
-        assert_eq!(post_id("not json"), None);
+        assert_eq!(post_id(r#"{"data":{"text":"no id"}}"#).ok(), None);
+        assert_eq!(post_id("not json").ok(), None);
     }
 
     /// v1.1 statuses were published without `post_id`: their numeric `id` failed
@@ -868,11 +992,11 @@ mod tests {
     #[test]
     fn post_id_is_read_from_v1_statuses() {
         let status = r#"{"created_at":"Wed Oct 10 20:19:24 +0000 2018","id":1050118621198921728,"id_str":"1050118621198921728","text":"hi","user":{"id":6253282,"id_str":"6253282","screen_name":"api","name":"API"}}"#;
-        assert_eq!(post_id(status).as_deref(), Some("1050118621198921728"));
+        assert_eq!(post_id(status).ok().as_deref(), Some("1050118621198921728"));
         let numeric_only =
             r#"{"id":1050118621198921729,"text":"hi","user":{"id_str":"1","screen_name":"a"}}"#;
         assert_eq!(
-            post_id(numeric_only).as_deref(),
+            post_id(numeric_only).ok().as_deref(),
             Some("1050118621198921729")
         );
     }
