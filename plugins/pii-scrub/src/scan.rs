@@ -972,7 +972,7 @@ fn nanp(digits: &[u8], regions: Regions) -> bool {
         && (b'2'..=b'9').contains(&digits[3])
 }
 
-/// Past an extension glued to a number (`x12`, ` ext. 12`, `#12`), or `end`.
+/// Past an extension glued to a number (`x12`, ` ext. 12`), or `end`.
 fn with_extension(bytes: &[u8], end: usize) -> usize {
     let rest = &bytes[end..];
     let rest_len = rest.len();
@@ -980,10 +980,10 @@ fn with_extension(bytes: &[u8], end: usize) -> usize {
     if let Some(after) = tail.strip_prefix(b" ") {
         tail = after;
     }
-    let lower: Option<&[u8]> = [&b"ext."[..], b"ext", b"x", b"X", b"#", b"Ext.", b"Ext"]
+    let marked: Option<&[u8]> = [&b"ext."[..], b"ext", b"Ext.", b"Ext", b"x", b"X"]
         .iter()
         .find_map(|mark| tail.strip_prefix(*mark));
-    let Some(mut tail) = lower else {
+    let Some(mut tail) = marked else {
         return end;
     };
     if let Some(after) = tail.strip_prefix(b" ") {

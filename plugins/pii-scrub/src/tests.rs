@@ -116,6 +116,8 @@ const CASES: &[(&str, &str)] = &[
     ("Tel:020 7946 0958", "Tel:[PHONE]"),
     ("Office,07700 900123", "Office,[PHONE]"),
     ("202-555-0143x12 desk", "[PHONE] desk"),
+    ("202-555-0143 ext. 12", "[PHONE]"),
+    ("call 202-555-0143 #1 fan", "call [PHONE] #1 fan"),
     ("0470 12 34 56", "[PHONE]"),
     ("0044 20 7946 0958", "[PHONE]"),
     ("1800 1607 0420 458", "[CARD]"),
