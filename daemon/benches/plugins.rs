@@ -1,8 +1,9 @@
 //! Posts per second through the plugin runtime on one core: a no-op plugin that
 //! reads nothing, a no-op that reads every field (the full-record crossing), and
 //! a keyword filter, at batch sizes 1, 64 and 512; the shipped plugins (filter
-//! with 25 rules, sentiment, pii-scrub) alone and chained as `make run` chains
-//! them. Each group records its peak RSS for the table `benches/report.rs` prints.
+//! with 25 rules, sentiment, pii-scrub, and pii-scrub on posts dense with
+//! personal data) alone and chained as `make run` chains them. Each group
+//! records its peak RSS for the table `benches/report.rs` prints.
 //!
 //! Needs the plugins built by `make plugins`.
 
@@ -137,8 +138,18 @@ fn pii_scrub_config() -> serde_json::Value {
 /// sample posts (so caches inside plugins see the file's real mix), at batch
 /// sizes 64 and 512; records the group's peak RSS.
 fn bench_chain_on_samples(criterion: &mut Criterion, group_name: &str, entries: &[PluginConfig]) {
+    bench_chain_on(criterion, group_name, entries, sample_posts());
+}
+
+/// Posts per second through `entries` chained, on consecutive slices of
+/// `samples`, at batch sizes 64 and 512; records the group's peak RSS.
+fn bench_chain_on(
+    criterion: &mut Criterion,
+    group_name: &str,
+    entries: &[PluginConfig],
+    samples: Vec<Post>,
+) {
     support::reset_peak_rss();
-    let samples = sample_posts();
     let options = RuntimeOptions {
         cache_dir: None,
         ..RuntimeOptions::default()
@@ -185,6 +196,39 @@ fn bench_pii_scrub(criterion: &mut Criterion) {
         criterion,
         "plugin/pii_scrub",
         &[entry("pii_scrub", pii_scrub_config())],
+    );
+}
+
+/// Posts per second through the `pii-scrub` plugin when every post carries
+/// personal data the numbering plans, card networks and IBAN rules judge
+/// (foreign phone numbers, cards of several networks, IBANs) or a look-alike
+/// they must let pass: the worst case beside the sample posts' mix.
+fn bench_pii_scrub_dense(criterion: &mut Criterion) {
+    const PLANTED: &[&str] = &[
+        "bel me op 0490 75 40 81",
+        "WhatsApp 699 956 915",
+        "+49 151 12345678 oder 030 12345678",
+        "maestro 630427373398",
+        "IBAN DE89 3704 0044 0532 0130 00",
+        "JCB 1800 1607 0420 458",
+        "Kaunas (37) 788-063",
+        "invoice 2023-508182, order no. 4588089875",
+        "on 2026-11-21 at 10:30, won 3-1",
+        "tel. 0151/12345678 ext. 12",
+    ];
+    let posts = sample_posts()
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut post)| {
+            post.text = format!("{} {}", post.text, PLANTED[index % PLANTED.len()]);
+            post
+        })
+        .collect();
+    bench_chain_on(
+        criterion,
+        "plugin/pii_scrub dense",
+        &[entry("pii_scrub", pii_scrub_config())],
+        posts,
     );
 }
 
@@ -242,6 +286,7 @@ criterion_group!(
     bench_plugins,
     bench_filter_rules,
     bench_pii_scrub,
+    bench_pii_scrub_dense,
     bench_sentiment,
     bench_sentiment_native,
     bench_shipped_chain

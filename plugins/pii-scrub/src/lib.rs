@@ -3,14 +3,20 @@
 //! keyed pseudonyms, and redacts e-mail addresses, phone numbers, payment card
 //! numbers and IP addresses in the text, the display name and the location.
 //!
-//! Layout: [`scan`] finds personal data in text, [`pseudonym`] makes keyed
+//! Layout: [`scan`] finds personal data in text, [`numbering`] holds the
+//! phone numbering plans it checks against, [`banking`] the card networks and
+//! IBAN rules, [`pseudonym`] makes keyed
 //! tokens, [`scrubber`] reads the config and applies both to a post, and
 //! `plugin` (built for WebAssembly only) holds the entry points.
 
+pub mod banking;
+pub mod numbering;
 pub mod pseudonym;
 pub mod scan;
 pub mod scrubber;
 
+#[cfg(test)]
+mod corpus;
 #[cfg(test)]
 mod tests;
 

@@ -1,11 +1,17 @@
 //! A hand-written, single-pass scanner that finds personal data in free text:
-//! e-mail addresses, phone numbers, payment card numbers (Luhn-checked), IPv4
-//! and IPv6 addresses, and `@handles`. It works on bytes (every pattern is
+//! e-mail addresses, phone numbers (checked against [`numbering`] plans),
+//! payment card numbers and IBANs (checked by [`banking`]), IPv4 and IPv6
+//! addresses, and `@handles`. It works on bytes (every pattern is
 //! ASCII), never backtracks further than the current token, allocates only
 //! when it replaces something, and leaves years, prices, times, dates, ids,
 //! version numbers and scores alone.
 
 use std::ops::Range;
+
+use crate::banking::{self, CardPrefix};
+use crate::numbering::{self, National, Regions};
+
+pub use crate::banking::luhn;
 
 /// What kind of personal data a redaction replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +24,8 @@ pub enum Kind {
     Card,
     /// An IPv4 or IPv6 address, replaced by `[IP]`.
     Ip,
+    /// An IBAN that passes its mod-97 check, replaced by `[IBAN]`.
+    Iban,
 }
 
 impl Kind {
@@ -28,6 +36,7 @@ impl Kind {
             Kind::Phone => "[PHONE]",
             Kind::Card => "[CARD]",
             Kind::Ip => "[IP]",
+            Kind::Iban => "[IBAN]",
         }
     }
 }
@@ -43,6 +52,11 @@ pub struct Detectors {
     pub card: bool,
     /// IPv4 and IPv6 addresses.
     pub ip: bool,
+    /// IBANs.
+    pub iban: bool,
+    /// The regions whose national numbers are recognised (numbers after `+`
+    /// or `00` are recognised for every country).
+    pub phone_regions: Regions,
 }
 
 impl Default for Detectors {
@@ -58,6 +72,8 @@ impl Detectors {
         phone: true,
         card: true,
         ip: true,
+        iban: true,
+        phone_regions: Regions::ALL,
     };
     /// Every detector off.
     pub const NONE: Detectors = Detectors {
@@ -65,6 +81,8 @@ impl Detectors {
         phone: false,
         card: false,
         ip: false,
+        iban: false,
+        phone_regions: Regions::ALL,
     };
 }
 
@@ -226,11 +244,19 @@ fn find_here(
             None
         }
         b'+' if detectors.phone && !is_word(prev) => {
+            if cue_before(bytes, index).protect {
+                return None;
+            }
             let end = international_phone(bytes, index + 1)?;
             Some((index, end, Finding::Redact(Kind::Phone)))
         }
         b'(' if detectors.phone && !is_word(prev) => {
-            let end = national_phone(bytes, index)?;
+            let groups = DigitGroups::parse(bytes, index);
+            let cue = cue_before(bytes, index);
+            if cue.protect {
+                return None;
+            }
+            let end = national_phone(bytes, &groups, detectors.phone_regions, cue)?;
             Some((index, end, Finding::Redact(Kind::Phone)))
         }
         b':' if detectors.ip && !is_word(prev) && prev != b':' => {
@@ -241,7 +267,11 @@ fn find_here(
             if is_word(prev) {
                 return None;
             }
-            let number_start = !matches!(prev, b'.' | b',' | b'/' | b':' | b'$' | b'#');
+            // `Tel:020 7946 0958`, `Office,07700 900123`: glued to a word,
+            // not inside a number such as `10:30` or `1,299`.
+            let glued =
+                matches!(prev, b',' | b':') && index >= 2 && !bytes[index - 2].is_ascii_digit();
+            let number_start = glued || !matches!(prev, b'.' | b',' | b'/' | b':' | b'$' | b'#');
             if byte.is_ascii_digit() && number_start {
                 if detectors.ip
                     && let Some(end) = ipv4(bytes, index)
@@ -255,23 +285,37 @@ fn find_here(
                     return Some((index, end, Finding::Redact(Kind::Ip)));
                 }
                 let groups = DigitGroups::parse(bytes, index);
-                if detectors.card
-                    && let Some(end) = card(bytes, index, &groups)
-                {
-                    return Some((index, end, Finding::Redact(Kind::Card)));
-                }
-                if detectors.phone
-                    && let Some(end) = national_phone_groups(bytes, index, &groups)
-                {
-                    return Some((index, end, Finding::Redact(Kind::Phone)));
+                let total = groups.digits(groups.count);
+                if total >= 7 && (detectors.card || detectors.phone) {
+                    let cue = cue_before(bytes, index);
+                    if cue.protect {
+                        *skip = groups.end[groups.count - 1];
+                        return None;
+                    }
+                    if detectors.card
+                        && let Some(end) = card(bytes, &groups, cue)
+                    {
+                        return Some((index, end, Finding::Redact(Kind::Card)));
+                    }
+                    if detectors.phone
+                        && let Some(end) =
+                            national_phone(bytes, &groups, detectors.phone_regions, cue)
+                    {
+                        return Some((index, end, Finding::Redact(Kind::Phone)));
+                    }
                 }
                 // A long run that is neither (a card failing Luhn, an ISBN) is
                 // not scanned again from its middle; a short one may hold an
                 // address after a number (`port 80 10.0.0.1`).
-                if groups.digits(groups.count) > 12 {
+                if total > 12 {
                     *skip = groups.end[groups.count - 1];
                 }
                 None
+            } else if detectors.iban
+                && byte.is_ascii_uppercase()
+                && let Some(end) = banking::iban(bytes, index)
+            {
+                Some((index, end, Finding::Redact(Kind::Iban)))
             } else if detectors.ip && byte.is_ascii_hexdigit() && prev != b'.' {
                 let end = ipv6(bytes, index)?;
                 Some((index, end, Finding::Redact(Kind::Ip)))
@@ -469,8 +513,8 @@ fn ipv6(bytes: &[u8], start: usize) -> Option<usize> {
 
 const MAX_GROUPS: usize = 8;
 
-/// A run of digit groups separated by single spaces, dashes or dots, where a
-/// group may be in parentheses: `(555) 123-4567`, `4111 1111 1111 1111`.
+/// A run of digit groups separated by single spaces, dashes, dots or slashes,
+/// where a group may be in parentheses: `(555) 123-4567`, `4111 1111 1111 1111`.
 #[derive(Debug)]
 struct DigitGroups {
     count: usize,
@@ -522,7 +566,7 @@ impl DigitGroups {
             groups.count += 1;
             index = end;
             match bytes.get(index) {
-                Some(&byte @ (b' ' | b'-' | b'.'))
+                Some(&byte @ (b' ' | b'-' | b'.' | b'/'))
                     if bytes
                         .get(index + 1)
                         .is_some_and(|next| next.is_ascii_digit() || *next == b'(') =>
@@ -550,116 +594,441 @@ impl DigitGroups {
             .rev()
             .filter(|&upto| upto == self.count || self.sep[upto] == b' ')
     }
+
+    /// The digits of the first `upto` groups, leaving out a `(0)` (the trunk
+    /// prefix written inside an international number) when `drop_zero`.
+    fn collect(&self, bytes: &[u8], upto: usize, drop_zero: bool) -> Digits {
+        let mut digits = Digits {
+            buf: [0; 24],
+            len: 0,
+        };
+        for group in 0..upto {
+            let close = self.end[group] - usize::from(self.paren[group]);
+            let inner = close - usize::from(self.len[group])..close;
+            let skip = drop_zero && group > 0 && self.paren[group] && &bytes[inner.clone()] == b"0";
+            if !skip {
+                for &byte in &bytes[inner] {
+                    if digits.len < digits.buf.len() {
+                        digits.buf[digits.len] = byte;
+                        digits.len += 1;
+                    }
+                }
+            }
+        }
+        digits
+    }
 }
 
-/// A payment card number: 13 to 19 digits, in one run or in groups of 3 to 6
-/// separated by spaces or dashes, with a card-network first digit (2 to 6, so
-/// post ids, which start with 1, never qualify) and a valid Luhn checksum.
-fn card(bytes: &[u8], start: usize, groups: &DigitGroups) -> Option<usize> {
-    if !(b'2'..=b'6').contains(&bytes[start]) {
-        return None;
+/// A number's digits without separators.
+struct Digits {
+    buf: [u8; 24],
+    len: usize,
+}
+
+impl Digits {
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
+}
+
+/// What the words just before a number say about it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cue {
+    /// `tel`, `call`, `WhatsApp`, `📞`, …: a phone number follows.
+    phone: bool,
+    /// `card`, `visa`, …: a card number follows.
+    card: bool,
+    /// `order`, `invoice`, `ref`, …: an identifier follows, not personal data.
+    protect: bool,
+}
+
+const PHONE_CUES: &[&str] = &[
+    "tel",
+    "tél",
+    "tlf",
+    "tfn",
+    "phone",
+    "ph",
+    "call",
+    "ring",
+    "text",
+    "txt",
+    "sms",
+    "whatsapp",
+    "wa",
+    "mobile",
+    "mob",
+    "cell",
+    "cel",
+    "celular",
+    "fax",
+    "móvil",
+    "movil",
+    "teléfono",
+    "telefono",
+    "telefone",
+    "telefon",
+    "telemóvel",
+    "numéro",
+    "número",
+    "numero",
+    "nummer",
+    "handy",
+    "anrufen",
+    "llama",
+    "llámame",
+    "ligue",
+    "liga",
+    "appelle",
+    "appelez",
+    "chiamami",
+    "chiama",
+    "contact",
+    "contacto",
+    "contato",
+    "dial",
+    "hotline",
+    "helpline",
+    "portable",
+    "gsm",
+    "signal",
+    "telegram",
+    "viber",
+];
+const CARD_CUES: &[&str] = &[
+    "card",
+    "cards",
+    "carte",
+    "cb",
+    "tarjeta",
+    "cartão",
+    "cartao",
+    "karte",
+    "kreditkarte",
+    "carta",
+    "visa",
+    "mastercard",
+    "amex",
+    "maestro",
+    "jcb",
+    "unionpay",
+    "discover",
+    "diners",
+    "cc",
+    "debit",
+    "credit",
+    "kort",
+    "kaart",
+    "pan",
+];
+const PROTECT_CUES: &[&str] = &[
+    "order",
+    "orders",
+    "invoice",
+    "inv",
+    "ref",
+    "reference",
+    "ticket",
+    "tracking",
+    "booking",
+    "id",
+    "pedido",
+    "factura",
+    "fatura",
+    "commande",
+    "facture",
+    "bestellung",
+    "bestellnummer",
+    "rechnung",
+    "ordine",
+    "fattura",
+    "encomenda",
+    "case",
+    "transaction",
+    "txn",
+    "isbn",
+    "sku",
+    "serial",
+    "tweet",
+    "post",
+    "status",
+    "pnr",
+    "parcel",
+    "shipment",
+    "receipt",
+    "ean",
+    "upc",
+    "gtin",
+];
+
+/// Reads the two words before `start` (across spaces and `: . # - = ( /`),
+/// and a phone emoji.
+fn cue_before(bytes: &[u8], start: usize) -> Cue {
+    let mut cue = Cue::default();
+    let mut index = start;
+    for _ in 0..2 {
+        let mut gap = 0;
+        while index > 0
+            && gap < 4
+            && matches!(
+                bytes[index - 1],
+                b' ' | b':' | b'.' | b'#' | b'-' | b'=' | b'(' | b'/' | b','
+            )
+        {
+            index -= 1;
+            gap += 1;
+        }
+        let before = &bytes[..index];
+        // 📞, 📱, ☎ (with or without its emoji selector).
+        let before_emoji = before.strip_suffix("\u{fe0f}".as_bytes()).unwrap_or(before);
+        if ["📞", "📱", "☎"]
+            .iter()
+            .any(|emoji| before_emoji.ends_with(emoji.as_bytes()))
+        {
+            cue.phone = true;
+            return cue;
+        }
+        let mut word_start = index;
+        while word_start > 0
+            && index - word_start < 16
+            && (bytes[word_start - 1].is_ascii_alphabetic() || bytes[word_start - 1] >= 0x80)
+        {
+            word_start -= 1;
+        }
+        if word_start == index {
+            break;
+        }
+        let mut lower = [0u8; 16];
+        let word = &bytes[word_start..index];
+        for (slot, &byte) in lower.iter_mut().zip(word) {
+            *slot = byte.to_ascii_lowercase();
+        }
+        let word = &lower[..word.len()];
+        let is = |list: &[&str]| list.iter().any(|cue| cue.as_bytes() == word);
+        cue.phone |= is(PHONE_CUES);
+        cue.card |= is(CARD_CUES);
+        cue.protect |= is(PROTECT_CUES);
+        index = word_start;
+    }
+    if cue.phone || cue.card {
+        cue.protect = false;
+    }
+    cue
+}
+
+/// A payment card number: 12 to 19 digits, in one run or in groups (of four,
+/// the last one shorter, or of 3 to 6 like Amex's 4-6-5) separated by spaces
+/// or dashes, with a network's prefix at a length it issues and a valid Luhn
+/// checksum. Maestro's wide 12 to 15 digit ranges need a cue word.
+fn card(bytes: &[u8], groups: &DigitGroups, cue: Cue) -> Option<usize> {
     for upto in groups.candidates() {
         let digits = groups.digits(upto);
-        if !(13..=19).contains(&digits) {
+        if !(12..=19).contains(&digits) {
             continue;
         }
+        let fours = (0..upto - 1).all(|group| groups.len[group] == 4);
         let shaped = (0..upto).all(|group| {
             !groups.paren[group]
                 && (group == 0 || matches!(groups.sep[group], b' ' | b'-'))
-                && (upto == 1 || (3..=6).contains(&groups.len[group]))
+                && (group == 0 || groups.sep[group] == groups.sep[1])
+                && (upto == 1 || (3..=6).contains(&groups.len[group]) || fours && group == upto - 1)
         });
         let end = groups.end[upto - 1];
-        if shaped && ends_cleanly(bytes, end) && luhn(&bytes[start..end]) {
-            return Some(end);
+        if !shaped || !ends_cleanly(bytes, end) {
+            continue;
+        }
+        let number = groups.collect(bytes, upto, false);
+        let number = number.as_slice();
+        if !luhn(number) {
+            continue;
+        }
+        match banking::card_prefix(number) {
+            Some(CardPrefix::Card) => return Some(end),
+            Some(CardPrefix::WithCue) if cue.card => return Some(end),
+            _ => {}
         }
     }
     None
 }
 
-/// The Luhn checksum over the digits of `text` (separators skipped).
-pub fn luhn(text: &[u8]) -> bool {
-    let mut sum = 0;
-    let mut double = false;
-    for &byte in text.iter().rev().filter(|byte| byte.is_ascii_digit()) {
-        let mut digit = u32::from(byte - b'0');
-        if double {
-            digit *= 2;
-            if digit > 9 {
-                digit -= 9;
-            }
-        }
-        sum += digit;
-        double = !double;
-    }
-    sum % 10 == 0
-}
-
-/// An international number after its `+`: 8 to 15 digits (E.164) in groups.
+/// An international number after its `+`: a country code and a national
+/// number that fits the country's plan, in any grouping, with a `(0)` allowed.
 fn international_phone(bytes: &[u8], start: usize) -> Option<usize> {
     if !bytes.get(start).is_some_and(u8::is_ascii_digit) {
         return None;
     }
     let groups = DigitGroups::parse(bytes, start);
     groups.candidates().find_map(|upto| {
-        let end = groups.end[upto - 1];
-        ((8..=15).contains(&groups.digits(upto)) && ends_cleanly(bytes, end)).then_some(end)
+        if groups.sep[1..upto].contains(&b'/') {
+            return None;
+        }
+        let end = with_extension(bytes, groups.end[upto - 1]);
+        let digits = groups.collect(bytes, upto, true);
+        (ends_cleanly(bytes, end) && numbering::international(digits.as_slice())).then_some(end)
     })
 }
 
-/// A national number starting with `(`.
-fn national_phone(bytes: &[u8], start: usize) -> Option<usize> {
-    let groups = DigitGroups::parse(bytes, start);
-    national_phone_groups(bytes, start, &groups)
-}
-
-/// A national number: 9 to 12 digits, either in groups (`(555) 123-4567`,
-/// `020 7946 0958`, `06 12 34 56 78`) or in one run shaped like a number
-/// (a North American `2025550123` or a trunk-prefixed `07700900123`). Dates
-/// (`2026-11-21`), thousands (`1 000 000 000`) and ISBN-like runs are not.
-fn national_phone_groups(bytes: &[u8], start: usize, groups: &DigitGroups) -> Option<usize> {
+/// A national number (or one written with the `00` international prefix),
+/// in the groupings people write: `(202) 555-0143`, `020 7946 0958`,
+/// `0490 75 40 81`, `06 12 34 56 78`, `0151/12345678`, `(37) 788-063`; in
+/// one run when shaped like a number of its region (`2025550143`,
+/// `07700900123`). Short local numbers, numbers grouped like thousands
+/// (`699 956 915`) and runs that fit only a region without trunk prefix
+/// need a cue word. Dates, thousands and ISBN-like runs are not numbers.
+fn national_phone(bytes: &[u8], groups: &DigitGroups, regions: Regions, cue: Cue) -> Option<usize> {
     // A longer run is a card number that failed its checksum, an account
     // number or an id; a phone number inside it is a coincidence.
-    if groups.digits(groups.count) > 15 {
+    if groups.digits(groups.count) > 17 {
         return None;
     }
     for upto in groups.candidates() {
-        let digits = groups.digits(upto);
-        let end = groups.end[upto - 1];
-        if !(9..=12).contains(&digits) || !ends_cleanly(bytes, end) {
+        let end = with_extension(bytes, groups.end[upto - 1]);
+        if !ends_cleanly(bytes, end) {
             continue;
         }
-        let first = bytes[start + usize::from(groups.paren[0])];
-        let ok = if upto == 1 {
-            !groups.paren[0]
-                && (digits == 10
-                    && !matches!(first, b'0' | b'1')
-                    && !matches!(bytes[start + 3], b'0' | b'1')
-                    || first == b'0' && (10..=11).contains(&digits))
-        } else {
-            (1..upto).all(|group| groups.len[group] >= 2 || groups.paren[group])
-                && groups.len[..upto].iter().all(|&len| len <= 8)
-                && !looks_like_date(groups, upto)
-                && !looks_like_thousands(groups, upto)
-        };
-        if ok {
+        let digits = groups.collect(bytes, upto, false);
+        if phone_shaped(groups, upto, digits.as_slice(), regions, cue) {
             return Some(end);
         }
     }
     None
 }
 
-/// `2026-11-21 …`, `21.11.2026 …`: a date at the start of the groups.
-fn looks_like_date(groups: &DigitGroups, upto: usize) -> bool {
-    if upto < 3 || groups.paren[..3].iter().any(|&paren| paren) {
+fn phone_shaped(
+    groups: &DigitGroups,
+    upto: usize,
+    digits: &[u8],
+    regions: Regions,
+    cue: Cue,
+) -> bool {
+    let count = digits.len();
+    if !(7..=17).contains(&count) {
+        return false;
+    }
+    let seps = &groups.sep[1..upto];
+    // A slash only after a trunk-prefixed area code (`0151/12345678`); dots
+    // never mixed with other separators (`21.11.2026 14.30`).
+    if seps.iter().skip(1).any(|&sep| sep == b'/')
+        || seps.first() == Some(&b'/') && digits[0] != b'0'
+    {
+        return false;
+    }
+    if seps.contains(&b'.') && seps.iter().any(|&sep| sep != b'.') {
+        return false;
+    }
+    // `0044 20 7946 0958`: the international prefix.
+    if let Some(rest) = digits.strip_prefix(b"00") {
+        return groups.len[0] <= 5 && numbering::international(rest);
+    }
+    if upto > 1
+        && (!(1..upto).all(|group| groups.len[group] >= 2 || groups.paren[group])
+            || groups.len[..upto].iter().any(|&len| len > 8)
+            || looks_like_date(groups, upto, digits))
+    {
+        return false;
+    }
+    let solid = upto == 1;
+    // `2023-508182`: a year and a running number.
+    if upto == 2
+        && groups.len[0] == 4
+        && groups.sep[1] == b'-'
+        && {
+            let year = digits[..4]
+                .iter()
+                .fold(0u32, |value, &digit| value * 10 + u32::from(digit - b'0'));
+            (1900..=2099).contains(&year)
+        }
+        && !cue.phone
+    {
+        return false;
+    }
+    let thousands = !solid && looks_like_thousands(groups, upto);
+    // `(37) 788-063`: an area code in parentheses is a cue of its own.
+    let area = groups.paren[0] && (2..=5).contains(&groups.len[0]) && upto >= 2;
+    if area && (8..=12).contains(&count) && !thousands {
+        return true;
+    }
+    match numbering::national(digits, regions) {
+        Some(National::Trunk) if cue.phone => true,
+        Some(National::Trunk) => count >= 9 && !thousands && (!solid || count >= 10),
+        Some(National::Bare) if cue.phone => true,
+        Some(National::Bare) if solid => count == 10 && nanp(digits, regions),
+        Some(National::Bare) => {
+            !thousands
+                && (count >= 9
+                    || count == 8 && upto == 4 && groups.len[..4].iter().all(|&len| len == 2))
+        }
+        None => cue.phone && count <= 12,
+    }
+}
+
+/// A North American number: `[2-9]XX [2-9]XX XXXX`, when the US or Canada is
+/// among the regions.
+fn nanp(digits: &[u8], regions: Regions) -> bool {
+    let us = Regions::from_codes(["US", "CA"]).unwrap_or(Regions::ALL);
+    regions.intersects(us)
+        && digits.len() == 10
+        && (b'2'..=b'9').contains(&digits[0])
+        && (b'2'..=b'9').contains(&digits[3])
+}
+
+/// Past an extension glued to a number (`x12`, ` ext. 12`), or `end`.
+fn with_extension(bytes: &[u8], end: usize) -> usize {
+    let rest = &bytes[end..];
+    let rest_len = rest.len();
+    let mut tail = rest;
+    if let Some(after) = tail.strip_prefix(b" ") {
+        tail = after;
+    }
+    let marked: Option<&[u8]> = [&b"ext."[..], b"ext", b"Ext.", b"Ext", b"x", b"X"]
+        .iter()
+        .find_map(|mark| tail.strip_prefix(*mark));
+    let Some(mut tail) = marked else {
+        return end;
+    };
+    if let Some(after) = tail.strip_prefix(b" ") {
+        tail = after;
+    }
+    let digits = tail.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    if (1..=6).contains(&digits) {
+        end + (rest_len - tail.len()) + digits
+    } else {
+        end
+    }
+}
+
+/// `2026-11-21 …`, `21.11.2026 …`, `01/12/2026`: a plausible date at the
+/// start of the groups (a year 1900 to 2099, a month, a day); `0470 12 34 56`
+/// is not one.
+fn looks_like_date(groups: &DigitGroups, upto: usize, digits: &[u8]) -> bool {
+    if upto < 3 || groups.paren[..3].iter().any(|&paren| paren) || groups.sep[1] != groups.sep[2] {
         return false;
     }
     let len = &groups.len;
-    groups.sep[1] == groups.sep[2]
-        && (len[0] == 4 && len[1] <= 2 && len[2] <= 2 || len[0] <= 2 && len[1] <= 2 && len[2] == 4)
+    let value = |from: usize, count: usize| {
+        digits[from..from + count]
+            .iter()
+            .fold(0u32, |value, &digit| value * 10 + u32::from(digit - b'0'))
+    };
+    let year = |from| (1900..=2099).contains(&value(from, 4));
+    let day_month = |first: u32, second: u32| {
+        (1..=31).contains(&first) && (1..=31).contains(&second) && (first <= 12 || second <= 12)
+    };
+    if len[0] == 4 && len[1] <= 2 && len[2] <= 2 {
+        let month = value(4, usize::from(len[1]));
+        let day = value(4 + usize::from(len[1]), usize::from(len[2]));
+        year(0) && day_month(month, day)
+    } else if len[0] <= 2 && len[1] <= 2 && len[2] == 4 {
+        let first = value(0, usize::from(len[0]));
+        let second = value(usize::from(len[0]), usize::from(len[1]));
+        year(usize::from(len[0]) + usize::from(len[1])) && day_month(first, second)
+    } else {
+        false
+    }
 }
 
-/// `1 000 000 000`, `120.000.000`: a number written with thousands separators.
+/// `1 000 000 000`, `120.000.000`, `699 956 915`: a number written with
+/// thousands separators.
 fn looks_like_thousands(groups: &DigitGroups, upto: usize) -> bool {
     groups.len[0] <= 3
         && !groups.paren[0]

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use tweetpipe_plugin::{Changes, Config, Post};
 
+use crate::numbering::{self, Regions};
 use crate::pseudonym::{Domain, Pseudonymizer};
 use crate::scan::{self, Detectors};
 
@@ -30,14 +31,20 @@ pub enum SettingsError {
     KeyFile,
     /// `detect` names a detector that does not exist.
     #[error(
-        "config.detect: unknown detector `{0}` (expected some of \"email\", \"phone\", \"card\", \"ip\")"
+        "config.detect: unknown detector `{0}` (expected some of \"email\", \"phone\", \"card\", \"iban\", \"ip\")"
     )]
     UnknownDetector(String),
+    /// `phone_regions` names a region the numbering plans do not know.
+    #[error(
+        "config.phone_regions: unknown region `{0}` (expected ISO codes among {known}); numbers written with + or 00 are caught for every country anyway",
+        known = numbering::region_codes()
+    )]
+    UnknownRegion(String),
     /// `name` is neither `hash` nor `redact`.
     #[error("config.name must be \"hash\" or \"redact\", got `{0}`")]
     UnknownNameMode(String),
     /// The table does not have the expected shape (unknown key, wrong type).
-    #[error("{0} (known keys: key, detect, name)")]
+    #[error("{0} (known keys: key, detect, name, phone_regions)")]
     Shape(String),
 }
 
@@ -49,6 +56,7 @@ struct Settings {
     key_file: Option<String>,
     detect: Option<Vec<String>>,
     name: Option<String>,
+    phone_regions: Option<Vec<String>>,
 }
 
 /// What happens to the author's display name.
@@ -99,6 +107,7 @@ impl Scrubber {
                         "email" => detectors.email = true,
                         "phone" => detectors.phone = true,
                         "card" => detectors.card = true,
+                        "iban" => detectors.iban = true,
                         "ip" => detectors.ip = true,
                         _ => return Err(SettingsError::UnknownDetector(name)),
                     }
@@ -106,6 +115,11 @@ impl Scrubber {
                 detectors
             }
         };
+        let mut detectors = detectors;
+        if let Some(regions) = &settings.phone_regions {
+            detectors.phone_regions = Regions::from_codes(regions.iter().map(String::as_str))
+                .map_err(|code| SettingsError::UnknownRegion(code.to_owned()))?;
+        }
         let name = match settings.name.as_deref() {
             None | Some("hash") => NameMode::Hash,
             Some("redact") => NameMode::Redact,

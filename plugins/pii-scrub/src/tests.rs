@@ -112,6 +112,22 @@ const CASES: &[(&str, &str)] = &[
     ("#2025550143 is a tag", "#2025550143 is a tag"),
     ("2010-2020 decade", "2010-2020 decade"),
     ("sunset 🌇 at 19:45, 28°C", "sunset 🌇 at 19:45, 28°C"),
+    // The defects of issue 26, each a regression test.
+    ("Tel:020 7946 0958", "Tel:[PHONE]"),
+    ("Office,07700 900123", "Office,[PHONE]"),
+    ("202-555-0143x12 desk", "[PHONE] desk"),
+    ("202-555-0143 ext. 12", "[PHONE]"),
+    ("call 202-555-0143 #1 fan", "call [PHONE] #1 fan"),
+    ("0470 12 34 56", "[PHONE]"),
+    ("0044 20 7946 0958", "[PHONE]"),
+    ("1800 1607 0420 458", "[CARD]"),
+    ("+1 888-590-1811 17% off", "[PHONE] 17% off"),
+    ("0151/12345678", "[PHONE]"),
+    ("630427373398", "[CARD]"),
+    ("invoice 2023-508182", "invoice 2023-508182"),
+    ("order no. 4588089875", "order no. 4588089875"),
+    ("IBAN DE89 3704 0044 0532 0130 00.", "IBAN [IBAN]."),
+    ("DE89 3704 0044 0532 0130 01", "DE89 3704 0044 0532 0130 01"),
 ];
 
 #[test]
@@ -126,7 +142,7 @@ fn the_table_redacts_what_is_personal_and_nothing_else() {
                 "  {input:?}\n    expected {expected:?}\n    got      {got:?}"
             ));
         }
-        let placeholders = ["[EMAIL]", "[PHONE]", "[CARD]", "[IP]"]
+        let placeholders = ["[EMAIL]", "[PHONE]", "[CARD]", "[IP]", "[IBAN]"]
             .iter()
             .map(|placeholder| expected.matches(placeholder).count() as u32)
             .sum::<u32>();
@@ -155,7 +171,7 @@ fn unchanged_text_is_not_copied() {
 
 #[test]
 fn disabled_detectors_leave_their_kind_alone() {
-    let text = "a@b.com +44 20 7946 0958 4111 1111 1111 1111 10.0.0.1";
+    let text = "a@b.com +44 20 7946 0958 4111 1111 1111 1111 10.0.0.1 NL91ABNA0417164300";
     let only_email = Detectors {
         email: true,
         ..Detectors::NONE
@@ -163,7 +179,7 @@ fn disabled_detectors_leave_their_kind_alone() {
     let scrubbed = scan::scrub(text, only_email, None);
     assert_eq!(
         scrubbed.text.as_deref(),
-        Some("[EMAIL] +44 20 7946 0958 4111 1111 1111 1111 10.0.0.1")
+        Some("[EMAIL] +44 20 7946 0958 4111 1111 1111 1111 10.0.0.1 NL91ABNA0417164300")
     );
     let no_email = Detectors {
         email: false,
@@ -172,9 +188,9 @@ fn disabled_detectors_leave_their_kind_alone() {
     let scrubbed = scan::scrub(text, no_email, None);
     assert_eq!(
         scrubbed.text.as_deref(),
-        Some("a@b.com [PHONE] [CARD] [IP]")
+        Some("a@b.com [PHONE] [CARD] [IP] [IBAN]")
     );
-    assert_eq!(scrubbed.redactions, 3);
+    assert_eq!(scrubbed.redactions, 4);
 }
 
 #[test]
@@ -275,10 +291,53 @@ fn settings_require_a_real_key_and_refuse_key_file() {
     assert_eq!(error, SettingsError::UnknownNameMode("drop".to_owned()));
     assert!(
         Scrubber::from_config(&config(
-            r#"{"key":"0123456789abcdef","detect":["card"],"name":"redact"}"#
+            r#"{"key":"0123456789abcdef","detect":["card","iban"],"name":"redact"}"#
         ))
         .is_ok()
     );
+    let error = Scrubber::from_config(&config(
+        r#"{"key":"0123456789abcdef","phone_regions":["BE","XX"]}"#,
+    ))
+    .unwrap_err();
+    assert_eq!(error, SettingsError::UnknownRegion("XX".to_owned()));
+    assert!(error.to_string().contains("BE"), "{error}");
+}
+
+#[test]
+fn phone_regions_limit_national_numbers_but_not_international_ones() {
+    let scrubber = Scrubber::from_config(&config(
+        r#"{"key":"0123456789abcdef","phone_regions":["us"]}"#,
+    ))
+    .unwrap();
+    let mut post = sample_post();
+    post.text = "06 12 34 56 78, +33 6 12 34 56 78, (202) 555-0143".to_owned();
+    post.author.location = None;
+    scrubber.scrub_post(&mut post);
+    assert_eq!(post.text, "06 12 34 56 78, [PHONE], [PHONE]");
+
+    let everywhere = Scrubber::new(b"0123456789abcdef0123");
+    let mut post = sample_post();
+    post.text = "06 12 34 56 78".to_owned();
+    everywhere.scrub_post(&mut post);
+    assert_eq!(post.text, "[PHONE]");
+}
+
+#[test]
+fn numbering_plans_check_lengths_and_leading_digits() {
+    use crate::numbering::{National, Regions, international, national};
+    // Belgian mobile: 04[5-9] and nine digits after the trunk 0.
+    assert_eq!(national(b"0490754081", Regions::ALL), Some(National::Trunk));
+    let belgium = Regions::from_codes(["BE"]).unwrap();
+    assert_eq!(national(b"0440754081", belgium), None);
+    assert_eq!(national(b"04907540812", belgium), None);
+    // North America: ten digits, the area code and exchange not from 0 or 1.
+    assert!(international(b"12025550143"));
+    assert!(!international(b"11025550143"));
+    assert!(!international(b"120255501431"));
+    // An unlisted country code: any national number of 4 to 13 digits.
+    assert!(international(b"2991234567"));
+    // An unassigned one.
+    assert!(!international(b"2891234567"));
 }
 
 fn sample_post() -> Post {
