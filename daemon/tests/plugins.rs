@@ -848,3 +848,12 @@ fn memory_mb_beyond_4_gib_is_rejected() {
         "{error}"
     );
 }
+
+/// Issue 19: a 48 MiB text was committed; a post's changes are now capped.
+#[test]
+fn a_huge_returned_text_fails_its_post() {
+    let (code, stdout, stderr) = run_hostile_wasi(r#"{"mode": "huge", "mib": 1}"#);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 failed"), "{stderr}");
+    assert!(stdout.contains("past the limit of 256 KiB"), "{stdout}");
+}

@@ -288,9 +288,14 @@ impl Live {
         batch: &Batch,
     ) -> Result<Outcomes, String> {
         let process = self.process;
+        let limits = super::lifting::ResultLimits {
+            call_bytes: plugin.memory_bytes,
+            post_bytes: MAX_POST_BYTES,
+        };
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
-            let (outcomes,) = process.call(store, (batch,))?;
+            let (outcomes,) =
+                super::lifting::with_limits(limits, || process.call(store, (batch,)))?;
             Ok(outcomes)
         })
     }
@@ -315,6 +320,10 @@ impl Live {
         }
     }
 }
+
+/// The most one post's changes may carry (X posts are at most 25,000
+/// characters); an outcome past it fails that post.
+pub(crate) const MAX_POST_BYTES: usize = 256 * 1024;
 
 /// Epoch ticks for a timeout: rounded up, plus one because the first tick may
 /// come at any moment.
