@@ -13,7 +13,7 @@
 //! # Layout
 //!
 //! - `bindings` is the host side of the contract, generated from the WIT.
-//! - `engine` is the sandbox: the shared engine, the WASI-granting-nothing linker,
+//! - `engine` is the sandbox: the shared engine, the linker of the few WASI interfaces granted,
 //!   memory caps and captured stderr.
 //! - `cache` keeps compiled plugins on disk across restarts.
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
