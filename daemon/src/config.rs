@@ -1069,6 +1069,14 @@ impl Config {
                     "must be at least 1".to_owned(),
                 ));
             }
+            if let Some(memory_mb) = plugin.memory_mb.filter(|memory_mb| *memory_mb > 4096) {
+                return Err(invalid(
+                    &format!("plugins[{index}].memory_mb"),
+                    format!(
+                        "{memory_mb} is more than a wasm32 plugin can address (4096 MiB); set at most 4096"
+                    ),
+                ));
+            }
             if plugin.timeout == Some(Duration::ZERO) {
                 return Err(invalid(
                     &format!("plugins[{index}].timeout_ms"),

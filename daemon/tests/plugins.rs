@@ -773,3 +773,87 @@ fn plugin_check_describes_a_plugin() {
     assert_eq!(code, 2);
     assert!(stderr.contains("tweetpipe:plugin@9.0.0"), "{stderr}");
 }
+
+/// `plugin run` with the bare-WIT `hostile-wasi` fixture in `config`, on three sample posts.
+fn run_hostile_wasi(config: &str) -> (i32, String, String) {
+    let posts: String = std::fs::read_to_string(support::cli::sample_posts())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"text\""))
+        .take(3)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let plugin = wasm("hostile_wasi");
+    tweetpipe(
+        &[
+            "plugin",
+            "run",
+            plugin.to_str().unwrap(),
+            "--plugin-config",
+            config,
+            "--input",
+            "-",
+        ],
+        &posts,
+    )
+}
+
+/// Issue 19: a plugin sleeping (monotonic-clock subscribe + poll) hung its
+/// worker forever; with frozen clocks the sleep returns at once, in `init`
+/// and in `process`.
+#[test]
+fn a_sleeping_plugin_does_not_block() {
+    for config in [r#"{"mode": "sleep"}"#, r#"{"mode": "sleep", "in": "init"}"#] {
+        let started = std::time::Instant::now();
+        let (code, _, stderr) = run_hostile_wasi(config);
+        assert_eq!(code, 0, "{config}: {stderr}");
+        assert!(stderr.contains("3 kept"), "{config}: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    }
+}
+
+/// Issue 19: output in `init` and `process` is a log, not a crash, and never
+/// the command's own stdout.
+#[test]
+fn a_printing_plugin_runs_and_its_output_stays_off_stdout() {
+    for config in [r#"{"mode": "print"}"#, r#"{"mode": "print", "in": "init"}"#] {
+        let (code, stdout, stderr) = run_hostile_wasi(config);
+        assert_eq!(code, 0, "{config}: {stderr}");
+        assert!(stderr.contains("3 kept"), "{config}: {stderr}");
+        assert!(!stdout.contains("hostile-wasi:"), "{config}: {stdout}");
+    }
+}
+
+/// Issue 19: `exit` used to read "error while executing at wasm backtrace:".
+#[test]
+fn a_plugin_calling_exit_fails_its_posts_with_a_clear_reason() {
+    let (code, stdout, stderr) = run_hostile_wasi(r#"{"mode": "exit"}"#);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 failed"), "{stderr}");
+    assert!(stdout.contains("called exit(1)"), "{stdout}");
+    let (code, _, stderr) = run_hostile_wasi(r#"{"mode": "exit", "in": "init"}"#);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("`init` failed: called exit(1)"), "{stderr}");
+}
+
+/// Issue 19: a `memory_mb` past what wasm32 addresses was accepted silently.
+#[test]
+fn memory_mb_beyond_4_gib_is_rejected() {
+    let text = "[source.replay]\npath = \"p.jsonl\"\n\n[sink.null]\n\n[dead_letter]\npath = \"d.jsonl\"\n\n[[plugins]]\npath = \"p.wasm\"\nmemory_mb = 5000\n";
+    let error = tweetpipe::config::Config::parse(text, std::path::Path::new("t.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("plugins[0].memory_mb") && error.contains("4096"),
+        "{error}"
+    );
+}
+
+/// Issue 19: a 48 MiB text was committed; a post's changes are now capped.
+#[test]
+fn a_huge_returned_text_fails_its_post() {
+    let (code, stdout, stderr) = run_hostile_wasi(r#"{"mode": "huge", "mib": 1}"#);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 failed"), "{stderr}");
+    assert!(stdout.contains("past the limit of 256 KiB"), "{stdout}");
+}

@@ -160,6 +160,11 @@ fn run(
     };
     let chain = match LoadedChain::load_with(&entries, &RuntimeOptions::default()) {
         Ok(chain) => chain,
+        Err(PluginError::Init { plugin, message }) => {
+            return usage_error(format!(
+                "plugin {plugin}: rejected its configuration: {message} (pass its config as JSON with --plugin-config, e.g. --plugin-config '{{\"key\": \"value\"}}')"
+            ));
+        }
         Err(error) => return usage_error(error),
     };
     let mut runner = match chain.instantiate() {
@@ -371,14 +376,16 @@ fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
     println!("size:     {} bytes", plugin.size);
     println!("sha256:   {}", plugin.sha256);
     println!("exports:  {}", plugin.exports.join(", "));
-    println!(
-        "imports:  {}",
-        if plugin.imports.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("{} (linked, granting nothing)", plugin.imports.join(", "))
+    if plugin.imports.is_empty() {
+        println!("imports:  none");
+    }
+    for (index, import) in plugin.imports.iter().enumerate() {
+        let label = if index == 0 { "imports:" } else { "" };
+        match super::engine::granted(import) {
+            Some(what) => println!("{label:<9} {import}: granted ({what})"),
+            None => println!("{label:<9} {import}: NOT granted"),
         }
-    );
+    }
     println!("reads:    {}", reads.join(", "));
     match plugin.instantiate() {
         Ok(_) => {

@@ -3,6 +3,7 @@
 //! while granting nothing, and the per-store state that caps memory and keeps
 //! the tail of the guest's stderr (where a Rust panic message lands).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -44,18 +45,138 @@ pub(crate) fn engine() -> &'static Engine {
     })
 }
 
-/// The linker shared by every plugin: WASI p2, backed by a context granting nothing.
+/// The WASI interfaces a plugin may import, each with what it grants. Anything
+/// else (filesystem, sockets, ...) is not linked, so a plugin importing it fails
+/// at load with [`super::PluginError::Capability`].
+pub(crate) const GRANTED: &[(&str, &str)] = &[
+    ("wasi:io/error", "error values of the streams below"),
+    (
+        "wasi:io/poll",
+        "never waits: every pollable a plugin can make is ready at once",
+    ),
+    (
+        "wasi:io/streams",
+        "only stdin (empty), stdout and stderr (to the daemon log)",
+    ),
+    ("wasi:cli/environment", "empty: no variables, no arguments"),
+    ("wasi:cli/exit", "exit fails the call with its code"),
+    ("wasi:cli/stdin", "empty"),
+    ("wasi:cli/stdout", "lines go to the daemon log"),
+    ("wasi:cli/stderr", "lines go to the daemon log"),
+    ("wasi:cli/terminal-input", "no terminal"),
+    ("wasi:cli/terminal-output", "no terminal"),
+    ("wasi:cli/terminal-stdin", "no terminal"),
+    ("wasi:cli/terminal-stdout", "no terminal"),
+    ("wasi:cli/terminal-stderr", "no terminal"),
+    ("wasi:clocks/wall-clock", "frozen at 0"),
+    (
+        "wasi:clocks/monotonic-clock",
+        "frozen at 0; a sleep returns at once",
+    ),
+    ("wasi:random/random", "random bytes"),
+    ("wasi:random/insecure", "random bytes"),
+    ("wasi:random/insecure-seed", "a random seed"),
+];
+
+/// What the sandbox grants for `import` (`wasi:cli/stdout@0.2.6`), if anything.
+pub(crate) fn granted(import: &str) -> Option<&'static str> {
+    let interface = import.split('@').next().unwrap_or(import);
+    GRANTED
+        .iter()
+        .find(|(name, _)| *name == interface)
+        .map(|(_, what)| *what)
+}
+
+/// The version of the WASI interfaces the linker defines; guests importing an
+/// older 0.2 release are matched to it.
+const WASI_VERSION: &str = "0.2.6";
+
+/// Table access for the `wasi:io` host traits, which wasmtime-wasi implements
+/// on the resource table itself.
+struct HasIo;
+
+impl wasmtime::component::HasData for HasIo {
+    type Data<'a> = &'a mut ResourceTable;
+}
+
+/// The linker shared by every plugin: only the WASI interfaces in [`GRANTED`],
+/// none of which can wait.
 pub(crate) fn linker() -> Result<&'static Linker<HostState>, String> {
     static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
     LINKER
         .get_or_init(|| {
-            let mut linker = Linker::new(engine());
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-                .map_err(|error| format!("cannot link WASI for plugins: {error}"))?;
-            Ok(linker)
+            build_linker().map_err(|error| format!("cannot link WASI for plugins: {error:#}"))
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+fn build_linker() -> wasmtime::Result<Linker<HostState>> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
+    use wasmtime_wasi::random::WasiRandom;
+
+    let mut linker = Linker::new(engine());
+    let l = &mut linker;
+    wasmtime_wasi::p2::bindings::io::error::add_to_linker::<_, HasIo>(
+        l,
+        |state: &mut HostState| &mut state.table,
+    )?;
+    sync::io::poll::add_to_linker::<_, HasIo>(l, |state| &mut state.table)?;
+    sync::io::streams::add_to_linker::<_, HasIo>(l, |state| &mut state.table)?;
+    clocks::wall_clock::add_to_linker::<_, WasiClocks>(l, |state| state.clocks())?;
+    clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(l, |state| state.clocks())?;
+    random::random::add_to_linker::<_, WasiRandom>(l, |state| state.wasi.random())?;
+    random::insecure::add_to_linker::<_, WasiRandom>(l, |state| state.wasi.random())?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, |state| state.wasi.random())?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::stdin::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::stdout::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::stderr::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+
+    // wasmtime-wasi's clock subscriptions are tokio timers, which a plugin
+    // would wait on in `poll` (out of reach of the epoch deadline, and inside
+    // whatever runtime the call is made from). The clocks are frozen, so a
+    // subscription is due at once.
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(&format!("wasi:clocks/monotonic-clock@{WASI_VERSION}"))?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (_,): (u64,)| {
+            let due = store.data_mut().table.push(Due)?;
+            Ok((wasmtime_wasi::p2::subscribe(
+                &mut store.data_mut().table,
+                due,
+            )?,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>, (_,): (u64,)| {
+            let due = store.data_mut().table.push(Due)?;
+            Ok((wasmtime_wasi::p2::subscribe(
+                &mut store.data_mut().table,
+                due,
+            )?,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(linker)
+}
+
+/// A clock subscription: always due, since plugin clocks never move.
+struct Due;
+
+#[async_trait::async_trait]
+impl Pollable for Due {
+    async fn ready(&mut self) {}
 }
 
 /// What a plugin's store holds: its (empty) WASI context, its memory cap and
@@ -77,10 +198,12 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
-    /// A state with no capabilities and at most `memory_bytes` of linear memory.
-    pub(crate) fn new(memory_bytes: usize) -> HostState {
-        let stderr = CapturedStderr::default();
+    /// A state with no capabilities and at most `memory_bytes` of linear
+    /// memory; what the guest prints is logged as `plugin`'s.
+    pub(crate) fn new(plugin: &str, memory_bytes: usize) -> HostState {
+        let stderr = CapturedStderr::new(plugin, "stderr");
         let wasi = WasiCtxBuilder::new()
+            .stdout(CapturedStderr::new(plugin, "stdout"))
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
@@ -166,33 +289,135 @@ impl HostMonotonicClock for FrozenClock {
     }
 }
 
-/// The last few KiB a guest wrote to stderr; never blocks or fails the guest.
+/// Longest line of plugin output logged; the rest of a longer line is cut.
+pub(crate) const OUTPUT_LINE_MAX: usize = 4096;
+
+/// Lines of output one plugin instance may log per second; the excess is counted, not logged.
+pub(crate) const OUTPUT_LINES_PER_SECOND: u32 = 50;
+
+/// Lines of plugin output not logged (cut or over the rate), for the metrics.
+pub(crate) static OUTPUT_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// One of a guest's output streams: each line goes to the daemon's log,
+/// prefixed with the plugin's name, cut at [`OUTPUT_LINE_MAX`] and limited to
+/// [`OUTPUT_LINES_PER_SECOND`]; stderr also keeps its last few KiB for error
+/// messages (where a Rust panic message lands). Never blocks or fails the guest.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CapturedStderr {
-    tail: Arc<Mutex<Vec<u8>>>,
+    tail: Arc<Mutex<Output>>,
+}
+
+#[derive(Debug, Default)]
+struct Output {
+    plugin: String,
+    stream: &'static str,
+    /// The last bytes written, kept for error messages (stderr only).
+    tail: Vec<u8>,
+    /// The line being written, up to [`OUTPUT_LINE_MAX`] bytes.
+    line: Vec<u8>,
+    /// Bytes of the current line past the cut.
+    cut: usize,
+    /// The current rate window and the lines logged in it.
+    window: Option<std::time::Instant>,
+    logged: u32,
+}
+
+impl Output {
+    fn end_line(&mut self) {
+        let now = std::time::Instant::now();
+        if self
+            .window
+            .is_none_or(|start| now.duration_since(start) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.logged = 0;
+        }
+        if self.logged >= OUTPUT_LINES_PER_SECOND {
+            OUTPUT_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.logged += 1;
+            let line = String::from_utf8_lossy(&self.line);
+            if self.cut > 0 {
+                OUTPUT_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                log::info!(
+                    "plugin {} {}: {} [cut {} bytes]",
+                    self.plugin,
+                    self.stream,
+                    line.trim_end(),
+                    self.cut
+                );
+            } else {
+                log::info!(
+                    "plugin {} {}: {}",
+                    self.plugin,
+                    self.stream,
+                    line.trim_end()
+                );
+            }
+        }
+        self.line.clear();
+        self.cut = 0;
+    }
 }
 
 impl CapturedStderr {
+    fn new(plugin: &str, stream: &'static str) -> CapturedStderr {
+        CapturedStderr {
+            tail: Arc::new(Mutex::new(Output {
+                plugin: plugin.to_owned(),
+                stream,
+                tail: Vec::new(),
+                line: Vec::new(),
+                cut: 0,
+                window: None,
+                logged: 0,
+            })),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Output> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Takes what was captured so far, as text.
     pub(crate) fn take(&self) -> String {
-        let mut tail = self
-            .tail
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let text = String::from_utf8_lossy(&tail).trim().to_owned();
-        tail.clear();
+        let mut output = self.lock();
+        let text = String::from_utf8_lossy(&output.tail).trim().to_owned();
+        output.tail.clear();
         text
     }
 
     fn append(&self, bytes: &[u8]) {
-        let mut tail = self
-            .tail
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        tail.extend_from_slice(bytes);
-        if tail.len() > STDERR_TAIL {
-            let excess = tail.len() - STDERR_TAIL;
-            tail.drain(..excess);
+        let mut output = self.lock();
+        if output.stream == "stderr" {
+            output.tail.extend_from_slice(bytes);
+            if output.tail.len() > STDERR_TAIL {
+                let excess = output.tail.len() - STDERR_TAIL;
+                output.tail.drain(..excess);
+            }
+        }
+        for piece in bytes.split_inclusive(|byte| *byte == b'\n') {
+            let (text, ends) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            let room = OUTPUT_LINE_MAX.saturating_sub(output.line.len());
+            let kept = text.len().min(room);
+            output.line.extend_from_slice(&text[..kept]);
+            output.cut += text.len() - kept;
+            if ends {
+                output.end_line();
+            }
+        }
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.line.is_empty() || self.cut > 0 {
+            self.end_line();
         }
     }
 }

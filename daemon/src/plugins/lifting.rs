@@ -184,14 +184,136 @@ fn malformed(what: &str) -> wasmtime::Error {
     wasmtime::Error::msg(format!("the plugin returned malformed outcomes: {what}"))
 }
 
+/// What one `process` call may hand the host, checked on the guest's bytes
+/// before anything is allocated: a string referenced by several outcomes
+/// counts each time, since each becomes its own copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResultLimits {
+    /// The strings of all outcomes together.
+    pub(crate) call_bytes: usize,
+    /// The strings of one outcome; past it that post fails.
+    pub(crate) post_bytes: usize,
+}
+
+impl ResultLimits {
+    pub(crate) const UNLIMITED: ResultLimits = ResultLimits {
+        call_bytes: usize::MAX,
+        post_bytes: usize::MAX,
+    };
+}
+
+thread_local! {
+    static LIMITS: std::cell::Cell<ResultLimits> =
+        const { std::cell::Cell::new(ResultLimits::UNLIMITED) };
+}
+
+/// Runs `call` (a `process` call) with `limits` on what it may return.
+pub(crate) fn with_limits<R>(limits: ResultLimits, call: impl FnOnce() -> R) -> R {
+    let before = LIMITS.replace(limits);
+    let result = call();
+    LIMITS.set(before);
+    result
+}
+
+/// The bytes of strings one outcome carries, read without allocating.
+fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<usize> {
+    let at = OUTCOME.payload;
+    let string_len = |at: usize| u32_at(record, at + 4) as usize;
+    let strings_len = |at: usize| -> wasmtime::Result<usize> {
+        let items = list::<STRING_SIZE>(memory, u32_at(record, at), u32_at(record, at + 4), 4)?;
+        Ok(items.map(|item| u32_at(item, 4) as usize).sum())
+    };
+    match record[0] {
+        1 | 2 => Ok(string_len(at)),
+        0 if record[at] == 1 => {
+            let at = at + OPTION_CHANGES_PAYLOAD;
+            let mut total = 0usize;
+            for field in [
+                CHANGES.text,
+                CHANGES.lang,
+                CHANGES.author_id,
+                CHANGES.author_username,
+                CHANGES.author_name,
+            ] {
+                if record[at + field] == 1 {
+                    total += string_len(at + field + OPTION_STRING_PAYLOAD);
+                }
+            }
+            for field in [CHANGES.author_location, CHANGES.in_reply_to_user_id] {
+                let inner = at + field + OPTION_OPTION_PAYLOAD;
+                if record[at + field] == 1 && record[inner] == 1 {
+                    total += string_len(inner + OPTION_STRING_PAYLOAD);
+                }
+            }
+            for field in [CHANGES.mentions, CHANGES.urls] {
+                if record[at + field] == 1 {
+                    total += strings_len(at + field + OPTION_STRINGS_PAYLOAD)?;
+                }
+            }
+            total += strings_len(at + CHANGES.remove_attrs)?;
+            let set = at + CHANGES.set_attrs;
+            let items = list::<{ ATTR.size }>(
+                memory,
+                u32_at(record, set),
+                u32_at(record, set + 4),
+                ATTR.align,
+            )?;
+            for item in items {
+                total += u32_at(item, ATTR.name + 4) as usize;
+                let value = ATTR.value + ATTR_VALUE.payload;
+                total += match item[ATTR.value] {
+                    3 => u32_at(item, value + 4) as usize,
+                    4 => {
+                        let texts = list::<STRING_SIZE>(
+                            memory,
+                            u32_at(item, value),
+                            u32_at(item, value + 4),
+                            4,
+                        )?;
+                        texts.map(|text| u32_at(text, 4) as usize).sum()
+                    }
+                    _ => 0,
+                };
+            }
+            Ok(total)
+        }
+        _ => Ok(0),
+    }
+}
+
 fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
+    let limits = LIMITS.get();
     let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
+    let mut sizes = Vec::with_capacity(items.len());
+    let mut total = 0usize;
+    for item in list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)? {
+        let size = outcome_bytes(memory, item)?;
+        if size <= limits.post_bytes {
+            total = total.saturating_add(size);
+        }
+        sizes.push(size);
+    }
+    if total > limits.call_bytes {
+        return Err(wasmtime::Error::msg(format!(
+            "returned {} KiB of strings in one call, past its limit of {} KiB (`memory_mb` of its [[plugins]] entry)",
+            total / 1024,
+            limits.call_bytes / 1024
+        )));
+    }
     let mut lifted = Outcomes {
         outcomes: Vec::with_capacity(items.len()),
         attrs: Vec::new(),
     };
-    for item in items {
-        let outcome = outcome(memory, item, &mut lifted.attrs)?;
+    for (item, size) in items.zip(sizes) {
+        let outcome = if size > limits.post_bytes {
+            Outcome::Fail(format!(
+                "returned {} KiB for one post, past the limit of {} KiB on one post's changes",
+                size / 1024,
+                limits.post_bytes / 1024
+            ))
+        } else {
+            outcome(memory, item, &mut lifted.attrs)?
+        };
         lifted.outcomes.push(outcome);
     }
     Ok(lifted)
@@ -568,6 +690,41 @@ mod tests {
                 (AttrName::from("n"), AttrValue::Int(-2)),
                 (AttrName::from("f"), AttrValue::Float(0.5)),
             ]
+        );
+    }
+
+    /// Issue 19: one guest buffer returned as every post's text became one
+    /// host copy per post; the limits count it each time, before allocating.
+    #[test]
+    fn one_buffer_returned_for_every_post_counts_each_time() {
+        let mut memory = vec![0; 4096];
+        let text = OUTCOME.payload + OPTION_CHANGES_PAYLOAD + CHANGES.text;
+        for index in 0..3 {
+            let at = index * OUTCOME.size;
+            memory[at + OUTCOME.payload] = 1;
+            memory[at + text] = 1;
+            put(&mut memory, at + text + OPTION_STRING_PAYLOAD, 2048);
+            put(&mut memory, at + text + OPTION_STRING_PAYLOAD + 4, 1000);
+        }
+        memory[2048..3048].fill(b'y');
+        let limited = |call_bytes, post_bytes| {
+            with_limits(
+                ResultLimits {
+                    call_bytes,
+                    post_bytes,
+                },
+                || lift_list(&memory, 0, 3),
+            )
+        };
+        assert_eq!(limited(3000, 1000).unwrap().outcomes.len(), 3);
+        let error = limited(2999, 1000).unwrap_err().to_string();
+        assert!(error.contains("in one call"), "{error}");
+        let lifted = limited(3000, 999).unwrap();
+        assert!(
+            lifted.outcomes.iter().all(
+                |outcome| matches!(outcome, Outcome::Fail(reason) if reason.contains("one post"))
+            ),
+            "{lifted:?}"
         );
     }
 

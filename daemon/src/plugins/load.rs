@@ -70,6 +70,29 @@ pub(crate) fn load_plugin_with(
     options: &RuntimeOptions,
     run_init: bool,
 ) -> Result<LoadedPlugin, PluginError> {
+    off_runtime(|| load_plugin_now(config, options, run_init))
+}
+
+/// Runs `call` (which calls into a plugin) where wasmtime-wasi's synchronous
+/// host functions may block on a future: its own runtime, not the caller's
+/// tokio one (where it would panic with "Cannot start a runtime from within a
+/// runtime"). Loading and instantiating are rare, so a thread for each costs
+/// nothing; `process` calls already run on blocking threads.
+fn off_runtime<R: Send>(call: impl FnOnce() -> R + Send) -> R {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return call();
+    }
+    std::thread::scope(|scope| match scope.spawn(call).join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+fn load_plugin_now(
+    config: &PluginConfig,
+    options: &RuntimeOptions,
+    run_init: bool,
+) -> Result<LoadedPlugin, PluginError> {
     let name = config.display_name();
     let path = config.path.clone();
     let load_error = |message: String| PluginError::Load {
@@ -193,13 +216,15 @@ pub(crate) fn load_plugin_with(
 impl LoadedPlugin {
     /// A fresh instance, initialised with the plugin's config.
     pub(crate) fn instantiate(&self) -> Result<Live, PluginError> {
-        let mut live = self.instantiate_uninit()?;
-        live.init(self)?;
-        Ok(live)
+        off_runtime(|| {
+            let mut live = self.instantiate_uninit()?;
+            live.init(self)?;
+            Ok(live)
+        })
     }
 
     fn instantiate_uninit(&self) -> Result<Live, PluginError> {
-        let mut store = Store::new(engine(), HostState::new(self.memory_bytes));
+        let mut store = Store::new(engine(), HostState::new(&self.name, self.memory_bytes));
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(deadline_ticks(self.timeout));
         let instance = self
@@ -263,9 +288,14 @@ impl Live {
         batch: &Batch,
     ) -> Result<Outcomes, String> {
         let process = self.process;
+        let limits = super::lifting::ResultLimits {
+            call_bytes: plugin.memory_bytes,
+            post_bytes: MAX_POST_BYTES,
+        };
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
-            let (outcomes,) = process.call(store, (batch,))?;
+            let (outcomes,) =
+                super::lifting::with_limits(limits, || process.call(store, (batch,)))?;
             Ok(outcomes)
         })
     }
@@ -282,13 +312,18 @@ impl Live {
                 plugin: plugin.name.clone(),
                 message,
             }),
-            Err(reason) => Err(PluginError::SelfCheck {
+            Err(reason) => Err(PluginError::InitFailed {
                 plugin: plugin.name.clone(),
-                message: format!("`init` failed: {reason}"),
+                message: reason,
+                timeout_ms: plugin.timeout.as_millis(),
             }),
         }
     }
 }
+
+/// The most one post's changes may carry (X posts are at most 25,000
+/// characters); an outcome past it fails that post.
+pub(crate) const MAX_POST_BYTES: usize = 256 * 1024;
 
 /// Epoch ticks for a timeout: rounded up, plus one because the first tick may
 /// come at any moment.
@@ -311,6 +346,12 @@ pub(crate) fn describe_failure(
         return format!(
             "exceeded its memory cap of {} MiB",
             state.limiter.max_bytes / (1024 * 1024)
+        );
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!(
+            "called exit({}); a plugin answers every post with an outcome (`fail` for an error) and never exits",
+            exit.0
         );
     }
     let trap = error.downcast_ref::<Trap>();

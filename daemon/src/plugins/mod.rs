@@ -13,7 +13,7 @@
 //! # Layout
 //!
 //! - `bindings` is the host side of the contract, generated from the WIT.
-//! - `engine` is the sandbox: the shared engine, the WASI-granting-nothing linker,
+//! - `engine` is the sandbox: the shared engine, the linker of the few WASI interfaces granted,
 //!   memory caps and captured stderr.
 //! - `cache` keeps compiled plugins on disk across restarts.
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
@@ -97,7 +97,7 @@ pub enum PluginError {
     Contract { plugin: String, message: String },
     /// The component imports something the sandbox does not provide.
     #[error(
-        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get no filesystem, network or clock): {message}"
+        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get stdio, frozen clocks and random numbers only: no filesystem, network or environment; see `tweetpipe plugin check`): {message}"
     )]
     Capability { plugin: String, message: String },
     /// Compilation failed.
@@ -111,7 +111,16 @@ pub enum PluginError {
         "plugin {plugin}: rejected its configuration: {message} (fix the `config` table of its [[plugins]] entry)"
     )]
     Init { plugin: String, message: String },
-    /// `info` or `init` trapped or timed out.
+    /// `init` trapped, exited or ran out of its deadline.
+    #[error(
+        "plugin {plugin}: `init` failed: {message} (it gets the same `timeout_ms` ({timeout_ms} ms) and `memory_mb` as every call; raise them in its [[plugins]] entry, or fix the plugin)"
+    )]
+    InitFailed {
+        plugin: String,
+        message: String,
+        timeout_ms: u128,
+    },
+    /// `info` trapped or timed out.
     #[error("plugin {plugin}: failed its self-check: {message}")]
     SelfCheck { plugin: String, message: String },
     /// Anything else that prevents loading.
