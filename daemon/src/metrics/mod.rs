@@ -166,11 +166,23 @@ pub struct ConnectionStatus {
     reconnects: AtomicU64,
     backoff_ms: AtomicU64,
     reason: Mutex<String>,
+    /// Gaps (time without the stream) noticed after a reconnect or a restart.
+    gaps: AtomicU64,
+    /// Their total length, in milliseconds.
+    gap_ms: AtomicU64,
+    /// The last gap's length, in milliseconds.
+    last_gap_ms: AtomicU64,
+    /// Posts published by gap recovery (recent search).
+    recovered: AtomicU64,
+    /// Recent-search requests that failed (their gap stays partly unfilled).
+    recovery_errors: AtomicU64,
 }
 
 const STATE_CONNECTING: u8 = 0;
 const STATE_CONNECTED: u8 = 1;
 const STATE_BACKING_OFF: u8 = 2;
+/// Backing off after X refused the token (401) or the app's access (403).
+const STATE_REFUSED: u8 = 3;
 
 impl ConnectionStatus {
     /// A post arrived on the stream.
@@ -195,10 +207,60 @@ impl ConnectionStatus {
         self.state.store(STATE_BACKING_OFF, Ordering::Relaxed);
     }
 
+    /// X refused the credentials or the app's access; the next attempt comes
+    /// after `delay`. `/readyz` answers 503 until a connection succeeds.
+    pub fn refused(&self, reason: &str, delay: Duration) {
+        self.backing_off(reason, delay);
+        self.state.store(STATE_REFUSED, Ordering::Relaxed);
+    }
+
+    /// True while the last attempt was refused for its credentials or access.
+    pub fn is_refused(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == STATE_REFUSED
+    }
+
+    /// A gap of `length` without the stream was noticed.
+    pub fn gap(&self, length: Duration) {
+        let ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX);
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+        self.gap_ms.fetch_add(ms, Ordering::Relaxed);
+        self.last_gap_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Gap recovery published `posts` more posts.
+    pub fn recovered(&self, posts: u64) {
+        self.recovered.fetch_add(posts, Ordering::Relaxed);
+    }
+
+    /// A gap-recovery request failed.
+    pub fn recovery_failed(&self) {
+        self.recovery_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gaps noticed so far, their total length, and the posts recovered.
+    pub fn gap_totals(&self) -> (u64, Duration, u64) {
+        (
+            self.gaps.load(Ordering::Relaxed),
+            Duration::from_millis(self.gap_ms.load(Ordering::Relaxed)),
+            self.recovered.load(Ordering::Relaxed),
+        )
+    }
+
     /// One line for `/readyz`.
     fn describe(&self) -> String {
         match self.state.load(Ordering::Relaxed) {
             STATE_CONNECTED => "connected".to_owned(),
+            STATE_REFUSED => {
+                let reason = self
+                    .reason
+                    .lock()
+                    .map(|reason| reason.clone())
+                    .unwrap_or_default();
+                format!(
+                    "refused by X, not streaming (next attempt after {} ms): {reason}",
+                    self.backoff_ms.load(Ordering::Relaxed)
+                )
+            }
             STATE_BACKING_OFF => {
                 let reason = self
                     .reason
@@ -486,7 +548,9 @@ impl Metrics {
 
     /// What `/readyz` answers: ready while the pipeline runs and its sink's last
     /// write succeeded. The source's state is reported but does not make the
-    /// daemon unready: backing off is what it should do while X is down.
+    /// daemon unready: backing off is what it should do while X is down. The
+    /// exception is X refusing the token or the app (401/403): no retry fixes
+    /// that, so the daemon is unready until a connection succeeds.
     pub fn readiness(&self) -> Readiness {
         let shared = &self.shared;
         let running = shared.running.load(Ordering::Relaxed);
@@ -515,8 +579,9 @@ impl Metrics {
                 checks.push("source replay: reading".to_owned());
             }
         }
+        let refused = shared.shape.get().is_some_and(|shape| shape.x) && shared.x.is_refused();
         Readiness {
-            ready: running && sink_up,
+            ready: running && sink_up && !refused,
             checks,
         }
     }
@@ -788,6 +853,44 @@ impl Collector for PipelineCollector {
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             ConstGauge::new(backoff).encode(metric.encode_family(&[("source", "x")])?)?;
+            counter(
+                &mut encoder,
+                "source_gaps",
+                "Times the source noticed a gap without the stream (a reconnect or a restart).",
+                &[(&[("source", "x")], x.gaps.load(Ordering::Relaxed))],
+            )?;
+            let seconds = |ms: &AtomicU64| ms.load(Ordering::Relaxed) as f64 / 1000.0;
+            let mut metric = encoder.encode_descriptor(
+                "source_gap_seconds",
+                "Total length of the gaps without the stream.",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            ConstCounter::new(seconds(&x.gap_ms))
+                .encode(metric.encode_family(&[("source", "x")])?)?;
+            let mut metric = encoder.encode_descriptor(
+                "source_last_gap_seconds",
+                "Length of the last gap without the stream.",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(seconds(&x.last_gap_ms))
+                .encode(metric.encode_family(&[("source", "x")])?)?;
+            counter(
+                &mut encoder,
+                "source_recovered_posts",
+                "Posts the source fetched through gap recovery (recent search) and published.",
+                &[(&[("source", "x")], x.recovered.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut encoder,
+                "source_recovery_errors",
+                "Gap-recovery requests that failed; their gap may be partly unfilled.",
+                &[(
+                    &[("source", "x")],
+                    x.recovery_errors.load(Ordering::Relaxed),
+                )],
+            )?;
         }
         let broker: &[(&str, &str)] = &[("broker", shape.broker)];
         counter(

@@ -329,6 +329,18 @@ impl Failure {
         }
     }
 
+    /// X refused the credentials (401) or the app's access (403): retrying
+    /// alone will not fix it.
+    fn is_auth(&self) -> bool {
+        matches!(
+            self,
+            Failure::Http {
+                status: 401 | 403,
+                ..
+            }
+        )
+    }
+
     /// Failures with the same key are one state: logged once.
     fn key(&self) -> String {
         match self {
@@ -374,12 +386,24 @@ impl Failure {
     }
 }
 
-/// Logs each change of connection state once; repeats go to debug.
+/// How often a repeated authentication failure (401/403) is logged at info level:
+/// a wrong token is a mistake to fix, so it is not left at debug level, but a
+/// failure every few minutes for days must not flood the journal either.
+const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs each change of connection state once; repeats go to debug, except
+/// authentication failures, which are repeated at info at a bounded rate.
 #[derive(Debug)]
 struct StateLog {
     base: String,
     last: Option<String>,
+    /// Attempts that failed since data last flowed (a healthy connection's end
+    /// is not a failed attempt).
     failures: u32,
+    /// Why the last healthy connection ended, when it did.
+    dropped: Option<String>,
+    /// When a repeated authentication failure was last logged at info.
+    auth_logged: Option<std::time::Instant>,
     status: Arc<ConnectionStatus>,
 }
 
@@ -389,6 +413,8 @@ impl StateLog {
             base: base.to_owned(),
             last: None,
             failures: 0,
+            dropped: None,
+            auth_logged: None,
             status,
         }
     }
@@ -398,27 +424,50 @@ impl StateLog {
         self.status.connected();
         let changed = self.last.as_deref() != Some("connected");
         if changed {
-            if self.failures == 0 {
-                log::info!("X stream at {}: connected, posts flowing", self.base);
-            } else {
-                log::info!(
-                    "X stream at {}: connected again after {} failed attempt(s), posts flowing",
-                    self.base,
-                    self.failures
-                );
+            match (self.failures, self.dropped.take()) {
+                (0, None) => log::info!("X stream at {}: connected, posts flowing", self.base),
+                (0, Some(reason)) => log::info!(
+                    "X stream at {}: reconnected at once after the connection ended ({reason}), posts flowing",
+                    self.base
+                ),
+                (failures, _) => log::info!(
+                    "X stream at {}: connected again after {failures} failed attempt(s), posts flowing",
+                    self.base
+                ),
             }
         }
         self.last = Some("connected".to_owned());
         self.failures = 0;
+        self.dropped = None;
+        self.auth_logged = None;
         changed
     }
 
-    /// An attempt failed. True when this was logged at warn (a new state).
+    /// An attempt failed, or a healthy connection ended. True when this was
+    /// logged at warn (a new state).
     fn failed(&mut self, failure: &Failure, doing: &str, delay: Duration) -> bool {
-        self.failures += 1;
+        self.failed_at(failure, doing, delay, std::time::Instant::now())
+    }
+
+    fn failed_at(
+        &mut self,
+        failure: &Failure,
+        doing: &str,
+        delay: Duration,
+        now: std::time::Instant,
+    ) -> bool {
+        if self.last.as_deref() == Some("connected") {
+            self.dropped = Some(failure.describe());
+        } else {
+            self.failures += 1;
+        }
         let key = failure.key();
-        self.status
-            .backing_off(&format!("{doing}: {}", failure.describe()), delay);
+        let reason = format!("{doing}: {}", failure.describe());
+        if failure.is_auth() {
+            self.status.refused(&reason, delay);
+        } else {
+            self.status.backing_off(&reason, delay);
+        }
         let changed = self.last.as_deref() != Some(key.as_str());
         let when = if delay.is_zero() {
             "reconnecting now".to_owned()
@@ -426,9 +475,32 @@ impl StateLog {
             format!("retrying in {}", humanize(delay))
         };
         if changed {
+            let further = if failure.is_auth() {
+                format!(
+                    "further failures for this reason are logged at info level at most every {} s",
+                    AUTH_LOG_EVERY.as_secs()
+                )
+            } else {
+                "further retries for this reason are logged at debug level".to_owned()
+            };
             log::warn!(
-                "X stream at {}: {doing}: {}; {when} (further retries for this reason are logged at debug level)",
+                "X stream at {}: {doing}: {}; {when} ({further})",
                 self.base,
+                failure.describe()
+            );
+            if failure.is_auth() {
+                self.auth_logged = Some(now);
+            }
+        } else if failure.is_auth()
+            && self
+                .auth_logged
+                .is_none_or(|logged| now.duration_since(logged) >= AUTH_LOG_EVERY)
+        {
+            self.auth_logged = Some(now);
+            log::info!(
+                "X stream at {}: {doing}: still refused after {} attempt(s) ({}); {when}",
+                self.base,
+                self.failures,
                 failure.describe()
             );
         } else {
@@ -481,6 +553,38 @@ mod tests {
         ));
         assert!(state.failed(&Failure::Network("reset".to_owned()), "streaming", delay));
         assert!(!state.failed(&Failure::Network("refused".to_owned()), "streaming", delay));
+    }
+
+    #[test]
+    fn a_plain_drop_is_not_a_failed_attempt_and_auth_failures_stay_visible() {
+        let status = Arc::new(ConnectionStatus::default());
+        let mut state = StateLog::new("https://api.x.com", status.clone());
+        state.connected();
+        state.failed(&Failure::Ended, "streaming", Duration::ZERO);
+        assert_eq!(
+            state.failures, 0,
+            "the end of a healthy connection is no failed attempt"
+        );
+        assert!(state.dropped.is_some());
+        state.connected();
+        let start = std::time::Instant::now();
+        let delay = Duration::from_secs(5);
+        assert!(state.failed_at(&http(401), "syncing rules", delay, start));
+        assert!(status.is_refused());
+        // Repeats inside the rate bound are not logged at info again…
+        state.failed_at(
+            &http(401),
+            "syncing rules",
+            delay,
+            start + Duration::from_secs(5),
+        );
+        assert_eq!(state.auth_logged, Some(start));
+        // …repeats after it are.
+        let later = start + AUTH_LOG_EVERY;
+        state.failed_at(&http(401), "syncing rules", delay, later);
+        assert_eq!(state.auth_logged, Some(later));
+        state.connected();
+        assert!(!status.is_refused());
     }
 
     #[test]
