@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip2
 CONFIG      ?= config/tweetpipe.toml
 BIN         := target/release/tweetpipe
 
-.PHONY: all build plugins run test test-only lint setup bench bench-reference sample clean deb deb-tools test-deb
+.PHONY: all build plugins run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -25,8 +25,17 @@ run: build plugins
 	@echo "dead letters in out/dead-letters.jsonl."
 
 ## Install what the tests need, then run every test.
-test: setup plugins lint
+test: setup plugins lint test-tools
 	$(CARGO) test --locked --workspace
+
+## Tools the tests call: promtool (Debian's prometheus package) checks and
+## unit-tests packaging/prometheus/, installed with apt-get when missing.
+test-tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing prometheus (for promtool)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+		|| { echo "error: promtool is missing and the prometheus package could not be installed; install it (apt-get install prometheus)"; exit 1; }; \
+	}
 
 ## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
 deb: plugins
