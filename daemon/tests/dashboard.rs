@@ -395,3 +395,152 @@ fn a_corrupt_state_file_is_set_aside_and_the_charts_start_empty() {
     assert_eq!(loaded, Aggregates::default());
     assert!(dir.path().join("dashboard.json.corrupt").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_tls_proxy_the_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let config = DashboardConfig {
+        secure_cookie: true,
+        ..config(dir.path(), 5)
+    };
+    let dashboard = Dashboard::start(&config, metrics.clone()).await.unwrap();
+    let reply = request(
+        dashboard.addr(),
+        "POST",
+        "/api/login",
+        None,
+        &format!(r#"{{"user":"ana","password":"{PASSWORD}"}}"#),
+    )
+    .await;
+    assert_eq!(reply.status, 204);
+    let cookie = reply.header("set-cookie").unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    dashboard.stop(&metrics).await;
+}
+
+/// A free loopback port (bound, then released for the daemon).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_counts_what_its_sink_committed_and_keeps_it_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("posts.jsonl")).unwrap();
+    tweetpipe::sample::write_sample(
+        &tweetpipe::sample::SampleOptions {
+            count: 300,
+            seed: 11,
+            ..Default::default()
+        },
+        &mut file,
+    )
+    .unwrap();
+    let port = free_port();
+    let hash = auth::hash_password(PASSWORD).unwrap();
+    std::fs::write(
+        dir.path().join("tweetpipe.toml"),
+        format!(
+            r#"
+[source.replay]
+path = "posts.jsonl"
+[sink.sqlite]
+path = "out/posts.db"
+[dead_letter]
+path = "out/dead.jsonl"
+[metrics]
+enabled = false
+[dashboard]
+enabled = true
+listen = "127.0.0.1:{port}"
+user = "ana"
+password_hash = "{hash}"
+state_file = "state/dashboard.json"
+"#
+        ),
+    )
+    .unwrap();
+    let config_file = dir.path().join("tweetpipe.toml");
+    let run = move || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
+            .args(["run", "--quiet", "--config"])
+            .arg(&config_file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    // The replay ends, the daemon drains and writes the state file on the way out.
+    tokio::task::spawn_blocking(run).await.unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("out/posts.db")).unwrap();
+    let rows: i64 = db
+        .query_row("select count(*) from posts", [], |row| row.get(0))
+        .unwrap();
+    let rows = rows as u64;
+    assert!(rows > 200, "{rows} rows");
+    let aggregates =
+        tweetpipe::dashboard::load_state(&dir.path().join("state/dashboard.json")).unwrap();
+    let view = aggregates.query(unix_now() - 3600, unix_now() + 1, unix_now());
+    assert_eq!(view.totals.committed, rows);
+    // Every line of the replay counts as read (the sample holds a few broken ones).
+    let lines = std::fs::read_to_string(dir.path().join("posts.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .count();
+    assert_eq!(view.totals.read, lines as u64);
+    let (tag, count): (String, i64) = db
+        .query_row(
+            "select lower(value), count(*) from posts, json_each(posts.hashtags) group by lower(value) order by count(*) desc, lower(value) limit 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(view.hashtags[0], (tag, count as u64));
+
+    // Run again over the same posts (all duplicates now): the first run's
+    // figures are still served, behind the login, by the new process. Paced,
+    // so that it runs for a few seconds.
+    let config_path = dir.path().join("tweetpipe.toml");
+    let text = std::fs::read_to_string(&config_path).unwrap();
+    std::fs::write(
+        &config_path,
+        text.replace(
+            "path = \"posts.jsonl\"",
+            "path = \"posts.jsonl\"\nrate = 100.0",
+        ),
+    )
+    .unwrap();
+    let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
+        .args(["run", "--quiet", "--config"])
+        .arg(dir.path().join("tweetpipe.toml"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cookie = None;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            cookie = Some(login(addr).await);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let Some(cookie) = cookie else {
+        panic!("the dashboard never listened on {addr}");
+    };
+    let reply = request(addr, "GET", "/api/summary", Some(&cookie), "").await;
+    let summary = reply.json();
+    assert!(summary["totals"]["committed"].as_u64().unwrap() >= rows);
+    assert!(request(addr, "GET", "/api/summary", None, "").await.status == 401);
+    let mut daemon = daemon;
+    assert!(daemon.wait().unwrap().success());
+}

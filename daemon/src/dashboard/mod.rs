@@ -28,6 +28,7 @@ use crate::metrics::top::Samples;
 use crate::metrics::{CommitObserver, Metrics};
 use crate::post::Post;
 use crate::sinks::RejectedRow;
+use crate::sinks::row::RecentIds;
 
 pub use aggregate::Aggregates;
 
@@ -73,12 +74,16 @@ pub fn unix_now() -> i64 {
 #[derive(Debug, Default)]
 pub struct Recorder {
     aggregates: Mutex<Aggregates>,
+    /// Post ids counted lately: a redelivered post the sink skipped as a
+    /// duplicate is not counted twice (within this memory, in this process).
+    recent: Mutex<RecentIds>,
 }
 
 impl Recorder {
     pub fn new(aggregates: Aggregates) -> Recorder {
         Recorder {
             aggregates: Mutex::new(aggregates),
+            recent: Mutex::new(RecentIds::default()),
         }
     }
 
@@ -108,7 +113,19 @@ impl Recorder {
 
 impl CommitObserver for Recorder {
     fn committed(&self, posts: &[Post], rejected: &[RejectedRow]) {
-        let rejected: Vec<usize> = rejected.iter().map(|row| row.index).collect();
+        let mut skipped: Vec<usize> = rejected.iter().map(|row| row.index).collect();
+        {
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for (index, post) in posts.iter().enumerate() {
+                if !skipped.contains(&index) && !recent.insert(&post.id) {
+                    skipped.push(index);
+                }
+            }
+        }
+        let rejected = skipped;
         let now = unix_now();
         self.with(|aggregates| aggregates.commit(now, posts, &rejected));
     }
