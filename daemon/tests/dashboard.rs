@@ -13,6 +13,8 @@ use tweetpipe::dashboard::{Aggregates, Dashboard, auth, save_state, unix_now};
 use tweetpipe::metrics::Metrics;
 use tweetpipe::post::Post;
 
+mod support;
+
 const PASSWORD: &str = "correct horse battery";
 
 fn config(dir: &Path, attempts: u32) -> DashboardConfig {
@@ -543,4 +545,62 @@ state_file = "state/dashboard.json"
     assert!(request(addr, "GET", "/api/summary", None, "").await.status == 401);
     let mut daemon = daemon;
     assert!(daemon.wait().unwrap().success());
+}
+
+#[test]
+fn hash_password_prints_a_hash_the_login_accepts() {
+    let (code, stdout, stderr) =
+        support::cli::tweetpipe(&["dashboard", "hash-password"], "s3cret phrase\n");
+    assert_eq!(code, 0, "{stderr}");
+    let hash = stdout.trim();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!stdout.contains("s3cret"));
+    let config = DashboardConfig {
+        password_hash: Some(hash.to_owned()),
+        ..DashboardConfig::default()
+    };
+    let credentials = auth::Credentials::load(&config).unwrap();
+    assert!(credentials.verify("admin", "s3cret phrase"));
+    let (code, _, stderr) = support::cli::tweetpipe(&["dashboard", "hash-password"], "");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no password"), "{stderr}");
+}
+
+#[test]
+fn dashboard_config_mistakes_name_the_key_and_the_fix() {
+    let parse = |dashboard: &str| {
+        tweetpipe::config::Config::parse(
+            &format!(
+                "[source.replay]\npath = \"p.jsonl\"\n[sink.null]\n[dead_letter]\npath = \"d.jsonl\"\n[dashboard]\n{dashboard}"
+            ),
+            Path::new("t.toml"),
+        )
+    };
+    let off = parse("").unwrap();
+    assert!(!off.dashboard.enabled, "off by default");
+    assert_eq!(off.dashboard.listen.ip().to_string(), "127.0.0.1");
+    let unknown = parse("passwd = \"x\"").unwrap_err().to_string();
+    assert!(unknown.contains("passwd"), "{unknown}");
+    let half_tls = parse("tls_cert = \"c.pem\"").unwrap_err().to_string();
+    assert!(half_tls.contains("dashboard.tls_key"), "{half_tls}");
+    let both = parse("password_hash = \"x\"\npassword_hash_file = \"f\"")
+        .unwrap_err()
+        .to_string();
+    assert!(both.contains("not both"), "{both}");
+}
+
+#[test]
+fn an_enabled_dashboard_without_a_password_hash_is_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("posts.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[source.replay]\npath = \"posts.jsonl\"\n[sink.null]\n[dead_letter]\npath = \"d.jsonl\"\n[dashboard]\nenabled = true\n",
+    )
+    .unwrap();
+    let config = dir.path().join("t.toml");
+    let (code, _, stderr) =
+        support::cli::tweetpipe(&["check-config", "--config", config.to_str().unwrap()], "");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("hash-password"), "{stderr}");
 }
