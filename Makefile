@@ -28,13 +28,19 @@ run: build plugins
 test: setup plugins lint test-tools
 	$(CARGO) test --locked --workspace
 
-## Tools the tests call: promtool (Debian's prometheus package) checks and
-## unit-tests packaging/prometheus/, installed with apt-get when missing.
+## Tools the tests call, installed with apt-get when missing: promtool (Debian's
+## prometheus package) checks and unit-tests packaging/prometheus/; chromium
+## opens the dashboard headless (daemon/tests/dashboard_browser.rs).
 test-tools:
 	@command -v promtool >/dev/null 2>&1 || { \
 		echo "installing prometheus (for promtool)"; \
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
 		|| { echo "error: promtool is missing and the prometheus package could not be installed; install it (apt-get install prometheus)"; exit 1; }; \
+	}
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (for the dashboard's browser test)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| { echo "error: chromium is missing and could not be installed; install it (apt-get install chromium)"; exit 1; }; \
 	}
 
 ## The Debian package: target/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).

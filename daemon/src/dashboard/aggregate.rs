@@ -350,10 +350,11 @@ impl Aggregates {
     }
 
     /// What the dashboard shows for `[from, to)` (Unix seconds) at `now`: per
-    /// minute when the range lies in the minute window, else per hour.
+    /// minute when the range starts within the last 24 hours, else per hour.
     pub fn query(&self, from: i64, to: i64, now: i64) -> View {
-        let minute_start = floor(now, MINUTE) - MINUTE_WINDOW + MINUTE;
-        let (step, buckets) = if from >= minute_start {
+        // "The last 24 hours" asked a moment later still counts as the minute
+        // window; it only misses the part of the oldest minute already pruned.
+        let (step, buckets) = if from >= floor(now, MINUTE) - MINUTE_WINDOW {
             (MINUTE, &self.minutes)
         } else {
             (HOUR, &self.hours)

@@ -125,8 +125,8 @@
       $("total-" + key).textContent = number(view.totals[key]);
     }
     $("total-sentiment").textContent = fixed(view.totals.sentiment, 3);
-    const series = ["read", "kept", "dropped", "dead_lettered"];
-    const colours = ["#457b9d", "#2a9d8f", "#e9c46a", "#e63946"];
+    const series = ["read", "kept", "dropped", "dead_lettered", "committed"];
+    const colours = ["#457b9d", "#2a9d8f", "#e9c46a", "#e63946", "#6c757d"];
     let times = null;
     const columns = series.map((key) => {
       const [t, values] = fill(view, (point) => point[key], 0);
