@@ -143,7 +143,7 @@
     if (hasSentiment) {
       const [t, mean] = fill(view, (point) => point.sentiment, null);
       chart("sentiment-chart", {
-        series: [{}, { label: "mean compound", stroke: "#6a4c93", width: 2, spanGaps: false }],
+        series: [{}, { label: "mean compound", stroke: "#6a4c93", width: 2, spanGaps: false, points: { show: true, size: 6, fill: "#6a4c93" } }],
         scales: { y: { range: [-1, 1] } },
         axes: [{}, { size: 50 }],
       }, [t, mean]);
