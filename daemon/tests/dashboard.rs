@@ -604,3 +604,76 @@ fn an_enabled_dashboard_without_a_password_hash_is_refused_by_check_config() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("hash-password"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_cert_and_key_it_serves_https_and_the_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    // A throwaway self-signed certificate (openssl is part of every Debian).
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let metrics = Arc::new(Metrics::new());
+    let config = DashboardConfig {
+        tls_cert: Some(cert.clone()),
+        tls_key: Some(key),
+        ..config(dir.path(), 5)
+    };
+    let dashboard = Dashboard::start(&config, metrics.clone()).await.unwrap();
+    let base = format!("https://127.0.0.1:{}", dashboard.addr().port());
+    // webpki refuses openssl's self-signed (CA) certificate as a server's own;
+    // what is tested here is that the listener speaks TLS with it.
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let denied = client
+        .get(format!("{base}/api/summary"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let login = client
+        .post(format!("{base}/api/login"))
+        .body(format!(r#"{{"user":"ana","password":"{PASSWORD}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 204);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut stream = tokio::net::TcpStream::connect(dashboard.addr())
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /api/summary HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut raw),
+    )
+    .await;
+    assert!(!raw.starts_with(b"HTTP/"), "plain HTTP was answered");
+    dashboard.stop(&metrics).await;
+}
