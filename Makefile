@@ -7,7 +7,7 @@ CONFIG      ?= config/tweetpipe.toml
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 BIN         := $(TARGET_DIR)/release/tweetpipe
 
-.PHONY: all build plugins plugin-link run test test-only lint setup bench bench-reference sample clean deb deb-tools test-deb
+.PHONY: all build plugins plugin-link run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -27,8 +27,23 @@ run: build plugins plugin-link
 	@echo "dead letters in out/dead-letters.jsonl."
 
 ## Install what the tests need, then run every test.
-test: setup plugins lint
+test: setup plugins lint test-tools
 	$(CARGO) test --locked --workspace
+
+## Tools the tests call, installed with apt-get when missing: promtool (Debian's
+## prometheus package) checks and unit-tests packaging/prometheus/; chromium
+## opens the dashboard headless (daemon/tests/dashboard_browser.rs).
+test-tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing prometheus (for promtool)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+		|| { echo "error: promtool is missing and the prometheus package could not be installed; install it (apt-get install prometheus)"; exit 1; }; \
+	}
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing chromium (for the dashboard's browser test)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+		|| { echo "error: chromium is missing and could not be installed; install it (apt-get install chromium)"; exit 1; }; \
+	}
 
 ## The Debian package: $(TARGET_DIR)/debian/tweetpipe_<version>-1_<arch>.deb (cargo-deb).
 deb: plugins plugin-link

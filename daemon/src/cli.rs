@@ -64,6 +64,11 @@ pub enum Command {
     },
     /// Watch a running daemon: rates, plugins, sink and queues from its /metrics, every second.
     Top(crate::metrics::top::TopArgs),
+    /// Tools for the web dashboard ([dashboard]).
+    Dashboard {
+        #[command(subcommand)]
+        command: DashboardCommand,
+    },
     /// Write deterministic synthetic posts (X API v2 stream shape) as JSONL.
     Sample {
         /// How many posts.
@@ -76,6 +81,13 @@ pub enum Command {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DashboardCommand {
+    /// Print an argon2 hash of a password for `[dashboard] password_hash`; reads
+    /// the password from standard input (one line), or asks for it twice on a terminal.
+    HashPassword,
 }
 
 /// Code for a runtime failure.
@@ -105,6 +117,51 @@ pub fn main() -> ExitCode {
         Command::Sample { count, seed, out } => sample(count, seed, out.as_deref()),
         Command::Plugin { command } => crate::plugins::cli::execute(command),
         Command::Top(args) => crate::metrics::top::execute(&args),
+        Command::Dashboard {
+            command: DashboardCommand::HashPassword,
+        } => hash_password(),
+    }
+}
+
+/// `dashboard hash-password`: reads a password from standard input and prints its hash.
+fn hash_password() -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let read_line = |prompt: &str| -> Option<String> {
+        if terminal {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+        }
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_owned()),
+        }
+    };
+    let Some(password) = read_line("password (it is echoed): ") else {
+        eprintln!(
+            "error: no password on standard input (try: echo -n 'secret' | tweetpipe dashboard hash-password)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    if terminal && read_line("again: ").as_deref() != Some(password.as_str()) {
+        eprintln!("error: the two passwords differ");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    if password.is_empty() {
+        eprintln!("error: the password is empty");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    match crate::dashboard::auth::hash_password(&password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 
@@ -127,6 +184,10 @@ fn preflight(config: &Config) -> Result<LoadedChain, String> {
     }
     if let Some(x) = &config.source.x {
         crate::sources::x::client::BearerToken::load(x).map_err(|error| error.to_string())?;
+    }
+    if config.dashboard.enabled {
+        crate::dashboard::auth::Credentials::load(&config.dashboard)
+            .map_err(|error| error.to_string())?;
     }
     LoadedChain::load(&config.plugins).map_err(|error| error.to_string())
 }
@@ -272,7 +333,19 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
         });
         let server =
             listener.map(|listener| crate::metrics::server::spawn(listener, metrics.clone()));
-        let pipeline = pipeline::run_switched(&config, chains, shutdown, observer, metrics);
+        let dashboard = if config.dashboard.enabled {
+            match crate::dashboard::Dashboard::start(&config.dashboard, metrics.clone()).await {
+                Ok(dashboard) => Some(dashboard),
+                // The pipeline matters more than its dashboard: run without it.
+                Err(error) => {
+                    log::error!("{error}; running without the dashboard");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let pipeline = pipeline::run_switched(&config, chains, shutdown, observer, metrics.clone());
         let drain_deadline = async {
             stopping.cancelled().await;
             tokio::time::sleep(drain_timeout).await;
@@ -287,6 +360,9 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
         }
         if let Some(server) = server {
             server.abort();
+        }
+        if let Some(dashboard) = dashboard {
+            dashboard.stop(&metrics).await;
         }
         outcome
     });
@@ -459,6 +535,9 @@ fn restart_required(running: &Config, reloaded: &Config) -> Vec<&'static str> {
     }
     if differs(&running.metrics, &reloaded.metrics) {
         sections.push("metrics");
+    }
+    if differs(&running.dashboard, &reloaded.dashboard) {
+        sections.push("dashboard");
     }
     if differs(&running.daemon, &reloaded.daemon) || differs(&running.logging, &reloaded.logging) {
         sections.push("daemon");

@@ -44,6 +44,120 @@ pub struct Config {
     /// The Prometheus endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The web dashboard behind a login.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+}
+
+/// `[dashboard]`: one web page of the stream's aggregates, behind a login.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve the dashboard at all (off unless enabled).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Address and port of its own listener; loopback by default.
+    #[serde(default = "default_dashboard_listen", with = "socket_addr")]
+    pub listen: std::net::SocketAddr,
+    /// The login name.
+    #[serde(default = "default_dashboard_user")]
+    pub user: String,
+    /// An argon2 PHC string (`tweetpipe dashboard hash-password` makes one).
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// A file holding the PHC string instead; else the systemd credential
+    /// `dashboard-password-hash` ($CREDENTIALS_DIRECTORY).
+    #[serde(default)]
+    pub password_hash_file: Option<PathBuf>,
+    /// Where the aggregates are kept across restarts; unset: `dashboard.json` in
+    /// $STATE_DIRECTORY (systemd's StateDirectory=), else beside this file.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with `tls_key`).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Mark the session cookie `Secure` without `tls_cert` (behind a TLS reverse proxy).
+    #[serde(default)]
+    pub secure_cookie: bool,
+    /// How long a login lasts, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Failed logins allowed per client address per minute before it must wait.
+    #[serde(default = "default_login_attempts")]
+    pub login_attempts_per_minute: u32,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: false,
+            listen: default_dashboard_listen(),
+            user: default_dashboard_user(),
+            password_hash: None,
+            password_hash_file: None,
+            state_file: None,
+            tls_cert: None,
+            tls_key: None,
+            secure_cookie: false,
+            session_hours: default_session_hours(),
+            login_attempts_per_minute: default_login_attempts(),
+        }
+    }
+}
+
+impl DashboardConfig {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_key",
+                    "is missing: tls_cert needs the PEM private key beside it".to_owned(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "tls_cert",
+                    "is missing: tls_key needs the PEM certificate chain beside it".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        if self.password_hash.is_some() && self.password_hash_file.is_some() {
+            return Err((
+                "password_hash_file",
+                "set password_hash or password_hash_file, not both".to_owned(),
+            ));
+        }
+        if self.user.is_empty() {
+            return Err(("user", "must not be empty".to_owned()));
+        }
+        if self.session_hours == 0 {
+            return Err(("session_hours", "must be at least 1".to_owned()));
+        }
+        if self.login_attempts_per_minute == 0 {
+            return Err(("login_attempts_per_minute", "must be at least 1".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+fn default_dashboard_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9465))
+}
+
+fn default_dashboard_user() -> String {
+    "admin".to_owned()
+}
+
+fn default_session_hours() -> u64 {
+    12
+}
+
+fn default_login_attempts() -> u32 {
+    5
 }
 
 /// `[metrics]`: `/metrics` (Prometheus), `/healthz` and `/readyz` over HTTP.
@@ -1022,6 +1136,9 @@ impl Config {
                 format!("expected a number of posts per second ≥ 0, found {rate}"),
             ));
         }
+        self.dashboard
+            .validate()
+            .map_err(|(key, message)| invalid(&format!("dashboard.{key}"), message))?;
         if self.daemon.drain_timeout.is_zero() {
             return Err(invalid(
                 "daemon.drain_timeout_ms",
@@ -1139,6 +1256,27 @@ impl Config {
         }
         if let Some(sqlite) = &mut self.sink.sqlite {
             resolve(&mut sqlite.path);
+        }
+        let dashboard = &mut self.dashboard;
+        for file in [
+            &mut dashboard.password_hash_file,
+            &mut dashboard.state_file,
+            &mut dashboard.tls_cert,
+            &mut dashboard.tls_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(file);
+        }
+        if dashboard.state_file.is_none() {
+            // systemd may list several directories, separated by colons.
+            let dir = std::env::var("STATE_DIRECTORY")
+                .ok()
+                .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .unwrap_or_else(|| base.to_owned());
+            dashboard.state_file = Some(dir.join("dashboard.json"));
         }
         if let Some(jsonl) = &mut self.sink.jsonl {
             resolve(&mut jsonl.dir);

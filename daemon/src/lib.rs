@@ -15,6 +15,7 @@
 //! - [`pipeline`] wires the stages together once and drains them on shutdown.
 //! - [`stats`] counts what happened, for the run summary and metrics.
 //! - [`metrics`] serves Prometheus metrics, `/healthz` and `/readyz`, and draws `tweetpipe top`.
+//! - [`dashboard`] serves a web page of the stream's aggregates behind a login.
 //! - [`summary`] renders the run summary and the resolved pipeline.
 //! - [`systemd`] tells the service manager about readiness, status, watchdog, reload and stop.
 //! - [`cli`] is the command line; `main.rs` only calls it.
@@ -23,6 +24,7 @@ pub mod batcher;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod dead_letter;
 pub mod logging;
 pub mod metrics;

@@ -899,6 +899,7 @@ async fn flush(stage: &mut SinkStage, cause: FlushCause) {
                 Stats::add(&stage.stats.duplicates, report.duplicates as u64);
                 Stats::add(&stage.stats.rejected, report.rejected.len() as u64);
                 Stats::add(&stage.stats.batches, 1);
+                stage.metrics.committed(&posts, &report.rejected);
                 let mut tokens: Vec<Option<AckToken>> = tokens.into_iter().map(Some).collect();
                 for rejected in report.rejected {
                     let Some(token) = tokens.get_mut(rejected.index).and_then(Option::take) else {

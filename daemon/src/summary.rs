@@ -294,6 +294,24 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
     } else {
         let _ = writeln!(out, "metrics       off");
     }
+    if config.dashboard.enabled {
+        let dashboard = &config.dashboard;
+        let scheme = if dashboard.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let _ = writeln!(
+            out,
+            "dashboard     {scheme}://{}/ (user {}, state {})",
+            dashboard.listen,
+            dashboard.user,
+            dashboard
+                .state_file
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |path| path.display().to_string())
+        );
+    }
     let _ = writeln!(out, "logging       {:?}", config.logging.level);
     Description {
         text: out,

@@ -19,6 +19,9 @@ entry -rw-r--r-- 0/0 usr/share/man/man1/tweetpipe.1.gz
 entry -rw-r--r-- 0/0 usr/share/doc/tweetpipe/changelog.Debian.gz
 entry -rw-r--r-- 0/0 usr/share/doc/tweetpipe/copyright
 entry -rw-r--r-- 0/0 usr/share/tweetpipe/samples/posts.jsonl
+entry -rw-r--r-- 0/0 usr/share/tweetpipe/grafana/tweetpipe-dashboard.json
+entry -rw-r--r-- 0/0 usr/share/tweetpipe/prometheus/tweetpipe-alerts.yml
+entry -rw-r--r-- 0/0 usr/share/tweetpipe/prometheus/tweetpipe-alerts.test.yml
 entry -rw-r--r-- 0/0 var/lib/tweetpipe/plugins/README
 entry -rw-r--r-- 0/0 usr/share/lintian/overrides/tweetpipe
 for plugin in filter sentiment pii_scrub drop_retweets keep_lang keyword_filter noop only_english_with_links; do

@@ -115,6 +115,12 @@ pub struct Metrics {
     shared: Arc<Shared>,
 }
 
+/// Told about every batch the sink commits (the dashboard's aggregates).
+pub trait CommitObserver: Send + Sync {
+    /// `posts` were written to the sink, except those whose index is in `rejected`.
+    fn committed(&self, posts: &[crate::post::Post], rejected: &[crate::sinks::RejectedRow]);
+}
+
 /// Reads one queue's depth at scrape time.
 type DepthProbe = Box<dyn Fn() -> u64 + Send + Sync>;
 
@@ -136,6 +142,8 @@ struct Shared {
     /// The `plugin_info` labels of each plugin's loaded version, so a swap
     /// replaces the series instead of leaving the old version reported.
     plugin_versions: Mutex<HashMap<String, PluginInfoLabels>>,
+    /// Set once when the dashboard runs.
+    commits: OnceLock<Arc<dyn CommitObserver>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -360,6 +368,11 @@ impl Metrics {
         let mut text = String::with_capacity(16 * 1024);
         prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+
+    /// Hands every committed batch to `observer` from now on (set once; later calls are ignored).
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.shared.commits.set(observer);
     }
 
     /// The pipeline's stages run; its sink is open.
@@ -676,6 +689,13 @@ impl SinkMetrics {
             *last = Some(error.to_string());
         }
         self.shared.sink_up.store(false, Ordering::Relaxed);
+    }
+
+    /// The sink committed `posts` but the `rejected` ones.
+    pub fn committed(&self, posts: &[crate::post::Post], rejected: &[crate::sinks::RejectedRow]) {
+        if let Some(observer) = self.shared.commits.get() {
+            observer.committed(posts, rejected);
+        }
     }
 
     /// Rows waiting in the open batch.

@@ -185,7 +185,7 @@ impl Samples {
     }
 
     /// The distinct values of `label` on `metric`, in order.
-    fn label_values(&self, metric: &str, label: &str) -> Vec<String> {
+    pub(crate) fn label_values(&self, metric: &str, label: &str) -> Vec<String> {
         let mut values: Vec<String> = self
             .values
             .keys()
