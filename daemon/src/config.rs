@@ -583,6 +583,14 @@ pub struct PluginConfig {
     /// The most linear memory the plugin may grow to, in MiB.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// The most the plugin may return for one batch (the strings of all its
+    /// outcomes, over every call the batch takes), in MiB; defaults to a
+    /// quarter of the memory cap (at least 1).
+    #[serde(default)]
+    pub max_result_mb: Option<u64>,
+    /// The most one post's changes may carry, in KiB; defaults to 256.
+    #[serde(default)]
+    pub max_post_kb: Option<u64>,
     /// A JSONL file of sample posts a new version must process without a
     /// failure or trap before it is swapped in (and at startup).
     #[serde(default)]
@@ -1191,6 +1199,34 @@ impl Config {
                     &format!("plugins[{index}].memory_mb"),
                     format!(
                         "{memory_mb} is more than a wasm32 plugin can address (4096 MiB); set at most 4096"
+                    ),
+                ));
+            }
+            if plugin.max_result_mb == Some(0) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_result_mb"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if let Some(max) = plugin.max_result_mb.filter(|max| *max > 4096) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_result_mb"),
+                    format!(
+                        "{max} is more than a wasm32 plugin can return (4096 MiB); set at most 4096"
+                    ),
+                ));
+            }
+            if plugin.max_post_kb == Some(0) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_post_kb"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if let Some(max) = plugin.max_post_kb.filter(|max| *max > 4 * 1024 * 1024) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_post_kb"),
+                    format!(
+                        "{max} is more than a wasm32 plugin can return (4194304 KiB); set at most 4194304"
                     ),
                 ));
             }

@@ -790,6 +790,24 @@ impl Collector for PipelineCollector {
             "1 while /readyz answers 200 (pipeline running, sink reachable).",
             &[(&[], i64::from(running && sink_up))],
         )?;
+        let dropped = crate::plugins::output_lines_dropped();
+        let labels: Vec<[(&str, &str); 1]> = dropped
+            .iter()
+            .map(|(plugin, _)| [("plugin", plugin.as_str())])
+            .collect();
+        let samples: Vec<(&[(&str, &str)], u64)> = labels
+            .iter()
+            .zip(&dropped)
+            .map(|(labels, (_, count))| (&labels[..], *count))
+            .collect();
+        if !samples.is_empty() {
+            counter(
+                &mut encoder,
+                "plugin_output_lines_dropped",
+                "Lines a plugin wrote to stdout or stderr that were not logged whole: cut at 4 KiB, or over its 50 lines a second.",
+                &samples,
+            )?;
+        }
         let Some(shape) = shared.shape.get().copied() else {
             return Ok(());
         };
