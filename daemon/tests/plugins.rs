@@ -866,6 +866,12 @@ fn a_huge_returned_text_fails_its_post() {
 /// `max_post_kb` and `max_result_mb`, and the messages name them.
 #[test]
 fn result_limits_come_from_the_plugins_entry() {
+    // Compiled once for the four entries.
+    let cache = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(cache.path().to_owned()),
+        ..options()
+    };
     let huge = |kib: u64, max_post_kb: Option<u64>, max_result_mb: Option<u64>| {
         let mut plugin = entry(
             "hostile_wasi",
@@ -873,7 +879,11 @@ fn result_limits_come_from_the_plugins_entry() {
         );
         plugin.max_post_kb = max_post_kb;
         plugin.max_result_mb = max_result_mb;
-        runner(&[plugin]).run(posts(8))
+        LoadedChain::load_with(&[plugin], &options)
+            .unwrap()
+            .instantiate()
+            .unwrap()
+            .run(posts(8))
     };
     // 100 KiB changes: under the default of 256 KiB, over a limit of 64 KiB.
     for verdict in huge(100, None, None) {

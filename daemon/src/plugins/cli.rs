@@ -44,7 +44,8 @@ pub enum PluginCommand {
         /// Linear memory a plugin may use, in MiB.
         #[arg(long = "memory-mb", value_name = "MIB")]
         memory_mb: Option<u64>,
-        /// The most one call may return, in MiB (default: the memory cap).
+        /// The most a plugin may return for one batch, in MiB (default: a
+        /// quarter of the memory cap).
         #[arg(long = "max-result-mb", value_name = "MIB")]
         max_result_mb: Option<u64>,
         /// The most one post's changes may carry, in KiB (default 256).

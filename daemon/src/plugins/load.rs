@@ -29,7 +29,7 @@ pub(crate) struct LoadedPlugin {
     pub(crate) on_error: OnError,
     pub(crate) timeout: Duration,
     pub(crate) memory_bytes: usize,
-    /// What one `process` call and one post's changes may return.
+    /// What the `process` calls for one batch, and one post's changes, may return.
     pub(crate) limits: ResultLimits,
     pub(crate) exports: Vec<String>,
     pub(crate) imports: Vec<String>,
