@@ -274,6 +274,48 @@ pub struct XSourceConfig {
         rename = "stall_timeout_secs"
     )]
     pub stall_timeout: Duration,
+    /// What to do about the posts X matched while the stream was down (a
+    /// reconnect or a restart): nothing, X's backfill, or recent search.
+    #[serde(default)]
+    pub gap_recovery: GapRecovery,
+    /// How far before the last post (or keep-alive) received a recovery starts:
+    /// covers posts X delivers a little late and, without a durable spool, posts
+    /// read but not yet committed when the daemon was killed.
+    #[serde(
+        default = "default_x_gap_overlap",
+        with = "duration_secs",
+        rename = "gap_overlap_secs"
+    )]
+    pub gap_overlap: Duration,
+    /// Where the time of the last post received (and unrecovered gaps) is kept
+    /// across restarts; unset: `x-stream.json` in $STATE_DIRECTORY (systemd's
+    /// StateDirectory=), else beside the config file.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+}
+
+/// `source.x.gap_recovery`: how the X source fills a gap in the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapRecovery {
+    /// Log and count gaps; recover nothing (no extra post reads).
+    #[default]
+    Off,
+    /// Reconnect with X's `backfill_minutes` (Enterprise access; at most 5 min).
+    Backfill,
+    /// Run each stream rule through recent search over the gap (at most 7 days).
+    Search,
+}
+
+impl GapRecovery {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapRecovery::Off => "off",
+            GapRecovery::Backfill => "backfill",
+            GapRecovery::Search => "search",
+        }
+    }
 }
 
 /// One filtered-stream rule: X's rule language, and the tag posts carry when it matches.
@@ -322,6 +364,10 @@ fn default_x_place_fields() -> Vec<String> {
 
 fn default_x_stall_timeout() -> Duration {
     Duration::from_secs(20)
+}
+
+fn default_x_gap_overlap() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// `[broker]`.
@@ -1243,13 +1289,21 @@ impl Config {
         if let Some(replay) = &mut self.source.replay {
             resolve(&mut replay.path);
         }
-        if let Some(file) = self
-            .source
-            .x
-            .as_mut()
-            .and_then(|x| x.bearer_token_file.as_mut())
-        {
-            resolve(file);
+        let state_directory = std::env::var("STATE_DIRECTORY")
+            .ok()
+            .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(x) = self.source.x.as_mut() {
+            for file in [&mut x.bearer_token_file, &mut x.state_file]
+                .into_iter()
+                .flatten()
+            {
+                resolve(file);
+            }
+            if x.state_file.is_none() {
+                let dir = state_directory.clone().unwrap_or_else(|| base.to_owned());
+                x.state_file = Some(dir.join("x-stream.json"));
+            }
         }
         for plugin in &mut self.plugins {
             resolve(&mut plugin.path);
@@ -1271,11 +1325,7 @@ impl Config {
         }
         if dashboard.state_file.is_none() {
             // systemd may list several directories, separated by colons.
-            let dir = std::env::var("STATE_DIRECTORY")
-                .ok()
-                .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
-                .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or_else(|| base.to_owned());
+            let dir = state_directory.unwrap_or_else(|| base.to_owned());
             dashboard.state_file = Some(dir.join("dashboard.json"));
         }
         if let Some(jsonl) = &mut self.sink.jsonl {
@@ -1457,6 +1507,15 @@ impl XSourceConfig {
             return Err((
                 "source.x.stall_timeout_secs".to_owned(),
                 "must be at least 1 (X sends a keep-alive every 20 s)".to_owned(),
+            ));
+        }
+        if self.gap_overlap > Duration::from_secs(600) {
+            return Err((
+                "source.x.gap_overlap_secs".to_owned(),
+                format!(
+                    "{} s re-reads more than 10 min of posts at every gap; set at most 600 (5 covers X's delivery delay)",
+                    self.gap_overlap.as_secs()
+                ),
             ));
         }
         Ok(())
