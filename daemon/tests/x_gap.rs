@@ -406,3 +406,56 @@ async fn a_search_refused_with_403_is_given_up_with_advice_and_the_stream_goes_o
     assert!(log.contains("source.x.gap_recovery"), "{log}");
     assert_eq!(fake.searches().len(), 1, "a refusal is not retried");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_search_had_not_finished_at_sigterm_is_read_after_the_restart() {
+    let fake = FakeX::start_live(bodies(1_200), RATE).await;
+    fake.plan([Step::serve(200, End::Abort), Step::Drop, Step::Drop]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &fake, "search");
+    let db = dir.path().join("posts.db");
+    let first = Daemon::start(&config, dir.path().join("first.log"));
+    let queued = wait_for("the gap to be queued", Duration::from_secs(20), || {
+        first.log().contains("recovering with recent search")
+    })
+    .await;
+    assert!(queued, "{}", first.log());
+    // Stopped while recent search still waits for the gap to be 10 s old.
+    let log = first.terminate().await;
+    assert!(fake.searches().is_empty(), "{log}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/x-stream.json")).unwrap(),
+    )
+    .unwrap();
+    let pending = state["pending"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pending.len(), 1, "{state}");
+    let start = pending[0]["start"].as_str().unwrap().to_owned();
+
+    let second = Daemon::start(&config, dir.path().join("second.log"));
+    assert_all_committed_once(&fake, &db, Duration::from_secs(30), || second.log()).await;
+    // The window from the file was read (X's format: whole seconds).
+    let start = start
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert!(
+        fake.searches()
+            .iter()
+            .any(|search| search.start_time == start),
+        "no search from {start}: {:#?}",
+        fake.searches()
+    );
+    // Finished windows leave the file.
+    let state_file = dir.path().join("state/x-stream.json");
+    let emptied = wait_for("the queue to empty", Duration::from_secs(20), || {
+        std::fs::read_to_string(&state_file).is_ok_and(|state| state.contains("\"pending\": []"))
+    })
+    .await;
+    let log = second.terminate().await;
+    assert!(emptied, "{log}");
+    assert!(
+        log.contains("(restart); recovering with recent search"),
+        "{log}"
+    );
+}

@@ -67,8 +67,9 @@ impl Gap {
     }
 
     /// The window recent search reads for this gap: from `overlap` before the
-    /// last data received, on whole seconds (X's granularity; `start_time` is
-    /// inclusive, `end_time` exclusive), to the second after the new connection.
+    /// last data received to a second or two after the new connection was
+    /// answered, on whole seconds (X's granularity; `start_time` is inclusive,
+    /// `end_time` exclusive).
     pub fn search_window(&self, overlap: Duration) -> Window {
         let overlap = TimeDelta::from_std(overlap).unwrap_or(TimeDelta::zero());
         let second = TimeDelta::seconds(1);
@@ -256,11 +257,26 @@ impl Tracker {
         from_ms(self.last_seen_ms.load(Ordering::Relaxed))
     }
 
-    /// Queues a window for recent search; one that overlaps the last queued
-    /// window (not yet started) is merged into it.
+    /// Queues a window for recent search. A window inside one already queued
+    /// is dropped, the part of it the window being read already covers is cut
+    /// off, and one that overlaps the last queued window (not yet started) is
+    /// merged into it, so no post is paid for twice by recovery alone.
     pub fn add_pending(&self, window: Window) {
+        let mut window = window;
         {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending
+                .iter()
+                .any(|queued| queued.start <= window.start && window.end <= queued.end)
+            {
+                return;
+            }
+            if let Some(first) = pending.first()
+                && window.start < first.end
+                && first.start <= window.start
+            {
+                window.start = first.end;
+            }
             let queued = pending.len();
             match pending.last_mut() {
                 Some(last) if queued > 1 && window.start <= last.end => {
@@ -480,6 +496,24 @@ mod tests {
         assert_eq!(again.next_pending(), Some(window));
         again.finish(&window);
         assert_eq!(again.next_pending(), None);
+
+        // Windows inside, overlapping or after the ones queued.
+        let window = |start: &str, end: &str| Window {
+            start: at(start),
+            end: at(end),
+        };
+        let queue = Tracker::from_saved(&SavedState::default());
+        queue.add_pending(window("2026-03-01T08:00:00Z", "2026-03-01T08:01:00Z"));
+        queue.add_pending(window("2026-03-01T08:00:10Z", "2026-03-01T08:00:50Z"));
+        queue.add_pending(window("2026-03-01T08:00:30Z", "2026-03-01T08:01:30Z"));
+        queue.add_pending(window("2026-03-01T08:01:20Z", "2026-03-01T08:02:00Z"));
+        assert_eq!(
+            queue.snapshot().pending,
+            [
+                window("2026-03-01T08:00:00Z", "2026-03-01T08:01:00Z"),
+                window("2026-03-01T08:01:00Z", "2026-03-01T08:02:00Z")
+            ]
+        );
 
         std::fs::write(&path, "{\"last_seen\": 12").unwrap();
         let error = load(&path).unwrap_err();

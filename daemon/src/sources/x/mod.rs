@@ -179,11 +179,13 @@ impl XSource {
         let saved = self.load_state();
         let tracker = Tracker::from_saved(&saved);
         let stop = cancel.child_token();
-        let saver = self
-            .config
-            .state_file
-            .clone()
-            .map(|path| tokio::spawn(gap::keep_saved(path, tracker.clone(), stop.clone())));
+        // The state is saved a last time after recovery stopped, so a window it
+        // did not finish stays in the file.
+        let saved_last = CancellationToken::new();
+        let saver =
+            self.config.state_file.clone().map(|path| {
+                tokio::spawn(gap::keep_saved(path, tracker.clone(), saved_last.clone()))
+            });
         let recovery = match self.config.gap_recovery {
             GapRecovery::Search => Some(tokio::spawn(
                 Recovery {
@@ -215,6 +217,7 @@ impl XSource {
         if let Some(recovery) = recovery {
             let _ = recovery.await;
         }
+        saved_last.cancel();
         if let Some(saver) = saver {
             let _ = saver.await;
         }
