@@ -1573,6 +1573,42 @@ mod opt_duration_ms {
 mod tests {
     use super::*;
 
+    #[test]
+    fn gap_recovery_keys_default_off_and_name_the_key_when_wrong() {
+        let text = |extra: &str| {
+            format!(
+                "[source.x]\nrules = [{{ value = \"cats\" }}]\n{extra}\n[sink.stdout]\n[dead_letter]\npath = \"d.jsonl\"\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tweetpipe.toml");
+        std::fs::write(&path, text("")).unwrap();
+        let x = Config::load(&path).unwrap().source.x.unwrap();
+        assert_eq!(x.gap_recovery, GapRecovery::Off);
+        assert_eq!(x.gap_overlap, Duration::from_secs(5));
+        if std::env::var_os("STATE_DIRECTORY").is_none() {
+            assert_eq!(x.state_file, Some(tidy(&dir.path().join("x-stream.json"))));
+        }
+        let x = Config::parse(
+            &text("gap_recovery = \"search\"\ngap_overlap_secs = 0\nstate_file = \"/var/lib/tweetpipe/x.json\""),
+            &path,
+        )
+        .unwrap()
+        .source
+        .x
+        .unwrap();
+        assert_eq!(x.gap_recovery, GapRecovery::Search);
+        assert_eq!(x.gap_overlap, Duration::ZERO);
+        for (bad, key) in [
+            ("gap_recovery = \"sometimes\"", "source.x.gap_recovery"),
+            ("gap_overlap_secs = 601", "source.x.gap_overlap_secs"),
+            ("backfill_minutes = 5", "unknown field `backfill_minutes`"),
+        ] {
+            let error = Config::parse(&text(bad), &path).unwrap_err().to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+    }
+
     /// `make run` summarised its sink as `config/../out/tweetpipe.db`.
     #[test]
     fn paths_lose_their_dir_dot_dot_pairs_but_not_through_a_symlink() {
