@@ -10,7 +10,7 @@
 //! from when to when the stream was away.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,7 +144,7 @@ pub struct SavedState {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(
-        "cannot read the X stream state {}: {source}; the time without the stream since the last run is unknown, so that gap is not recovered (the file is rewritten now)",
+        "cannot read the X stream state {}: {source}; the time without the stream since the last run is unknown, so that gap is not recovered (the file is rewritten)",
         path.display()
     )]
     Read {
@@ -153,7 +153,7 @@ pub enum StateError {
         source: std::io::Error,
     },
     #[error(
-        "the X stream state {} is not what tweetpipe writes ({message}); the time without the stream since the last run is unknown, so that gap is not recovered (the file is rewritten now)",
+        "the X stream state {} is not what tweetpipe writes ({message}); the time without the stream since the last run is unknown, so that gap is not recovered (the file is rewritten)",
         path.display()
     )]
     Corrupt { path: PathBuf, message: String },
@@ -220,7 +220,6 @@ pub struct Tracker {
     last_seen_ms: AtomicI64,
     last_post_ms: AtomicI64,
     pending: Mutex<Vec<Window>>,
-    pending_changed: AtomicBool,
     added: tokio::sync::Notify,
 }
 
@@ -286,7 +285,6 @@ impl Tracker {
                 _ => pending.push(window),
             }
         }
-        self.pending_changed.store(true, Ordering::Relaxed);
         self.added.notify_one();
     }
 
@@ -310,7 +308,6 @@ impl Tracker {
         if let Some(index) = pending.iter().position(|queued| queued == window) {
             pending.remove(index);
         }
-        self.pending_changed.store(true, Ordering::Relaxed);
     }
 
     /// Forgets every queued window; returns how many there were.
@@ -318,7 +315,6 @@ impl Tracker {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let count = pending.len();
         pending.clear();
-        self.pending_changed.store(true, Ordering::Relaxed);
         count
     }
 
