@@ -287,6 +287,14 @@ pub struct XSourceConfig {
         rename = "gap_overlap_secs"
     )]
     pub gap_overlap: Duration,
+    /// How old a gap's end must be before recent search reads it: X refuses
+    /// less than 10 s, and its search index may lag the stream a little.
+    #[serde(
+        default = "default_x_gap_search_delay",
+        with = "duration_secs",
+        rename = "gap_search_delay_secs"
+    )]
+    pub gap_search_delay: Duration,
     /// Where the time of the last post received (and unrecovered gaps) is kept
     /// across restarts; unset: `x-stream.json` in $STATE_DIRECTORY (systemd's
     /// StateDirectory=), else beside the config file.
@@ -368,6 +376,10 @@ fn default_x_stall_timeout() -> Duration {
 
 fn default_x_gap_overlap() -> Duration {
     Duration::from_secs(5)
+}
+
+fn default_x_gap_search_delay() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `[broker]`.
@@ -1509,6 +1521,15 @@ impl XSourceConfig {
                 "must be at least 1 (X sends a keep-alive every 20 s)".to_owned(),
             ));
         }
+        if self.gap_search_delay < Duration::from_secs(10) {
+            return Err((
+                "source.x.gap_search_delay_secs".to_owned(),
+                format!(
+                    "{} s is too soon: X refuses a recent search whose end_time is less than 10 s old; set at least 10 (default 30)",
+                    self.gap_search_delay.as_secs()
+                ),
+            ));
+        }
         if self.gap_overlap > Duration::from_secs(600) {
             return Err((
                 "source.x.gap_overlap_secs".to_owned(),
@@ -1586,6 +1607,7 @@ mod tests {
         let x = Config::load(&path).unwrap().source.x.unwrap();
         assert_eq!(x.gap_recovery, GapRecovery::Off);
         assert_eq!(x.gap_overlap, Duration::from_secs(5));
+        assert_eq!(x.gap_search_delay, Duration::from_secs(30));
         if std::env::var_os("STATE_DIRECTORY").is_none() {
             assert_eq!(x.state_file, Some(tidy(&dir.path().join("x-stream.json"))));
         }
@@ -1602,6 +1624,10 @@ mod tests {
         for (bad, key) in [
             ("gap_recovery = \"sometimes\"", "source.x.gap_recovery"),
             ("gap_overlap_secs = 601", "source.x.gap_overlap_secs"),
+            (
+                "gap_search_delay_secs = 5",
+                "source.x.gap_search_delay_secs",
+            ),
             ("backfill_minutes = 5", "unknown field `backfill_minutes`"),
         ] {
             let error = Config::parse(&text(bad), &path).unwrap_err().to_string();

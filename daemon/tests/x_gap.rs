@@ -53,6 +53,8 @@ fn write_config(dir: &Path, fake: &FakeX, gap_recovery: &str) -> PathBuf {
 api_base = "{}"
 rules = [{{ value = "covid", tag = "covid" }}]
 gap_recovery = "{gap_recovery}"
+# X's minimum, so the tests wait 10 s rather than 30 for each gap.
+gap_search_delay_secs = 10
 state_file = "state/x-stream.json"
 
 [batch]

@@ -196,6 +196,7 @@ impl XSource {
                     status: self.status.clone(),
                     tracker: tracker.clone(),
                     cancel: stop.clone(),
+                    delay: self.config.gap_search_delay,
                 }
                 .run(),
             )),

@@ -3,8 +3,10 @@
 //! published like streamed ones.
 //!
 //! It runs in its own task beside the live stream, never in its way: X wants a
-//! search's `end_time` at least 10 s in the past, so searching before
-//! reconnecting would keep the stream down (and open a new gap) for that long.
+//! search's `end_time` at least 10 s in the past (and `gap_search_delay_secs`,
+//! 30 s by default, gives its index time to hold the newest posts), so searching
+//! before reconnecting would keep the stream down (and open a new gap) for that
+//! long.
 //! Each post is published as a stream message of its own (`data`, the
 //! `includes` it refers to, and `matching_rules` with every rule whose search
 //! returned it), so decoding, plugins and sinks see no difference; duplicates of
@@ -37,8 +39,9 @@ use crate::stats::Stats;
 
 /// The recent-search endpoint.
 pub const SEARCH_PATH: &str = "/2/tweets/search/recent";
-/// X refuses an `end_time` less than this far before the request.
-pub const SEARCH_LAG: Duration = Duration::from_secs(10);
+/// X refuses an `end_time` less than this far before the request
+/// (`source.x.gap_search_delay_secs` may not be lower).
+pub const MIN_SEARCH_DELAY: Duration = Duration::from_secs(10);
 /// Posts per page (X's maximum).
 const PAGE_SIZE: &str = "100";
 /// Tries of one request before its rule's part of the window is given up.
@@ -155,6 +158,8 @@ pub struct Recovery {
     pub status: Arc<ConnectionStatus>,
     pub tracker: Arc<Tracker>,
     pub cancel: CancellationToken,
+    /// How old a gap's end must be before it is searched (X's index catching up).
+    pub delay: Duration,
 }
 
 /// A window's progress, for its closing log line.
@@ -214,8 +219,10 @@ impl Recovery {
     /// Reads one window; `None` when stopped before the end.
     async fn recover(&self, window: Window, budget: &mut Budget) -> Option<Tally> {
         let mut tally = Tally::default();
-        // X refuses an end_time less than SEARCH_LAG before the request.
-        let ready_at = window.end + chrono::TimeDelta::from_std(SEARCH_LAG).unwrap_or_default();
+        // X refuses an end_time less than 10 s before the request, and its
+        // index may not hold the newest posts yet.
+        let delay = self.delay.max(MIN_SEARCH_DELAY);
+        let ready_at = window.end + chrono::TimeDelta::from_std(delay).unwrap_or_default();
         if let Ok(wait) = (ready_at - Utc::now()).to_std()
             && !self.sleep(wait + Duration::from_millis(200)).await
         {
