@@ -399,6 +399,61 @@ pub struct BrokerConfig {
     /// `[broker.pubsub]`: required when `kind = "pubsub"`.
     #[serde(default)]
     pub pubsub: Option<PubsubConfig>,
+    /// `[broker.spool]`: the embedded broker's messages on disk until settled.
+    #[serde(default)]
+    pub spool: SpoolConfig,
+}
+
+/// `[broker.spool]`: with `kind = "embedded"`, every message is on disk from
+/// publish until it is committed or dead-lettered, and a restart delivers what
+/// was left first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Off: the embedded broker is an in-memory queue only (a crash loses what it holds).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The spool's directory; unset: `spool` in $STATE_DIRECTORY (systemd's
+    /// StateDirectory=), else beside the config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Bytes of unsettled messages the spool holds before `when_full` applies.
+    #[serde(default = "default_spool_max_bytes")]
+    pub max_bytes: u64,
+    /// What publishing does when the spool holds `max_bytes`.
+    #[serde(default)]
+    pub when_full: WhenFull,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            enabled: true,
+            path: None,
+            max_bytes: default_spool_max_bytes(),
+            when_full: WhenFull::default(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1024 * 1024 * 1024
+}
+
+/// `broker.spool.when_full`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WhenFull {
+    /// The source waits until settled messages make room (backpressure).
+    #[default]
+    Block,
+    /// The new message is not kept: logged and counted in
+    /// `tweetpipe_spool_dropped_total`, and the source reads on.
+    Drop,
 }
 
 impl Default for BrokerConfig {
@@ -409,6 +464,7 @@ impl Default for BrokerConfig {
             max_deliveries: default_max_deliveries(),
             roles: default_roles(),
             pubsub: None,
+            spool: SpoolConfig::default(),
         }
     }
 }
@@ -608,6 +664,16 @@ fn default_capacity() -> usize {
 
 fn default_max_deliveries() -> u32 {
     5
+}
+
+/// Where state lives: $STATE_DIRECTORY (systemd's StateDirectory=; the first
+/// of several), else `base` (the config file's directory).
+fn state_dir(base: &Path) -> PathBuf {
+    std::env::var("STATE_DIRECTORY")
+        .ok()
+        .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(|| base.to_owned())
 }
 
 /// The broker implementation.
@@ -1211,6 +1277,15 @@ impl Config {
                 "must be at least 1 (milliseconds the drain may take after SIGTERM)".to_owned(),
             ));
         }
+        if self.broker.spool.max_bytes < 65536 {
+            return Err(invalid(
+                "broker.spool.max_bytes",
+                format!(
+                    "{} is too small to hold a burst of posts; set at least 65536 (the default is 1073741824, 1 GiB)",
+                    self.broker.spool.max_bytes
+                ),
+            ));
+        }
         if self.broker.capacity == 0 {
             return Err(invalid("broker.capacity", "must be at least 1".to_owned()));
         }
@@ -1328,6 +1403,15 @@ impl Config {
         }
     }
 
+    /// The spool's directory (set for every loaded config; `spool` under `base` if not).
+    pub fn spool_dir(&self) -> PathBuf {
+        self.broker
+            .spool
+            .path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("spool"))
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |path: &mut PathBuf| {
             if path.is_relative() && path.as_os_str() != "-" {
@@ -1375,6 +1459,10 @@ impl Config {
             // systemd may list several directories, separated by colons.
             let dir = state_directory.unwrap_or_else(|| base.to_owned());
             dashboard.state_file = Some(dir.join("dashboard.json"));
+        }
+        match &mut self.broker.spool.path {
+            Some(path) => resolve(path),
+            None => self.broker.spool.path = Some(state_dir(base).join("spool")),
         }
         if let Some(jsonl) = &mut self.sink.jsonl {
             resolve(&mut jsonl.dir);

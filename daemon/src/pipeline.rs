@@ -43,6 +43,8 @@ pub enum PipelineError {
     Config(String),
     #[error(transparent)]
     Pubsub(#[from] crate::broker::pubsub::PubsubError),
+    #[error(transparent)]
+    Spool(#[from] crate::broker::spool::SpoolError),
     #[error("a pipeline task failed: {0}")]
     Task(String),
 }
@@ -184,7 +186,7 @@ pub async fn run_switched(
     let mut first_runner = Some(chain.instantiate()?);
 
     let cancel = CancellationToken::new();
-    let built = build_broker(config, &stats, &cancel).await?;
+    let built = build_broker(config, &stats, &cancel, &metrics).await?;
     let broker_control = built.embedded.clone();
     let closer = built.embedded;
     let pubsub_control = built.pubsub;
@@ -328,6 +330,10 @@ pub async fn run_switched(
     }
     cancel.cancel();
     let _ = watcher.await;
+    if let Some(control) = &broker_control {
+        // The last settles reach the disk before the run ends.
+        control.close_spool().await;
+    }
     metrics.pipeline_stopped();
 
     let abandoned = broker_control.map_or(0, |control| control.abandoned());
@@ -399,10 +405,30 @@ async fn build_broker(
     config: &Config,
     stats: &Arc<Stats>,
     cancel: &CancellationToken,
+    metrics: &Metrics,
 ) -> Result<BuiltBroker, PipelineError> {
     match (config.broker.kind, &config.broker.pubsub) {
         (BrokerKind::Embedded, _) => {
-            let (publisher, subscriber) = broker::embedded(config.broker.capacity, stats.clone());
+            let spool = &config.broker.spool;
+            let (publisher, subscriber) = if spool.enabled {
+                let options = broker::spool::SpoolOptions {
+                    dir: config.spool_dir(),
+                    max_bytes: spool.max_bytes,
+                    when_full: spool.when_full,
+                };
+                let status = metrics.spool_status();
+                let (capacity, stats) = (config.broker.capacity, stats.clone());
+                // Opening checks (and may repair) the file: off the runtime's threads.
+                let opened = tokio::task::spawn_blocking(move || {
+                    broker::embedded_spooled(capacity, stats, &options, status)
+                })
+                .await
+                .map_err(|error| PipelineError::Task(error.to_string()))??;
+                metrics.spool_active();
+                opened
+            } else {
+                broker::embedded(config.broker.capacity, stats.clone())
+            };
             Ok(BuiltBroker {
                 publisher: Some(Publisher::Embedded(publisher)),
                 embedded: Some(subscriber.closer()),

@@ -5,6 +5,11 @@
 //! message is queued again after a short delay. Once the queue is closing (the
 //! pipeline is shutting down), nacked messages are released and counted as
 //! abandoned; their source still holds them (a replay file is simply run again).
+//!
+//! With a [`spool`](super::spool) ([`embedded_spooled`]), a message is published
+//! to disk, delivered from there once committed and removed when settled: then
+//! `capacity` bounds only what is in memory, the spool's `max_bytes` what waits
+//! on disk, and an abandoned message is delivered again by the next run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +17,9 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::spool::{
+    self, Appended, Forward, Settler, SpoolCloser, SpoolOptions, SpoolStatus, SpoolWriter, Spooled,
+};
 use super::{AckToken, Acker, BrokerClosed, Delivery};
 use crate::stats::Stats;
 
@@ -23,6 +31,8 @@ struct Envelope {
     /// Every queued or unsettled message keeps the queue open, so a nack can
     /// always put it back; the stream ends once none is left.
     requeue: mpsc::UnboundedSender<Envelope>,
+    /// The message's place in the spool (id, payload bytes), removed when acked.
+    spooled: Option<(i64, Settler)>,
 }
 
 #[derive(Debug, Default)]
@@ -38,21 +48,116 @@ pub fn embedded(capacity: usize, stats: Arc<Stats>) -> (EmbeddedPublisher, Embed
     let shared = Arc::new(Shared::default());
     (
         EmbeddedPublisher {
-            tx: tx.clone(),
+            tx: Some(tx.clone()),
             permits,
+            spool: None,
             stats: stats.clone(),
         },
-        EmbeddedSubscriber { rx, shared, stats },
+        EmbeddedSubscriber {
+            rx,
+            shared,
+            stats,
+            spool: None,
+        },
     )
+}
+
+/// Creates an embedded queue in front of the durable spool in `options.dir`:
+/// what the spool holds from a previous run is delivered first.
+pub fn embedded_spooled(
+    capacity: usize,
+    stats: Arc<Stats>,
+    options: &SpoolOptions,
+    status: Arc<SpoolStatus>,
+) -> Result<(EmbeddedPublisher, EmbeddedSubscriber), spool::SpoolError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(capacity));
+    let forward_permits = permits.clone();
+    let (writer, closer) = spool::start(
+        options,
+        move |settler| {
+            Box::new(QueueForward {
+                tx,
+                permits: forward_permits,
+                settler,
+            })
+        },
+        status,
+    )?;
+    let shared = Arc::new(Shared::default());
+    Ok((
+        EmbeddedPublisher {
+            tx: None,
+            permits,
+            spool: Some(Arc::new(PublisherSpool { writer })),
+            stats: stats.clone(),
+        },
+        EmbeddedSubscriber {
+            rx,
+            shared,
+            stats,
+            spool: Some(Arc::new(closer)),
+        },
+    ))
+}
+
+/// Hands the spool's committed messages to the in-memory queue.
+struct QueueForward {
+    tx: mpsc::UnboundedSender<Envelope>,
+    permits: Arc<Semaphore>,
+    settler: Settler,
+}
+
+impl Forward for QueueForward {
+    fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    fn free_slots(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    fn forward(&self, message: Spooled, slot: OwnedSemaphorePermit) {
+        let _ = self.tx.send(Envelope {
+            payload: message.payload,
+            attempt: 1,
+            last_error: None,
+            permit: slot,
+            requeue: self.tx.clone(),
+            spooled: Some((message.id, self.settler.clone())),
+        });
+    }
+}
+
+/// The spool's writer, shared by a publisher and its clones: when the last one
+/// is dropped, the spool is told, so the queue can end.
+struct PublisherSpool {
+    writer: SpoolWriter,
+}
+
+impl Drop for PublisherSpool {
+    fn drop(&mut self) {
+        self.writer.publishers_gone();
+    }
 }
 
 /// The ingest side of the embedded queue. Dropping every publisher (and settling
 /// every delivery) ends the subscriber's stream.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmbeddedPublisher {
-    tx: mpsc::UnboundedSender<Envelope>,
+    /// The in-memory queue; `None` when messages go through the spool.
+    tx: Option<mpsc::UnboundedSender<Envelope>>,
     permits: Arc<Semaphore>,
+    spool: Option<Arc<PublisherSpool>>,
     stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for EmbeddedPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedPublisher")
+            .field("spooled", &self.spool.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Envelope {
@@ -64,23 +169,35 @@ impl std::fmt::Debug for Envelope {
 }
 
 impl EmbeddedPublisher {
-    /// Queues a message, waiting while the queue is full.
+    /// Queues a message, waiting while the queue is full; with a spool, hands it
+    /// to the spool's writer, waiting while the spool is full.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        if let Some(spool) = &self.spool {
+            match spool.writer.append(payload).await {
+                Ok(Appended::Queued) => Stats::add(&self.stats.published, 1),
+                Ok(Appended::Dropped) => {}
+                Err(_) => return Err(BrokerClosed),
+            }
+            return Ok(());
+        }
+        let Some(tx) = &self.tx else {
+            return Err(BrokerClosed);
+        };
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| BrokerClosed)?;
-        self.tx
-            .send(Envelope {
-                payload,
-                attempt: 1,
-                last_error: None,
-                permit,
-                requeue: self.tx.clone(),
-            })
-            .map_err(|_| BrokerClosed)?;
+        tx.send(Envelope {
+            payload,
+            attempt: 1,
+            last_error: None,
+            permit,
+            requeue: tx.clone(),
+            spooled: None,
+        })
+        .map_err(|_| BrokerClosed)?;
         Stats::add(&self.stats.published, 1);
         Ok(())
     }
@@ -92,6 +209,7 @@ pub struct EmbeddedSubscriber {
     rx: mpsc::UnboundedReceiver<Envelope>,
     shared: Arc<Shared>,
     stats: Arc<Stats>,
+    spool: Option<Arc<SpoolCloser>>,
 }
 
 impl EmbeddedSubscriber {
@@ -113,6 +231,7 @@ impl EmbeddedSubscriber {
             last_error,
             permit,
             requeue,
+            spooled,
         } = envelope;
         Delivery {
             payload: payload.clone(),
@@ -125,6 +244,7 @@ impl EmbeddedSubscriber {
                     attempt,
                     permit,
                     requeue,
+                    spooled,
                     shared: self.shared.clone(),
                 }),
                 self.stats.clone(),
@@ -141,6 +261,7 @@ impl EmbeddedSubscriber {
     pub fn closer(&self) -> EmbeddedCloser {
         EmbeddedCloser {
             shared: self.shared.clone(),
+            spool: self.spool.clone(),
         }
     }
 
@@ -154,9 +275,18 @@ impl EmbeddedSubscriber {
 #[derive(Debug, Clone)]
 pub struct EmbeddedCloser {
     shared: Arc<Shared>,
+    spool: Option<Arc<SpoolCloser>>,
 }
 
 impl EmbeddedCloser {
+    /// Once the pipeline has stopped: commits the spool's last settles and stops
+    /// its writer (nothing when there is no spool).
+    pub async fn close_spool(&self) {
+        if let Some(spool) = &self.spool {
+            spool.close().await;
+        }
+    }
+
     pub fn close(&self) {
         self.shared.closing.store(true, Ordering::SeqCst);
     }
@@ -172,6 +302,7 @@ struct EmbeddedAcker {
     attempt: u32,
     permit: OwnedSemaphorePermit,
     requeue: mpsc::UnboundedSender<Envelope>,
+    spooled: Option<(i64, Settler)>,
     shared: Arc<Shared>,
 }
 
@@ -182,7 +313,18 @@ fn redelivery_delay(attempt: u32) -> Duration {
 
 impl Acker for EmbeddedAcker {
     fn ack(self: Box<Self>) {
-        // Dropping the permit frees a slot for the source.
+        let EmbeddedAcker {
+            payload,
+            permit,
+            spooled,
+            ..
+        } = *self;
+        // Dropping the permit frees a slot for the source (or the spool's backlog),
+        // before the settle wakes the spool's writer.
+        drop(permit);
+        if let Some((id, settler)) = spooled {
+            settler.settle(id, payload.len() as u64);
+        }
     }
 
     fn nack(self: Box<Self>, reason: &str) {
@@ -191,6 +333,7 @@ impl Acker for EmbeddedAcker {
             attempt,
             permit,
             requeue,
+            spooled,
             shared,
         } = *self;
         let (false, Ok(handle)) = (
@@ -206,6 +349,7 @@ impl Acker for EmbeddedAcker {
             last_error: Some(reason.to_owned()),
             permit,
             requeue: requeue.clone(),
+            spooled,
         };
         let delay = redelivery_delay(attempt);
         handle.spawn(async move {
@@ -293,5 +437,96 @@ mod tests {
         delivery.token.nack("shutting down");
         assert!(subscriber.recv_many(1).await.is_empty());
         assert_eq!(subscriber.abandoned(), 1);
+    }
+
+    fn spool_options(dir: &std::path::Path, max_bytes: u64) -> SpoolOptions {
+        SpoolOptions {
+            dir: dir.to_owned(),
+            max_bytes,
+            when_full: crate::config::WhenFull::Block,
+        }
+    }
+
+    #[tokio::test]
+    async fn unsettled_messages_are_delivered_first_after_a_restart_and_settled_ones_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = spool_options(dir.path(), 1 << 30);
+        let stats = Arc::new(Stats::default());
+        {
+            let status = Arc::new(SpoolStatus::default());
+            let (publisher, mut subscriber) =
+                embedded_spooled(3, stats.clone(), &options, status.clone()).unwrap();
+            let closer = subscriber.closer();
+            for n in 0..10 {
+                publisher.publish(format!("m{n}").into()).await.unwrap();
+            }
+            // Only 3 fit in memory; the rest wait on disk and follow as slots free up.
+            let mut seen = Vec::new();
+            while seen.len() < 4 {
+                for delivery in subscriber.recv_many(10).await {
+                    seen.push(delivery.payload.to_string());
+                    delivery.token.ack();
+                }
+            }
+            assert_eq!(seen[..4], ["m0", "m1", "m2", "m3"]);
+            // What is delivered now but never settled stays on disk.
+            let held = subscriber.recv_many(10).await;
+            assert!(!held.is_empty());
+            subscriber.close();
+            std::mem::forget(held);
+            closer.close_spool().await;
+            drop(publisher);
+        }
+        let status = Arc::new(SpoolStatus::default());
+        let (publisher, mut subscriber) =
+            embedded_spooled(100, stats, &options, status.clone()).unwrap();
+        assert_eq!(status.messages.load(Ordering::Relaxed), 6);
+        publisher.publish("new".into()).await.unwrap();
+        drop(publisher);
+        let mut seen = Vec::new();
+        loop {
+            let deliveries = subscriber.recv_many(100).await;
+            if deliveries.is_empty() {
+                break;
+            }
+            for delivery in deliveries {
+                seen.push(delivery.payload.to_string());
+                delivery.token.ack();
+            }
+        }
+        assert_eq!(seen, ["m4", "m5", "m6", "m7", "m8", "m9", "new"]);
+        subscriber.closer().close_spool().await;
+        assert_eq!(status.messages.load(Ordering::Relaxed), 0);
+        assert_eq!(status.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_blocks_the_publisher_until_messages_are_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = spool_options(dir.path(), 100);
+        let status = Arc::new(SpoolStatus::default());
+        let (publisher, mut subscriber) =
+            embedded_spooled(100, Arc::new(Stats::default()), &options, status).unwrap();
+        let payload: Arc<str> = "x".repeat(40).into();
+        publisher.publish(payload.clone()).await.unwrap();
+        publisher.publish(payload.clone()).await.unwrap();
+        let blocked = tokio::time::timeout(
+            Duration::from_millis(300),
+            publisher.publish(payload.clone()),
+        )
+        .await;
+        assert!(
+            blocked.is_err(),
+            "80 of 100 bytes held: a third 40 must wait"
+        );
+        let first = subscriber.recv_many(1).await.pop().unwrap();
+        first.token.ack();
+        tokio::time::timeout(Duration::from_secs(5), publisher.publish(payload))
+            .await
+            .expect("a settled message makes room")
+            .unwrap();
+        drop(publisher);
+        subscriber.close();
+        subscriber.closer().close_spool().await;
     }
 }

@@ -12,8 +12,9 @@ use crate::stats::Stats;
 
 pub mod embedded;
 pub mod pubsub;
+pub mod spool;
 
-pub use embedded::{EmbeddedPublisher, EmbeddedSubscriber, embedded};
+pub use embedded::{EmbeddedPublisher, EmbeddedSubscriber, embedded, embedded_spooled};
 pub use pubsub::{PubsubControl, PubsubPublisher, PubsubSubscriber};
 
 /// Settles one delivery with the broker it came from.

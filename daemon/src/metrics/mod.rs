@@ -144,6 +144,9 @@ struct Shared {
     plugin_versions: Mutex<HashMap<String, PluginInfoLabels>>,
     /// Set once when the dashboard runs.
     commits: OnceLock<Arc<dyn CommitObserver>>,
+    /// The embedded broker's spool, reported once it is open.
+    spool: Arc<crate::broker::spool::SpoolStatus>,
+    spool_active: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -414,6 +417,16 @@ impl Metrics {
     /// The pipeline has drained and stopped.
     pub fn pipeline_stopped(&self) {
         self.shared.running.store(false, Ordering::Relaxed);
+    }
+
+    /// What the spool holds; the broker counts into it.
+    pub fn spool_status(&self) -> Arc<crate::broker::spool::SpoolStatus> {
+        self.shared.spool.clone()
+    }
+
+    /// The spool is open: report its series from now on.
+    pub fn spool_active(&self) {
+        self.shared.spool_active.store(true, Ordering::Relaxed);
     }
 
     /// Reports `depth()` as `tweetpipe_queue_depth{stage}` at every scrape.
@@ -995,6 +1008,40 @@ impl Collector for PipelineCollector {
             "1 while the sink's last write succeeded.",
             &[(sink, i64::from(sink_up))],
         )?;
+        if shared.spool_active.load(Ordering::Relaxed) {
+            let spool = &shared.spool;
+            gauge(
+                &mut encoder,
+                "spool_messages",
+                "Messages on disk in the embedded broker's spool, not yet committed or dead-lettered.",
+                &[(&[], spool.messages.load(Ordering::Relaxed) as i64)],
+            )?;
+            gauge(
+                &mut encoder,
+                "spool_bytes",
+                "Payload bytes of the messages in the spool (broker.spool.max_bytes bounds it).",
+                &[(&[], spool.bytes.load(Ordering::Relaxed) as i64)],
+            )?;
+            let metric = encoder.encode_descriptor(
+                "spool_oldest_message_age_seconds",
+                "How long the oldest message in the spool has waited (0 when it is empty).",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(spool.oldest_age_seconds()).encode(metric)?;
+            counter(
+                &mut encoder,
+                "spool_dropped",
+                "Messages not kept because the spool was full (broker.spool.when_full = \"drop\").",
+                &[(&[], spool.dropped.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut encoder,
+                "spool_lost_at_open",
+                "Messages of a damaged spool file that could not be read when it was opened.",
+                &[(&[], spool.lost_at_open.load(Ordering::Relaxed))],
+            )?;
+        }
         let mut depths: Vec<(&'static str, u64)> = vec![
             ("broker", stats.published.saturating_sub(stats.acked)),
             ("batch", shared.open_batch.load(Ordering::Relaxed)),

@@ -180,6 +180,10 @@ struct State {
     rule_requests: Vec<String>,
     keepalive: Duration,
     live: Option<LiveState>,
+    /// A wait before each script line (none: as fast as the client reads).
+    pace: Option<Duration>,
+    /// Each whole line delivered: (connection, script index, when).
+    deliveries: Vec<(usize, usize, Instant)>,
 }
 
 /// The fake X API; it stops when dropped.
@@ -318,6 +322,17 @@ impl FakeX {
     /// How often a held connection gets a keep-alive (X: about every 20 s; 10 s here).
     pub fn set_keepalive(&self, every: Duration) {
         self.state.lock().unwrap().keepalive = every;
+    }
+
+    /// Streams one script line per `every` (X's pace for a given volume).
+    pub fn set_pace(&self, every: Duration) {
+        self.state.lock().unwrap().pace = Some(every);
+    }
+
+    /// Every whole line delivered, in order: (connection, script index, when
+    /// the fake handed it to the connection).
+    pub fn deliveries(&self) -> Vec<(usize, usize, Instant)> {
+        self.state.lock().unwrap().deliveries.clone()
     }
 
     /// Replaces the rules stored on the fake.
@@ -620,7 +635,14 @@ async fn feed(state: Arc<Mutex<State>>, serve: Serve, connection: usize, tx: Fra
     if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
         return;
     }
+    let pace = state.lock().unwrap().pace;
+    let mut due = Instant::now();
     for _ in 0..serve.lines {
+        if let Some(pace) = pace {
+            // On a fixed schedule, so timer slack does not slow the pace.
+            due += pace;
+            tokio::time::sleep_until(due).await;
+        }
         let next = {
             let state = state.lock().unwrap();
             state
@@ -646,6 +668,7 @@ async fn feed(state: Arc<Mutex<State>>, serve: Serve, connection: usize, tx: Fra
             let mut state = state.lock().unwrap();
             state.cursor = index + 1;
             state.delivered.push(index);
+            state.deliveries.push((connection, index, Instant::now()));
         }
         if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
             return;

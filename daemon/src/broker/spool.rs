@@ -1,0 +1,987 @@
+//! The durable spool: the embedded broker's messages on disk from publish until settled.
+//!
+//! One SQLite database in WAL mode (`spool.db` in the spool directory) holds
+//! every unsettled message. A single writer thread owns it: it takes every
+//! operation waiting (appends from the sources, settles from acks), applies them
+//! in one transaction and commits once, so many messages share one `fdatasync`
+//! (group commit). `synchronous = FULL` makes that commit sync the WAL: with
+//! `NORMAL` a WAL commit is only written, not synced, and a power cut may roll it
+//! back; a post X will not send again must survive that.
+//!
+//! A message reaches the process stage only after its commit, so nothing is
+//! settled that is not on disk. Delivery is from memory while the in-memory
+//! queue (`broker.capacity`) has room; when it is full, or after a restart with
+//! messages left over, the writer reads them back from disk in id order as
+//! room frees up, so a backlog never sits in memory and old messages go first.
+//!
+//! A publisher moves on once its message is handed to the writer; at most
+//! [`MAX_UNSYNCED`] messages are waiting for their commit at any time (in practice
+//! those of the commit in progress, a few milliseconds' worth), so the sources
+//! keep reading while a commit syncs instead of leaving posts in socket buffers.
+//!
+//! A damaged database (a power cut that tore a page, a truncated or overwritten
+//! file) is found at open by SQLite's `quick_check`; the messages that can still
+//! be read are kept, the damaged file is moved aside as `spool.corrupt-<time>.db`
+//! and the log says what could not be read. The daemon then starts: never a
+//! crash loop.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::WhenFull;
+
+/// Messages handed to the writer and not yet committed, at most.
+pub const MAX_UNSYNCED: usize = 4096;
+/// Operations applied in one transaction, at most.
+const MAX_BATCH_OPS: usize = 16 * 1024;
+/// Bytes of appended payload in one transaction, at most.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Messages read back from disk at a time.
+const LOAD_PAGE: usize = 1024;
+/// The database file in the spool directory.
+pub const SPOOL_FILE: &str = "spool.db";
+
+/// Why the spool could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(
+        "spool: cannot create the directory {path}: {source} (set broker.spool.path to a writable directory)"
+    )]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "spool: cannot open {path}: {source} (check that broker.spool.path is writable by the service user)"
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("spool: cannot move the damaged {path} aside: {source}")]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("spool: the writer thread could not start: {0}")]
+    Thread(std::io::Error),
+}
+
+/// How the spool is opened.
+#[derive(Debug, Clone)]
+pub struct SpoolOptions {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub when_full: WhenFull,
+}
+
+/// What the spool holds, read by the metrics at scrape time.
+#[derive(Debug, Default)]
+pub struct SpoolStatus {
+    /// Unsettled messages on disk.
+    pub messages: AtomicU64,
+    /// Their payload bytes.
+    pub bytes: AtomicU64,
+    /// When the oldest unsettled message was appended (ms since the epoch; 0: none).
+    pub oldest_ms: AtomicU64,
+    /// Messages not kept because the spool was full (`when_full = "drop"`).
+    pub dropped: AtomicU64,
+    /// Messages found at open (left by the previous run).
+    pub recovered: AtomicU64,
+    /// Messages of a damaged file that could not be read at open.
+    pub lost_at_open: AtomicU64,
+}
+
+impl SpoolStatus {
+    /// Seconds since the oldest unsettled message was appended (0 when empty).
+    pub fn oldest_age_seconds(&self) -> f64 {
+        match self.oldest_ms.load(Ordering::Relaxed) {
+            0 => 0.0,
+            oldest => (now_ms().saturating_sub(oldest)) as f64 / 1000.0,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// A message read back or committed, ready for the in-memory queue.
+pub(super) struct Spooled {
+    pub id: i64,
+    pub payload: Arc<str>,
+}
+
+/// Where the writer hands committed messages: the embedded queue.
+pub(super) trait Forward: Send + 'static {
+    /// Takes a slot in the in-memory queue, if one is free.
+    fn try_slot(&self) -> Option<OwnedSemaphorePermit>;
+    /// Free slots now.
+    fn free_slots(&self) -> usize;
+    /// Queues `message` in the slot `slot`.
+    fn forward(&self, message: Spooled, slot: OwnedSemaphorePermit);
+}
+
+pub(super) enum Op {
+    Append {
+        payload: Arc<str>,
+        /// Released at the commit: bounds the messages waiting for one.
+        _unsynced: OwnedSemaphorePermit,
+    },
+    Settle {
+        id: i64,
+        len: u64,
+    },
+    /// Every publisher is gone: once the backlog is queued, the queue may end.
+    PublishersGone,
+    /// Commit what is waiting and stop.
+    Shutdown(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The publishing side of the spool; cheap to clone.
+#[derive(Clone)]
+pub(super) struct SpoolWriter {
+    ops: std_mpsc::Sender<Op>,
+    unsynced: Arc<Semaphore>,
+    room: Arc<Room>,
+    when_full: WhenFull,
+    status: Arc<SpoolStatus>,
+}
+
+impl std::fmt::Debug for SpoolWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolWriter").finish_non_exhaustive()
+    }
+}
+
+/// The bytes budget (`max_bytes`) and the wake-up of publishers waiting for it.
+#[derive(Debug)]
+struct Room {
+    max_bytes: u64,
+    used: AtomicU64,
+    freed: Notify,
+    /// When the last "spool is full" line was logged (rate limit).
+    warned: Mutex<Option<Instant>>,
+}
+
+impl Room {
+    /// Takes `len` bytes if they fit (a message alone always fits).
+    fn try_take(&self, len: u64) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            if used != 0 && used.saturating_add(len) > self.max_bytes {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + len,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn give_back(&self, len: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(len))
+            });
+        self.freed.notify_waiters();
+    }
+
+    fn warn_full(&self, what: &str) {
+        let Ok(mut warned) = self.warned.lock() else {
+            return;
+        };
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(10)) {
+            *warned = Some(Instant::now());
+            log::warn!(
+                "spool: full ({} bytes of broker.spool.max_bytes = {} hold unsettled messages); {what}",
+                self.used.load(Ordering::Relaxed),
+                self.max_bytes
+            );
+        }
+    }
+}
+
+/// What [`SpoolWriter::append`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Appended {
+    Queued,
+    /// The spool was full and `when_full = "drop"`.
+    Dropped,
+}
+
+/// The writer thread is gone.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WriterGone;
+
+impl SpoolWriter {
+    /// Hands `payload` to the writer, waiting while the spool is full (`block`)
+    /// or while [`MAX_UNSYNCED`] messages wait for their commit.
+    pub async fn append(&self, payload: Arc<str>) -> Result<Appended, WriterGone> {
+        let len = payload.len() as u64;
+        loop {
+            let freed = self.room.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.room.try_take(len) {
+                break;
+            }
+            match self.when_full {
+                WhenFull::Drop => {
+                    self.status.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.room
+                        .warn_full("dropping new messages (when_full = \"drop\")");
+                    return Ok(Appended::Dropped);
+                }
+                WhenFull::Block => {
+                    self.room.warn_full(
+                        "the source waits until messages are committed (when_full = \"block\")",
+                    );
+                    freed.await;
+                }
+            }
+        }
+        let unsynced = match self.unsynced.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => {
+                self.room.give_back(len);
+                return Err(WriterGone);
+            }
+        };
+        self.ops
+            .send(Op::Append {
+                payload,
+                _unsynced: unsynced,
+            })
+            .map_err(|_| {
+                self.room.give_back(len);
+                WriterGone
+            })?;
+        Ok(Appended::Queued)
+    }
+
+    /// Tells the writer no publisher is left.
+    pub fn publishers_gone(&self) {
+        let _ = self.ops.send(Op::PublishersGone);
+    }
+}
+
+/// Removes settled messages from the spool.
+#[derive(Clone)]
+pub(super) struct Settler {
+    ops: std_mpsc::Sender<Op>,
+}
+
+impl Settler {
+    /// Message `id` (of `len` payload bytes) is committed or dead-lettered.
+    pub fn settle(&self, id: i64, len: u64) {
+        // After shutdown the message simply stays for the next run.
+        let _ = self.ops.send(Op::Settle { id, len });
+    }
+}
+
+/// Stops the writer thread once everything waiting is committed.
+#[derive(Debug)]
+pub struct SpoolCloser {
+    ops: std_mpsc::Sender<Op>,
+    closed: AtomicBool,
+}
+
+impl SpoolCloser {
+    /// Commits what is waiting (the last settles) and stops the writer.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (done, finished) = tokio::sync::oneshot::channel();
+        if self.ops.send(Op::Shutdown(done)).is_ok() {
+            let _ = finished.await;
+        }
+    }
+}
+
+/// Opens (creating or repairing) the spool in `options.dir` and starts its
+/// writer thread, which hands committed messages to `forward`.
+pub(super) fn start(
+    options: &SpoolOptions,
+    forward: impl FnOnce(Settler) -> Box<dyn Forward>,
+    status: Arc<SpoolStatus>,
+) -> Result<(SpoolWriter, SpoolCloser), SpoolError> {
+    let opened = open(&options.dir)?;
+    status.messages.store(opened.messages, Ordering::Relaxed);
+    status.bytes.store(opened.bytes, Ordering::Relaxed);
+    status.oldest_ms.store(opened.oldest_ms, Ordering::Relaxed);
+    status.recovered.store(opened.messages, Ordering::Relaxed);
+    status.lost_at_open.store(opened.lost, Ordering::Relaxed);
+    if opened.messages > 0 {
+        log::info!(
+            "spool: {} messages ({} bytes) left unsettled by the previous run are delivered first",
+            opened.messages,
+            opened.bytes
+        );
+    }
+    let (ops, inbox) = std_mpsc::channel();
+    let forward = forward(Settler { ops: ops.clone() });
+    let unsynced = Arc::new(Semaphore::new(MAX_UNSYNCED));
+    let room = Arc::new(Room {
+        max_bytes: options.max_bytes,
+        used: AtomicU64::new(opened.bytes),
+        freed: Notify::new(),
+        warned: Mutex::new(None),
+    });
+    let writer = Writer {
+        db: opened.db,
+        inbox,
+        forward: Some(forward),
+        next_id: opened.next_id,
+        // Left over messages are read back from disk first.
+        disk_from: (opened.messages > 0).then_some(opened.first_id),
+        publishers_gone: false,
+        status: status.clone(),
+        room: room.clone(),
+        unsynced: unsynced.clone(),
+        oldest_checked: Instant::now(),
+        dir: options.dir.clone(),
+    };
+    std::thread::Builder::new()
+        .name("tweetpipe-spool".to_owned())
+        .spawn(move || writer.run())
+        .map_err(SpoolError::Thread)?;
+    Ok((
+        SpoolWriter {
+            ops: ops.clone(),
+            unsynced,
+            room,
+            when_full: options.when_full,
+            status,
+        },
+        SpoolCloser {
+            ops,
+            closed: AtomicBool::new(false),
+        },
+    ))
+}
+
+/// The spool as found at open.
+struct Opened {
+    db: Connection,
+    messages: u64,
+    bytes: u64,
+    oldest_ms: u64,
+    first_id: i64,
+    next_id: i64,
+    /// Messages of a damaged file that could not be read (0 when it was sound).
+    lost: u64,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY,
+    appended_ms INTEGER NOT NULL,
+    payload TEXT NOT NULL
+)";
+
+fn configure(db: &Connection) -> rusqlite::Result<()> {
+    let mode: String = db.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the journal mode stayed {mode}, not WAL"
+        )));
+    }
+    // FULL: each commit syncs the WAL, so a committed message survives a power cut.
+    db.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA wal_autocheckpoint = 4096;
+         PRAGMA journal_size_limit = 67108864;",
+    )?;
+    db.execute_batch(SCHEMA)?;
+    Ok(())
+}
+
+/// Opens the database and checks it; an error means it is damaged (or not one).
+fn open_checked(path: &Path) -> rusqlite::Result<(Connection, u64, u64, u64, i64, i64)> {
+    let db = Connection::open(path)?;
+    configure(&db)?;
+    let check: String = db.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(rusqlite::Error::InvalidParameterName(check));
+    }
+    let (messages, bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = db.query_row(
+        "SELECT count(*), coalesce(sum(length(CAST(payload AS BLOB))), 0), min(id), max(id) FROM spool",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )?;
+    let oldest: Option<i64> = db
+        .query_row(
+            "SELECT appended_ms FROM spool ORDER BY id LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok((
+        db,
+        messages as u64,
+        bytes as u64,
+        oldest.unwrap_or(0) as u64,
+        first.unwrap_or(1),
+        last.map_or(1, |last| last + 1),
+    ))
+}
+
+fn open(dir: &Path) -> Result<Opened, SpoolError> {
+    std::fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let path = dir.join(SPOOL_FILE);
+    let damage = match open_checked(&path) {
+        Ok((db, messages, bytes, oldest_ms, first_id, next_id)) => {
+            return Ok(Opened {
+                db,
+                messages,
+                bytes,
+                oldest_ms,
+                first_id,
+                next_id,
+                lost: 0,
+            });
+        }
+        Err(error) => error,
+    };
+    log::error!(
+        "spool: {} is damaged ({damage}); keeping the messages that can still be read",
+        path.display()
+    );
+    let salvage = salvage(&path);
+    let aside = move_aside(dir, &path)?;
+    let db = Connection::open(&path).map_err(|source| SpoolError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    configure(&db).map_err(|source| SpoolError::Open {
+        path: path.clone(),
+        source,
+    })?;
+    let mut bytes = 0u64;
+    {
+        let insert = || -> rusqlite::Result<()> {
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut statement =
+                    tx.prepare("INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)")?;
+                for (id, appended_ms, payload) in &salvage.rows {
+                    statement.execute(params![id, appended_ms, payload])?;
+                }
+            }
+            tx.commit()
+        };
+        insert().map_err(|source| SpoolError::Open {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    for (_, _, payload) in &salvage.rows {
+        bytes += payload.len() as u64;
+    }
+    let kept = salvage.rows.len() as u64;
+    let lost_text = match salvage.unreadable {
+        Unreadable::None => "none could not be read".to_owned(),
+        Unreadable::Ids { from, to, at_most } => {
+            format!("dropped up to {at_most} messages that could not be read (ids {from}..={to})")
+        }
+        Unreadable::Unknown => {
+            "dropped every message it held (the file could not be read as a database; how many is unknown)"
+                .to_owned()
+        }
+    };
+    log::error!(
+        "spool: recovered {kept} whole messages from the damaged spool and {lost_text}; \
+         the damaged file is kept as {} for inspection (delete it when done)",
+        aside.display()
+    );
+    let first_id = salvage.rows.first().map_or(1, |row| row.0);
+    let next_id = salvage
+        .rows
+        .last()
+        .map_or(1, |row| row.0 + 1)
+        .max(salvage.max_id.map_or(1, |id| id + 1));
+    let oldest_ms = salvage.rows.first().map_or(0, |row| row.1 as u64);
+    let lost = match salvage.unreadable {
+        Unreadable::Ids { at_most, .. } => at_most,
+        _ => 0,
+    };
+    Ok(Opened {
+        db,
+        messages: kept,
+        bytes,
+        oldest_ms,
+        first_id,
+        next_id,
+        lost,
+    })
+}
+
+enum Unreadable {
+    None,
+    /// Ids in these ranges could not be read; at most this many messages.
+    Ids {
+        from: i64,
+        to: i64,
+        at_most: u64,
+    },
+    /// Not a database at all.
+    Unknown,
+}
+
+struct Salvage {
+    rows: Vec<(i64, i64, String)>,
+    unreadable: Unreadable,
+    max_id: Option<i64>,
+}
+
+/// Reads what can be read from a damaged spool, in id order, skipping over
+/// ranges that fail.
+fn salvage(path: &Path) -> Salvage {
+    let nothing = Salvage {
+        rows: Vec::new(),
+        unreadable: Unreadable::Unknown,
+        max_id: None,
+    };
+    let Ok(db) = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return nothing;
+    };
+    let max_id: Option<i64> = db
+        .query_row("SELECT max(id) FROM spool", [], |row| row.get(0))
+        .ok()
+        .flatten();
+    let min_id: Option<i64> = db
+        .query_row("SELECT min(id) FROM spool", [], |row| row.get(0))
+        .ok()
+        .flatten();
+    let Ok(mut statement) =
+        db.prepare("SELECT id, appended_ms, payload FROM spool WHERE id >= ?1 ORDER BY id")
+    else {
+        return nothing;
+    };
+    let mut rows: Vec<(i64, i64, String)> = Vec::new();
+    let mut skipped: Option<(i64, i64)> = None;
+    let mut from = min_id.unwrap_or(1);
+    let end = max_id.unwrap_or(i64::MAX / 2);
+    // After a failure, probe further and further ahead for readable rows.
+    let mut step = 1i64;
+    loop {
+        let mut failed_at = None;
+        match statement.query(params![from]) {
+            Ok(mut cursor) => loop {
+                match cursor.next() {
+                    Ok(Some(row)) => {
+                        let read: rusqlite::Result<(i64, i64, String)> =
+                            (|| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))();
+                        match read {
+                            Ok(read) => {
+                                from = read.0 + 1;
+                                rows.push(read);
+                                step = 1;
+                            }
+                            Err(_) => {
+                                failed_at = Some(from);
+                                break;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        failed_at = Some(from);
+                        break;
+                    }
+                }
+            },
+            Err(_) => failed_at = Some(from),
+        }
+        let Some(failed) = failed_at else {
+            break;
+        };
+        if failed > end {
+            break;
+        }
+        let next = failed.saturating_add(step).min(end + 1);
+        skipped = Some(match skipped {
+            Some((first, _)) => (first, next - 1),
+            None => (failed, next - 1),
+        });
+        step = step.saturating_mul(2);
+        from = next;
+        if from > end {
+            break;
+        }
+    }
+    // Rows read after a skipped range prove the range ended before them.
+    let unreadable = match skipped {
+        None if max_id.is_none() && rows.is_empty() && min_id.is_none() => Unreadable::Unknown,
+        None => Unreadable::None,
+        Some((first, last)) => {
+            let to = rows
+                .iter()
+                .map(|row| row.0)
+                .filter(|id| *id > first)
+                .min()
+                .map_or(last, |id| id - 1)
+                .max(first);
+            Unreadable::Ids {
+                from: first,
+                to,
+                at_most: (to - first + 1) as u64,
+            }
+        }
+    };
+    Salvage {
+        rows,
+        unreadable,
+        max_id,
+    }
+}
+
+/// Renames the damaged database (and its WAL) to `spool.corrupt-<time>.db`.
+fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf, SpoolError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    let aside = dir.join(format!("spool.corrupt-{stamp}.db"));
+    std::fs::rename(path, &aside).map_err(|source| SpoolError::MoveAside {
+        path: path.to_owned(),
+        source,
+    })?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            let target = PathBuf::from(format!("{}{suffix}", aside.display()));
+            if suffix == "-shm" {
+                let _ = std::fs::remove_file(&side);
+            } else {
+                std::fs::rename(&side, &target).map_err(|source| SpoolError::MoveAside {
+                    path: side.clone(),
+                    source,
+                })?;
+            }
+        }
+    }
+    Ok(aside)
+}
+
+/// The writer thread's state.
+struct Writer {
+    db: Connection,
+    inbox: std_mpsc::Receiver<Op>,
+    /// Dropped once every publisher is gone and the backlog is queued, which
+    /// lets the in-memory queue end.
+    forward: Option<Box<dyn Forward>>,
+    next_id: i64,
+    /// `Some(id)`: messages from `id` on are on disk only, and are read back as
+    /// the queue has room; `None`: every committed message has been queued.
+    disk_from: Option<i64>,
+    publishers_gone: bool,
+    status: Arc<SpoolStatus>,
+    room: Arc<Room>,
+    unsynced: Arc<Semaphore>,
+    oldest_checked: Instant,
+    dir: PathBuf,
+}
+
+/// One transaction's worth of operations.
+#[derive(Default)]
+struct Batch {
+    appends: Vec<(Arc<str>, OwnedSemaphorePermit)>,
+    settles: Vec<(i64, u64)>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.settles.is_empty()
+    }
+}
+
+impl Writer {
+    fn run(mut self) {
+        let mut pending: VecDeque<Op> = VecDeque::new();
+        loop {
+            // Wait for work unless messages on disk can be queued now.
+            let can_load = self.disk_from.is_some()
+                && self
+                    .forward
+                    .as_ref()
+                    .is_some_and(|forward| forward.free_slots() > 0);
+            if pending.is_empty() && !can_load {
+                match self.inbox.recv() {
+                    Ok(op) => pending.push_back(op),
+                    // Every sender is gone: nothing more can come.
+                    Err(_) => break,
+                }
+            }
+            while pending.len() < MAX_BATCH_OPS {
+                match self.inbox.try_recv() {
+                    Ok(op) => pending.push_back(op),
+                    Err(_) => break,
+                }
+            }
+            let mut batch = Batch::default();
+            let mut bytes = 0usize;
+            while let Some(op) = pending.pop_front() {
+                match op {
+                    Op::Append { payload, _unsynced } => {
+                        bytes += payload.len();
+                        batch.appends.push((payload, _unsynced));
+                    }
+                    Op::Settle { id, len } => batch.settles.push((id, len)),
+                    Op::PublishersGone => self.publishers_gone = true,
+                    Op::Shutdown(done) => {
+                        batch.shutdown = Some(done);
+                        break;
+                    }
+                }
+                if bytes >= MAX_BATCH_BYTES || batch.appends.len() >= MAX_BATCH_OPS {
+                    break;
+                }
+            }
+            let shutdown = batch.shutdown.take();
+            if !batch.is_empty() {
+                self.commit(batch);
+            }
+            self.load_from_disk();
+            self.end_queue_when_done();
+            if let Some(done) = shutdown {
+                self.unsynced.close();
+                let _ = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.unsynced.close();
+    }
+
+    /// Applies `batch` in one transaction, retrying (and so holding the
+    /// publishers back) while the disk refuses it.
+    fn commit(&mut self, batch: Batch) {
+        let appended_ms = now_ms() as i64;
+        let first_id = self.next_id;
+        let mut attempt = 0u32;
+        loop {
+            match self.write(&batch, first_id, appended_ms) {
+                Ok(()) => break,
+                Err(error) => {
+                    attempt += 1;
+                    let wait = Duration::from_millis(100u64 << attempt.min(6));
+                    log::error!(
+                        "spool: committing {} appends and {} settles to {} failed (attempt {attempt}), retrying in {wait:?}; \
+                         the sources wait meanwhile (is the disk full? free space or move broker.spool.path): {error}",
+                        batch.appends.len(),
+                        batch.settles.len(),
+                        self.dir.join(SPOOL_FILE).display()
+                    );
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        self.next_id = first_id + batch.appends.len() as i64;
+        let appended = batch.appends.len() as u64;
+        let settled = batch.settles.len() as u64;
+        let settled_bytes: u64 = batch.settles.iter().map(|(_, len)| *len).sum();
+        let appended_bytes: u64 = batch
+            .appends
+            .iter()
+            .map(|(payload, _)| payload.len() as u64)
+            .sum();
+        let status = &self.status;
+        let messages = status
+            .messages
+            .load(Ordering::Relaxed)
+            .saturating_add(appended)
+            .saturating_sub(settled);
+        status.messages.store(messages, Ordering::Relaxed);
+        let bytes = status
+            .bytes
+            .load(Ordering::Relaxed)
+            .saturating_add(appended_bytes)
+            .saturating_sub(settled_bytes);
+        status.bytes.store(bytes, Ordering::Relaxed);
+        if settled_bytes > 0 {
+            self.room.give_back(settled_bytes);
+        }
+        if messages == 0 {
+            status.oldest_ms.store(0, Ordering::Relaxed);
+        } else if status.oldest_ms.load(Ordering::Relaxed) == 0 {
+            status
+                .oldest_ms
+                .store(appended_ms as u64, Ordering::Relaxed);
+        } else if settled > 0 && self.oldest_checked.elapsed() >= Duration::from_secs(1) {
+            self.oldest_checked = Instant::now();
+            if let Ok(Some(oldest)) = self
+                .db
+                .query_row(
+                    "SELECT appended_ms FROM spool ORDER BY id LIMIT 1",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .optional()
+            {
+                status.oldest_ms.store(oldest as u64, Ordering::Relaxed);
+            }
+        }
+        // Committed: the publishers' slots free up as the permits drop here.
+        let Some(forward) = &self.forward else {
+            return;
+        };
+        for (offset, (payload, _unsynced)) in batch.appends.into_iter().enumerate() {
+            let id = first_id + offset as i64;
+            if self.disk_from.is_some() {
+                break;
+            }
+            match forward.try_slot() {
+                Some(slot) => forward.forward(Spooled { id, payload }, slot),
+                // The queue is full: this one and later ones wait on disk.
+                None => self.disk_from = Some(id),
+            }
+        }
+    }
+
+    fn write(&self, batch: &Batch, first_id: i64, appended_ms: i64) -> rusqlite::Result<()> {
+        let tx = self.db.unchecked_transaction()?;
+        if !batch.appends.is_empty() {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)",
+            )?;
+            for (offset, (payload, _)) in batch.appends.iter().enumerate() {
+                insert.execute(params![first_id + offset as i64, appended_ms, &**payload])?;
+            }
+        }
+        if !batch.settles.is_empty() {
+            let mut ids: Vec<i64> = batch.settles.iter().map(|(id, _)| *id).collect();
+            ids.sort_unstable();
+            let mut delete = tx.prepare_cached("DELETE FROM spool WHERE id BETWEEN ?1 AND ?2")?;
+            // Settles come mostly in order: one statement per run of ids.
+            let mut start = ids[0];
+            let mut end = start;
+            for &id in &ids[1..] {
+                if id == end + 1 || id == end {
+                    end = id;
+                } else {
+                    delete.execute(params![start, end])?;
+                    start = id;
+                    end = id;
+                }
+            }
+            delete.execute(params![start, end])?;
+        }
+        tx.commit()
+    }
+
+    /// Queues messages that wait on disk, as far as the queue has room.
+    fn load_from_disk(&mut self) {
+        let Some(forward) = &self.forward else {
+            return;
+        };
+        while let Some(from) = self.disk_from {
+            let room = forward.free_slots().min(LOAD_PAGE);
+            if room == 0 {
+                return;
+            }
+            let rows = (|| -> rusqlite::Result<Vec<(i64, String)>> {
+                let mut statement = self.db.prepare_cached(
+                    "SELECT id, payload FROM spool WHERE id >= ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows = statement
+                    .query_map(params![from, room as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect();
+                rows
+            })();
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    log::error!(
+                        "spool: reading messages back from {} failed, trying again in 1 s: {error}",
+                        self.dir.join(SPOOL_FILE).display()
+                    );
+                    std::thread::sleep(Duration::from_secs(1));
+                    return;
+                }
+            };
+            let complete = rows.len() < room;
+            let mut next = from;
+            for (id, payload) in rows {
+                let Some(slot) = forward.try_slot() else {
+                    self.disk_from = Some(id);
+                    return;
+                };
+                forward.forward(
+                    Spooled {
+                        id,
+                        payload: Arc::from(payload),
+                    },
+                    slot,
+                );
+                next = id + 1;
+            }
+            self.disk_from = if complete || next >= self.next_id {
+                None
+            } else {
+                Some(next)
+            };
+        }
+    }
+
+    /// Lets the queue end once no publisher is left and nothing waits on disk.
+    fn end_queue_when_done(&mut self) {
+        if self.publishers_gone && self.disk_from.is_none() {
+            self.forward = None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_directory_opens_as_an_empty_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = open(&dir.path().join("spool")).unwrap();
+        assert_eq!(opened.messages, 0);
+        assert_eq!(opened.next_id, 1);
+        assert_eq!(opened.lost, 0);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_moved_aside_and_the_spool_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        std::fs::write(spool.join(SPOOL_FILE), vec![0xa5u8; 10_000]).unwrap();
+        let opened = open(&spool).unwrap();
+        assert_eq!(opened.messages, 0);
+        let names: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names.iter().any(|name| name.starts_with("spool.corrupt-")),
+            "{names:?}"
+        );
+    }
+}
