@@ -498,16 +498,44 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
         bytes += payload.len() as u64;
     }
     let kept = salvage.rows.len() as u64;
-    let lost_text = match salvage.unreadable {
-        Unreadable::None => "none could not be read".to_owned(),
-        Unreadable::Ids { from, to, at_most } => {
-            format!("dropped up to {at_most} messages that could not be read (ids {from}..={to})")
-        }
-        Unreadable::Unknown => {
-            "dropped every message it held (the file could not be read as a database; how many is unknown)"
-                .to_owned()
-        }
+    let at_most: u64 = salvage
+        .unreadable
+        .iter()
+        .map(|(first, last)| (last - first + 1) as u64)
+        .sum();
+    let ranges: Vec<String> = salvage
+        .unreadable
+        .iter()
+        .take(5)
+        .map(|(first, last)| {
+            if first == last {
+                format!("{first}")
+            } else {
+                format!("{first}..={last}")
+            }
+        })
+        .collect();
+    let more = if salvage.unreadable.len() > 5 {
+        ", …"
+    } else {
+        ""
     };
+    let mut lost_text = if salvage.not_a_database {
+        "dropped every message it held (the file cannot be read as a database; how many is unknown)"
+            .to_owned()
+    } else if at_most > 0 {
+        format!(
+            "dropped up to {at_most} messages that could not be read (ids {}{more})",
+            ranges.join(", ")
+        )
+    } else {
+        "dropped none in the middle".to_owned()
+    };
+    if let Some(after) = salvage.tail_lost_after {
+        lost_text.push_str(&format!(
+            ", and every message after id {after} (the end of the file is lost; how many is unknown)"
+        ));
+    }
     log::error!(
         "spool: recovered {kept} whole messages from the damaged spool and {lost_text}; \
          the damaged file is kept as {} for inspection (delete it when done)",
@@ -520,10 +548,7 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
         .map_or(1, |row| row.0 + 1)
         .max(salvage.max_id.map_or(1, |id| id + 1));
     let oldest_ms = salvage.rows.first().map_or(0, |row| row.1 as u64);
-    let lost = match salvage.unreadable {
-        Unreadable::Ids { at_most, .. } => at_most,
-        _ => 0,
-    };
+    let lost = at_most;
     Ok(Opened {
         db,
         messages: kept,
@@ -535,38 +560,40 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
     })
 }
 
-enum Unreadable {
-    None,
-    /// Ids in these ranges could not be read; at most this many messages.
-    Ids {
-        from: i64,
-        to: i64,
-        at_most: u64,
-    },
-    /// Not a database at all.
-    Unknown,
-}
-
 struct Salvage {
     rows: Vec<(i64, i64, String)>,
-    unreadable: Unreadable,
+    /// Id ranges that could not be read (ids never used count too: at most).
+    unreadable: Vec<(i64, i64)>,
+    /// Nothing after this id could be read and the file's last id is lost too.
+    tail_lost_after: Option<i64>,
+    /// The file could not be read as a database at all.
+    not_a_database: bool,
     max_id: Option<i64>,
 }
 
-/// Reads what can be read from a damaged spool, in id order, skipping over
-/// ranges that fail.
+/// Consecutive unreadable ids probed one by one before the probe strides grow.
+const LINEAR_PROBES: i64 = 4096;
+
+/// Reads what can be read from a damaged spool, in id order: after an id that
+/// cannot be read, it probes the following ids one by one (then in growing
+/// strides) for the next readable row.
 fn salvage(path: &Path) -> Salvage {
-    let nothing = Salvage {
+    let mut salvage = Salvage {
         rows: Vec::new(),
-        unreadable: Unreadable::Unknown,
+        unreadable: Vec::new(),
+        tail_lost_after: None,
+        not_a_database: true,
         max_id: None,
     };
     let Ok(db) = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     ) else {
-        return nothing;
+        return salvage;
     };
+    // Lets SQLite read a file shorter than its header says (a lost tail)
+    // instead of refusing it whole.
+    let _ = db.execute_batch("PRAGMA writable_schema = ON");
     let max_id: Option<i64> = db
         .query_row("SELECT max(id) FROM spool", [], |row| row.get(0))
         .ok()
@@ -578,84 +605,81 @@ fn salvage(path: &Path) -> Salvage {
     let Ok(mut statement) =
         db.prepare("SELECT id, appended_ms, payload FROM spool WHERE id >= ?1 ORDER BY id")
     else {
-        return nothing;
+        return salvage;
     };
-    let mut rows: Vec<(i64, i64, String)> = Vec::new();
-    let mut skipped: Option<(i64, i64)> = None;
+    salvage.not_a_database = false;
+    salvage.max_id = max_id;
     let mut from = min_id.unwrap_or(1);
     let end = max_id.unwrap_or(i64::MAX / 2);
-    // After a failure, probe further and further ahead for readable rows.
-    let mut step = 1i64;
+    let mut failures = 0i64;
     loop {
-        let mut failed_at = None;
+        let mut failed = false;
         match statement.query(params![from]) {
             Ok(mut cursor) => loop {
                 match cursor.next() {
                     Ok(Some(row)) => {
                         let read: rusqlite::Result<(i64, i64, String)> =
                             (|| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))();
+                        // A page cut short reads as zeros past the cut: a
+                        // message with a NUL in it is torn (JSON never has one).
+                        let read = read.ok().filter(|(_, _, payload)| !payload.contains('\0'));
                         match read {
-                            Ok(read) => {
+                            Some(read) => {
+                                // Ids skipped over just after a failure were on
+                                // the damaged pages too.
+                                if failures > 0
+                                    && let Some((_, to)) = salvage.unreadable.last_mut()
+                                    && read.0 - 1 > *to
+                                {
+                                    *to = read.0 - 1;
+                                }
                                 from = read.0 + 1;
-                                rows.push(read);
-                                step = 1;
+                                salvage.rows.push(read);
+                                failures = 0;
                             }
-                            Err(_) => {
-                                failed_at = Some(from);
+                            None => {
+                                failed = true;
                                 break;
                             }
                         }
                     }
                     Ok(None) => break,
                     Err(_) => {
-                        failed_at = Some(from);
+                        failed = true;
                         break;
                     }
                 }
             },
-            Err(_) => failed_at = Some(from),
+            Err(_) => failed = true,
         }
-        let Some(failed) = failed_at else {
+        if !failed || from > end {
             break;
+        }
+        if max_id.is_none() && failures >= LINEAR_PROBES {
+            // The file's end is gone with its last ids: how many is unknown.
+            salvage.tail_lost_after = Some(salvage.rows.last().map_or(0, |row| row.0));
+            salvage
+                .unreadable
+                .retain(|(first, _)| salvage.rows.last().is_some_and(|row| *first < row.0));
+            break;
+        }
+        let stride = if failures < LINEAR_PROBES {
+            1
+        } else {
+            1i64 << (failures - LINEAR_PROBES).min(40)
         };
-        if failed > end {
-            break;
+        let last = from.saturating_add(stride - 1).min(end);
+        match salvage.unreadable.last_mut() {
+            Some((_, to)) if *to + 1 == from => *to = last,
+            _ => salvage.unreadable.push((from, last)),
         }
-        let next = failed.saturating_add(step).min(end + 1);
-        skipped = Some(match skipped {
-            Some((first, _)) => (first, next - 1),
-            None => (failed, next - 1),
-        });
-        step = step.saturating_mul(2);
-        from = next;
+        failures += 1;
+        from = last + 1;
         if from > end {
             break;
         }
     }
-    // Rows read after a skipped range prove the range ended before them.
-    let unreadable = match skipped {
-        None if max_id.is_none() && rows.is_empty() && min_id.is_none() => Unreadable::Unknown,
-        None => Unreadable::None,
-        Some((first, last)) => {
-            let to = rows
-                .iter()
-                .map(|row| row.0)
-                .filter(|id| *id > first)
-                .min()
-                .map_or(last, |id| id - 1)
-                .max(first);
-            Unreadable::Ids {
-                from: first,
-                to,
-                at_most: (to - first + 1) as u64,
-            }
-        }
-    };
-    Salvage {
-        rows,
-        unreadable,
-        max_id,
-    }
+    salvage
 }
 
 /// Renames the damaged database (and its WAL) to `spool.corrupt-<time>.db`.
