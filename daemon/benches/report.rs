@@ -61,6 +61,11 @@ fn main() -> Result<()> {
         let case = format!("sink alone: {sink}, batches of 500");
         lines.push(criterion.line(&case, &format!("sink/{sink}/batch 500"), Target::None));
     }
+    lines.push(criterion.line(
+        "spool alone: append + settle (group commit, synchronous=FULL)",
+        "spool/append + settle/sample posts",
+        Target::Rate(100e3),
+    ));
 
     let end_to_end = EndToEnd::prepare(&settings);
     for (sink, target) in [
@@ -83,6 +88,41 @@ fn main() -> Result<()> {
             target,
         });
     }
+
+    // The same SQLite run with the spool off: what the spool costs end to end.
+    let unspooled = end_to_end
+        .as_ref()
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|end_to_end| {
+            end_to_end
+                .measure_with(SQLITE_WITHOUT_SPOOL)
+                .map_err(|error| format!("{error:#}"))
+        });
+    let spooled = lines
+        .iter()
+        .find(|line| line.case == "end to end → sqlite, 1 process")
+        .and_then(|line| line.figures.as_ref().ok())
+        .map(|figures| figures.posts_per_sec);
+    let spool_ratio = match (&unspooled, spooled) {
+        (Ok(without), Some(with)) => Ok(Figures {
+            posts_per_sec: with / without.posts_per_sec,
+            cpu_per_million: None,
+            peak_rss_kib: None,
+            note: String::new(),
+        }),
+        (Err(error), _) => Err(error.clone()),
+        (_, None) => Err("the end-to-end SQLite run has no result".to_owned()),
+    };
+    lines.push(Line {
+        case: "end to end → sqlite, 1 process, spool off".to_owned(),
+        figures: unspooled,
+        target: Target::None,
+    });
+    lines.push(Line {
+        case: "end to end → sqlite: spool on / spool off".to_owned(),
+        figures: spool_ratio,
+        target: Target::Ratio(0.8),
+    });
 
     // The Python pipeline users replace, on the same replay: json.loads →
     // VADER → HMAC of the handle + an e-mail regex → sqlite3, 500 rows a
@@ -247,7 +287,8 @@ impl Target {
             Target::RateAndRss(rate, kib) => {
                 format!("≥ {}/s, ≤ {} MiB", thousands(rate), kib / 1024)
             }
-            Target::Ratio(ratio) => format!("≥ {ratio:.0}×"),
+            Target::Ratio(ratio) if ratio.fract() == 0.0 => format!("≥ {ratio:.0}×"),
+            Target::Ratio(ratio) => format!("≥ {ratio:.2}×"),
         }
     }
 
@@ -276,7 +317,9 @@ fn render(lines: &[Line], settings: &Settings) -> String {
         let target = line.target.describe();
         match &line.figures {
             Ok(figures) => {
-                let rate = if matches!(line.target, Target::Ratio(_) | Target::RatioOnly) {
+                let rate = if matches!(line.target, Target::Ratio(ratio) if ratio < 1.0) {
+                    format!("{:.2}×", figures.posts_per_sec)
+                } else if matches!(line.target, Target::Ratio(_) | Target::RatioOnly) {
                     format!("{:.1}×", figures.posts_per_sec)
                 } else {
                     thousands(figures.posts_per_sec)
@@ -458,7 +501,14 @@ impl CriterionResults {
     /// Criterion results of other bench targets (e.g. Pub/Sub throughput), measured by
     /// this `make bench`, listed as they are.
     fn others(&self) -> String {
-        let mine = ["decode/", "plugin/", "chain/", "sink/", "sentiment/"];
+        let mine = [
+            "decode/",
+            "plugin/",
+            "chain/",
+            "sink/",
+            "sentiment/",
+            "spool/",
+        ];
         let mut out = String::new();
         for (id, result) in &self.by_id {
             if mine.iter().any(|prefix| id.starts_with(prefix)) || self.stale(result) {
@@ -533,6 +583,12 @@ impl<'s> EndToEnd<'s> {
     }
 
     fn measure(&self, sink: &str) -> Result<Figures> {
+        self.measure_with(sink)
+    }
+
+    /// [`EndToEnd::measure`] for a sink name of [`config_text`], which may be
+    /// [`SQLITE_WITHOUT_SPOOL`].
+    fn measure_with(&self, sink: &str) -> Result<Figures> {
         let mut runs = Vec::new();
         for run in 1..=self.settings.runs {
             eprintln!("end to end → {sink}: run {run} of {}", self.settings.runs);
@@ -602,8 +658,14 @@ fn config_text(replay: &Path, sink: &str) -> String {
         .enumerate()
         .map(|(index, rule)| format!("  {{ value = {}, tag = \"r{index}\" }},", string(rule)))
         .collect();
+    // The spool lives in `spool/` beside the config, which each run starts without.
+    let spool = if sink == SQLITE_WITHOUT_SPOOL {
+        "enabled = false"
+    } else {
+        "enabled = true"
+    };
     let sink = match sink {
-        "sqlite" => "[sink.sqlite]\npath = \"out/posts.db\"",
+        "sqlite" | SQLITE_WITHOUT_SPOOL => "[sink.sqlite]\npath = \"out/posts.db\"",
         "jsonl" => "[sink.jsonl]\ndir = \"out/jsonl\"",
         _ => "[sink.null]",
     };
@@ -614,6 +676,9 @@ path = {replay}
 [broker]
 kind = "embedded"
 capacity = 10000
+
+[broker.spool]
+{spool}
 
 [[plugins]]
 name = "filter"
@@ -660,6 +725,9 @@ enabled = false
         rules = rules.join("\n"),
     )
 }
+
+/// The SQLite end-to-end case with `broker.spool.enabled = false`.
+const SQLITE_WITHOUT_SPOOL: &str = "sqlite-no-spool";
 
 /// Waits for `child` with `wait4`, which reports the child's own CPU time and
 /// peak RSS (std's `wait` does not).

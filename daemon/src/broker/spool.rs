@@ -928,12 +928,11 @@ impl Writer {
                 let mut statement = self.db.prepare_cached(
                     "SELECT id, payload FROM spool WHERE id >= ?1 ORDER BY id LIMIT ?2",
                 )?;
-                let rows = statement
+                statement
                     .query_map(params![from, room as i64], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })?
-                    .collect();
-                rows
+                    .collect()
             })();
             let rows = match rows {
                 Ok(rows) => rows,
