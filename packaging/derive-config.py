@@ -51,4 +51,5 @@ rep('''# The chain `make run` runs: the three plugins tweetpipe ships, built by
 rep('path = "../out/tweetpipe.db"','path = "/var/lib/tweetpipe/tweetpipe.db"')
 rep('# dir = "../out/jsonl"','# dir = "/var/lib/tweetpipe/jsonl"')
 rep('path = "../out/dead-letters.jsonl"','path = "/var/lib/tweetpipe/dead-letters.jsonl"')
+rep('path = "../out/spool"','path = "/var/lib/tweetpipe/spool"')
 open('packaging/tweetpipe.toml','w').write(src)
