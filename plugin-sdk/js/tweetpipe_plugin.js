@@ -247,6 +247,11 @@ function attrValue(name, value) {
   );
 }
 
+/** `undefined` (unchanged), `null` (cleared) or a string, as option<option<string>>. */
+function outerOption(value) {
+  return value === undefined ? { tag: "none" } : { tag: "some", val: value ?? undefined };
+}
+
 /**
  * What a `map` or `filter_map` changes on a kept post. Methods chain:
  * `new Changes().set_attr("score", 0.5).set_lang("en")`. A whole number is
@@ -336,12 +341,12 @@ export class Changes {
       authorId: this.author_id,
       authorUsername: this.author_username,
       authorName: this.author_name,
-      // option<option<string>>: jco spells an outer `some` as { tag: "some", val }.
-      authorLocation: this.author_location === undefined ? undefined : { tag: "some", val: this.author_location ?? undefined },
+      // option<option<string>>: componentize-js spells the outer option as a
+      // variant, { tag: "none" } or { tag: "some", val }, never as undefined.
+      authorLocation: outerOption(this.author_location),
       mentions: this.mentions,
       urls: this.urls,
-      inReplyToUserId:
-        this.in_reply_to_user_id === undefined ? undefined : { tag: "some", val: this.in_reply_to_user_id ?? undefined },
+      inReplyToUserId: outerOption(this.in_reply_to_user_id),
       setAttrs: [...this.set_attrs].map(([name, value]) => ({ name, value })),
       removeAttrs: [...this.remove_attrs],
     };
