@@ -31,6 +31,7 @@ mod engine;
 mod lifting;
 mod load;
 mod lowering;
+pub mod new;
 mod reload;
 mod watch;
 
