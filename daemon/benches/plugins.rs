@@ -77,6 +77,8 @@ fn bench_plugins(criterion: &mut Criterion) {
             on_error: OnError::DeadLetter,
             timeout: None,
             memory_mb: None,
+            max_result_mb: None,
+            max_post_kb: None,
             self_check: None,
         };
         support::reset_peak_rss();

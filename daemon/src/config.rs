@@ -274,6 +274,56 @@ pub struct XSourceConfig {
         rename = "stall_timeout_secs"
     )]
     pub stall_timeout: Duration,
+    /// What to do about the posts X matched while the stream was down (a
+    /// reconnect or a restart): nothing, X's backfill, or recent search.
+    #[serde(default)]
+    pub gap_recovery: GapRecovery,
+    /// How far before the last post (or keep-alive) received a recovery starts:
+    /// covers posts X delivers a little late and, without a durable spool, posts
+    /// read but not yet committed when the daemon was killed.
+    #[serde(
+        default = "default_x_gap_overlap",
+        with = "duration_secs",
+        rename = "gap_overlap_secs"
+    )]
+    pub gap_overlap: Duration,
+    /// How old a gap's end must be before recent search reads it: X refuses
+    /// less than 10 s, and its search index may lag the stream a little.
+    #[serde(
+        default = "default_x_gap_search_delay",
+        with = "duration_secs",
+        rename = "gap_search_delay_secs"
+    )]
+    pub gap_search_delay: Duration,
+    /// Where the time of the last post received (and unrecovered gaps) is kept
+    /// across restarts; unset: `x-stream.json` in $STATE_DIRECTORY (systemd's
+    /// StateDirectory=), else beside the config file.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+}
+
+/// `source.x.gap_recovery`: how the X source fills a gap in the stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapRecovery {
+    /// Log and count gaps; recover nothing (no extra post reads).
+    #[default]
+    Off,
+    /// Reconnect with X's `backfill_minutes` (Enterprise access; at most 5 min).
+    Backfill,
+    /// Run each stream rule through recent search over the gap (at most 7 days).
+    Search,
+}
+
+impl GapRecovery {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapRecovery::Off => "off",
+            GapRecovery::Backfill => "backfill",
+            GapRecovery::Search => "search",
+        }
+    }
 }
 
 /// One filtered-stream rule: X's rule language, and the tag posts carry when it matches.
@@ -322,6 +372,14 @@ fn default_x_place_fields() -> Vec<String> {
 
 fn default_x_stall_timeout() -> Duration {
     Duration::from_secs(20)
+}
+
+fn default_x_gap_overlap() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_x_gap_search_delay() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// `[broker]`.
@@ -583,6 +641,14 @@ pub struct PluginConfig {
     /// The most linear memory the plugin may grow to, in MiB.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// The most the plugin may return for one batch (the strings of all its
+    /// outcomes, over every call the batch takes), in MiB; defaults to a
+    /// quarter of the memory cap (at least 1).
+    #[serde(default)]
+    pub max_result_mb: Option<u64>,
+    /// The most one post's changes may carry, in KiB; defaults to 256.
+    #[serde(default)]
+    pub max_post_kb: Option<u64>,
     /// A JSONL file of sample posts a new version must process without a
     /// failure or trap before it is swapped in (and at startup).
     #[serde(default)]
@@ -1194,6 +1260,34 @@ impl Config {
                     ),
                 ));
             }
+            if plugin.max_result_mb == Some(0) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_result_mb"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if let Some(max) = plugin.max_result_mb.filter(|max| *max > 4096) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_result_mb"),
+                    format!(
+                        "{max} is more than a wasm32 plugin can return (4096 MiB); set at most 4096"
+                    ),
+                ));
+            }
+            if plugin.max_post_kb == Some(0) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_post_kb"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+            if let Some(max) = plugin.max_post_kb.filter(|max| *max > 4 * 1024 * 1024) {
+                return Err(invalid(
+                    &format!("plugins[{index}].max_post_kb"),
+                    format!(
+                        "{max} is more than a wasm32 plugin can return (4194304 KiB); set at most 4194304"
+                    ),
+                ));
+            }
             if plugin.timeout == Some(Duration::ZERO) {
                 return Err(invalid(
                     &format!("plugins[{index}].timeout_ms"),
@@ -1243,13 +1337,21 @@ impl Config {
         if let Some(replay) = &mut self.source.replay {
             resolve(&mut replay.path);
         }
-        if let Some(file) = self
-            .source
-            .x
-            .as_mut()
-            .and_then(|x| x.bearer_token_file.as_mut())
-        {
-            resolve(file);
+        let state_directory = std::env::var("STATE_DIRECTORY")
+            .ok()
+            .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+            .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(x) = self.source.x.as_mut() {
+            for file in [&mut x.bearer_token_file, &mut x.state_file]
+                .into_iter()
+                .flatten()
+            {
+                resolve(file);
+            }
+            if x.state_file.is_none() {
+                let dir = state_directory.clone().unwrap_or_else(|| base.to_owned());
+                x.state_file = Some(dir.join("x-stream.json"));
+            }
         }
         for plugin in &mut self.plugins {
             resolve(&mut plugin.path);
@@ -1271,11 +1373,7 @@ impl Config {
         }
         if dashboard.state_file.is_none() {
             // systemd may list several directories, separated by colons.
-            let dir = std::env::var("STATE_DIRECTORY")
-                .ok()
-                .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
-                .filter(|dir| !dir.as_os_str().is_empty())
-                .unwrap_or_else(|| base.to_owned());
+            let dir = state_directory.unwrap_or_else(|| base.to_owned());
             dashboard.state_file = Some(dir.join("dashboard.json"));
         }
         if let Some(jsonl) = &mut self.sink.jsonl {
@@ -1459,6 +1557,24 @@ impl XSourceConfig {
                 "must be at least 1 (X sends a keep-alive every 20 s)".to_owned(),
             ));
         }
+        if self.gap_search_delay < Duration::from_secs(10) {
+            return Err((
+                "source.x.gap_search_delay_secs".to_owned(),
+                format!(
+                    "{} s is too soon: X refuses a recent search whose end_time is less than 10 s old; set at least 10 (default 30)",
+                    self.gap_search_delay.as_secs()
+                ),
+            ));
+        }
+        if self.gap_overlap > Duration::from_secs(600) {
+            return Err((
+                "source.x.gap_overlap_secs".to_owned(),
+                format!(
+                    "{} s re-reads more than 10 min of posts at every gap; set at most 600 (5 covers X's delivery delay)",
+                    self.gap_overlap.as_secs()
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -1513,6 +1629,47 @@ mod opt_duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gap_recovery_keys_default_off_and_name_the_key_when_wrong() {
+        let text = |extra: &str| {
+            format!(
+                "[source.x]\nrules = [{{ value = \"cats\" }}]\n{extra}\n[sink.stdout]\n[dead_letter]\npath = \"d.jsonl\"\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tweetpipe.toml");
+        std::fs::write(&path, text("")).unwrap();
+        let x = Config::load(&path).unwrap().source.x.unwrap();
+        assert_eq!(x.gap_recovery, GapRecovery::Off);
+        assert_eq!(x.gap_overlap, Duration::from_secs(5));
+        assert_eq!(x.gap_search_delay, Duration::from_secs(30));
+        if std::env::var_os("STATE_DIRECTORY").is_none() {
+            assert_eq!(x.state_file, Some(tidy(&dir.path().join("x-stream.json"))));
+        }
+        let x = Config::parse(
+            &text("gap_recovery = \"search\"\ngap_overlap_secs = 0\nstate_file = \"/var/lib/tweetpipe/x.json\""),
+            &path,
+        )
+        .unwrap()
+        .source
+        .x
+        .unwrap();
+        assert_eq!(x.gap_recovery, GapRecovery::Search);
+        assert_eq!(x.gap_overlap, Duration::ZERO);
+        for (bad, key) in [
+            ("gap_recovery = \"sometimes\"", "source.x.gap_recovery"),
+            ("gap_overlap_secs = 601", "source.x.gap_overlap_secs"),
+            (
+                "gap_search_delay_secs = 5",
+                "source.x.gap_search_delay_secs",
+            ),
+            ("backfill_minutes = 5", "unknown field `backfill_minutes`"),
+        ] {
+            let error = Config::parse(&text(bad), &path).unwrap_err().to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+    }
 
     /// `make run` summarised its sink as `config/../out/tweetpipe.db`.
     #[test]

@@ -133,10 +133,11 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
     if let Some(x) = &config.source.x {
         let _ = writeln!(
             out,
-            "source        X filtered stream at {} ({} rule(s), synced on start; stall after {} s)",
+            "source        X filtered stream at {} ({} rule(s), synced on start; stall after {} s; gap recovery {})",
             x.api_base,
             x.rules.len(),
-            x.stall_timeout.as_secs()
+            x.stall_timeout.as_secs(),
+            x.gap_recovery.as_str()
         );
         for rule in &x.rules {
             let _ = writeln!(

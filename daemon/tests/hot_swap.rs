@@ -6,7 +6,13 @@
 //! tagged by exactly one version, the broken versions processed nothing, and the
 //! process never restarted.
 //!
-//! The `.wasm` files are built by `make plugins`; the test fails (never skips)
+//! Hostile plugins written against the bare contract (`hostile-wasi`: sleep,
+//! print, a huge result, `exit`, in `init` and in `process`) go through the
+//! real binary too: in a chain of `tweetpipe run`, at three of them returning
+//! as much as they may while the daemon's peak RSS is read from /proc, and
+//! hot-swapped into a running daemon and out again.
+//!
+//! The `.wasm` files are built by `make plugins`; the tests fail (never skip)
 //! when they are missing.
 
 use std::collections::{HashMap, HashSet};
@@ -383,6 +389,8 @@ fn tagger_entry(path: PathBuf) -> PluginConfig {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        max_result_mb: None,
+        max_post_kb: None,
         self_check: None,
     }
 }
@@ -488,4 +496,434 @@ fn a_refused_file_keeps_the_old_version_until_the_file_is_fixed() {
     );
     assert_eq!(switch.current().number, 4);
     assert_eq!(current_tag(&switch), two);
+}
+
+/// Starts `tweetpipe run` on `root/tweetpipe.toml`, its stdout and stderr in
+/// `stdout.log` and `stderr.log`, compiled plugins cached in `root/cache`.
+fn start_daemon(dir: tempfile::TempDir) -> Daemon {
+    let root = dir.path();
+    let stdout = std::fs::File::create(root.join("stdout.log")).unwrap();
+    let stderr = std::fs::File::create(root.join("stderr.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(root.join("tweetpipe.toml"))
+        .env("RUST_LOG", "info")
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Daemon { dir, child }
+}
+
+impl Daemon {
+    /// Waits for the process to exit by itself within `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's peak resident set so far (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+}
+
+/// A scratch directory with `count` sample posts (all decodable, unique ids);
+/// returns it and the ids in input order.
+fn scratch(count: usize, seed: u64) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::create_dir_all(dir.path().join("out")).unwrap();
+    let options = SampleOptions {
+        count,
+        seed,
+        malformed_every: 0,
+        duplicate_every: 0,
+        blank_every: 0,
+        ..SampleOptions::default()
+    };
+    let mut file = std::fs::File::create(dir.path().join("posts.jsonl")).unwrap();
+    write_sample(&options, &mut file).unwrap();
+    let ids: Vec<String> = std::fs::read_to_string(dir.path().join("posts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| tweetpipe::post::decode(line).unwrap().id)
+        .collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    (dir, ids)
+}
+
+/// A `[[plugins]]` entry for the `hostile-wasi` fixture named `name` with the
+/// inline TOML table `config`.
+fn hostile_entry(name: &str, config: &str) -> String {
+    format!(
+        "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nconfig = {config}\n",
+        wasm("hostile_wasi").display()
+    )
+}
+
+/// A config replaying `posts.jsonl` once into `sink`, then exiting.
+fn write_run_config(dir: &Path, sink: &str, plugins: &str) {
+    let config = format!(
+        r#"[source.replay]
+path = "{posts}"
+
+{sink}
+
+[dead_letter]
+path = "{dead}"
+
+[metrics]
+enabled = false
+
+{plugins}"#,
+        posts = dir.join("posts.jsonl").display(),
+        dead = dir.join("dead-letters.jsonl").display(),
+    );
+    std::fs::write(dir.join("tweetpipe.toml"), config).unwrap();
+}
+
+/// Where each post ended: `"sink"` (with its row) or `"dead letters"` (with the
+/// letter); fails on a post found twice.
+fn outputs(root: &Path) -> (HashMap<String, serde_json::Value>, Vec<serde_json::Value>) {
+    let mut rows = HashMap::new();
+    for entry in std::fs::read_dir(root.join("out")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id = row["id"].as_str().unwrap().to_owned();
+            assert!(rows.insert(id.clone(), row).is_none(), "row {id} twice");
+        }
+    }
+    let letters = tweetpipe::dead_letter::read_dead_letters(&root.join("dead-letters.jsonl"))
+        .unwrap_or_default();
+    for letter in &letters {
+        let id = letter["post_id"].as_str().unwrap();
+        assert!(!rows.contains_key(id), "{id} is a row and a dead letter");
+    }
+    (rows, letters)
+}
+
+/// Issue 19 through `tweetpipe run`: one chain holds the bare-contract fixture
+/// in every mode, in `process` (each on its own poison post) and in `init`.
+/// The daemon runs the replay to its end and exits 0; only the posts given a
+/// huge text or an `exit` are dead-lettered, by the plugin's name with the
+/// reason; the plugins' output is in the log, prefixed with their names, and
+/// never on the daemon's stdout. A plugin calling `exit` in `init` stops the
+/// start with a clear message, not a panic.
+#[test]
+fn a_chain_of_hostile_plugins_in_a_real_run_fails_only_their_posts() {
+    let (dir, ids) = scratch(400, 5);
+    let root = dir.path().to_owned();
+    let poison = |index: usize| ids[index].clone();
+    let plugins = [
+        hostile_entry(
+            "sleep-process",
+            &format!("{{ mode = \"sleep\", poison = \"{}\" }}", poison(40)),
+        ),
+        hostile_entry(
+            "print-process",
+            &format!("{{ mode = \"print\", poison = \"{}\" }}", poison(90)),
+        ),
+        hostile_entry(
+            "huge-process",
+            &format!("{{ mode = \"huge\", poison = \"{}\" }}", poison(150)),
+        ),
+        hostile_entry(
+            "exit-process",
+            &format!("{{ mode = \"exit\", poison = \"{}\" }}", poison(333)),
+        ),
+        hostile_entry("sleep-init", "{ mode = \"sleep\", in = \"init\" }"),
+        hostile_entry("print-init", "{ mode = \"print\", in = \"init\" }"),
+        hostile_entry("huge-init", "{ mode = \"huge\", in = \"init\" }"),
+    ]
+    .join("\n");
+    write_run_config(
+        &root,
+        &format!("[sink.jsonl]\ndir = \"{}\"", root.join("out").display()),
+        &plugins,
+    );
+    let mut daemon = start_daemon(dir);
+    // The sleeps would take 30 s each if they waited.
+    let status = daemon.wait_exit(Duration::from_secs(120));
+    let log = daemon.stderr();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    let (rows, letters) = outputs(&root);
+    let mut failed: Vec<(String, String, String)> = letters
+        .iter()
+        .map(|letter| {
+            (
+                letter["post_id"].as_str().unwrap().to_owned(),
+                letter["plugin"].as_str().unwrap().to_owned(),
+                letter["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    failed.sort_by_key(|(id, ..)| ids.iter().position(|other| other == id));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(
+        (&failed[0].0, failed[0].1.as_str()),
+        (&poison(150), "huge-process")
+    );
+    assert!(
+        failed[0].2.contains("past the limit of 256 KiB") && failed[0].2.contains("max_post_kb"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        (&failed[1].0, failed[1].1.as_str()),
+        (&poison(333), "exit-process")
+    );
+    assert!(failed[1].2.contains("called exit(1)"), "{failed:?}");
+    for id in &ids {
+        assert!(
+            rows.contains_key(id) || *id == poison(150) || *id == poison(333),
+            "post {id} was lost"
+        );
+    }
+    assert_eq!(rows.len(), ids.len() - 2);
+
+    for line in [
+        "plugin print-process stdout: hostile-wasi: stdout line 0",
+        "plugin print-process stderr: hostile-wasi: stderr line 0",
+        "plugin print-init stdout: hostile-wasi: stdout line 0",
+        "plugin print-init stderr: hostile-wasi: stderr line 0",
+    ] {
+        assert!(log.contains(line), "no {line:?} in the log:\n{log}");
+    }
+    assert!(log.contains("[cut "), "the 10 KiB line is cut:\n{log}");
+    let stdout = std::fs::read_to_string(daemon.path("stdout.log")).unwrap();
+    assert!(!stdout.contains("hostile-wasi:"), "{stdout}");
+    assert!(stdout.contains("tweetpipe run finished"), "{stdout}");
+
+    // `exit` in `init`: the chain does not load, and says why.
+    let root = daemon.dir.path().to_owned();
+    write_run_config(
+        &root,
+        "[sink.null]",
+        &hostile_entry("exit-init", "{ mode = \"exit\", in = \"init\" }"),
+    );
+    let output = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(root.join("tweetpipe.toml"))
+        .env("XDG_CACHE_HOME", root.join("cache"))
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "a panic: {stderr}");
+    assert!(
+        stderr.contains("plugin exit-init: `init` failed: called exit(1)"),
+        "{stderr}"
+    );
+}
+
+/// Issue 19: a plugin returning 48 MiB took the daemon's RSS to 258 MiB, one
+/// returning a 4 MiB buffer per post to 0.5-2.1 GiB. Three plugins at their
+/// default caps (64 MiB of memory, 16 MiB of results per batch, 256 KiB a
+/// post) each return the most they can: the first two a text just under the
+/// post limit for every post of each 256-post batch (until their batch budget
+/// runs out), the third 8 MiB per post, which fails every post. The daemon's
+/// peak RSS stays under 300 MiB (about 140 MiB measured in a debug build).
+#[test]
+fn peak_rss_stays_bounded_whatever_three_plugins_return() {
+    let (dir, ids) = scratch(1500, 9);
+    let root = dir.path();
+    let plugins = [
+        // Failed posts are dropped rather than dead-lettered: letters of
+        // 255 KiB posts would fill the disk, not the memory.
+        hostile_entry("big-one", "{ mode = \"huge\", kib = 250 }") + "on_error = \"drop\"\n",
+        hostile_entry("big-two", "{ mode = \"huge\", kib = 255 }") + "on_error = \"drop\"\n",
+        hostile_entry("huge", "{ mode = \"huge\", mib = 8 }") + "on_error = \"drop\"\n",
+    ]
+    .join("\n");
+    write_run_config(root, "[sink.null]", &plugins);
+    let mut daemon = start_daemon(dir);
+    let mut peak = 0;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(rss) = daemon.peak_rss_kib() {
+            peak = peak.max(rss);
+        }
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit:\n{}", daemon.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let log = daemon.stderr();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    let stdout = std::fs::read_to_string(daemon.path("stdout.log")).unwrap();
+    let dropped = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("dropped by plugins"))
+        .and_then(|count| count.trim().parse::<usize>().ok());
+    assert_eq!(dropped, Some(ids.len()), "every post fails:\n{stdout}");
+    println!(
+        "peak RSS with three plugins returning their most: {} MiB",
+        peak / 1024
+    );
+    assert!(peak > 0, "VmHWM was read");
+    assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
+}
+
+/// Issue 19 through a hot swap: while a replay runs, the `tagger` entry's file
+/// is replaced by the bare-contract fixture in each mode (its config changed
+/// first by SIGHUP), left in for a moment, and replaced by a tagging version
+/// again. The daemon never restarts and drains on SIGTERM with exit 0; every
+/// post read is a row or a dead letter, once; the dead letters are the posts
+/// the huge and `exit` versions got, with their reasons; the version whose
+/// `init` exits is refused and the running one stays.
+#[test]
+fn hostile_plugins_swapped_in_and_out_lose_nothing() {
+    // 50 s of posts at 400 a second: more than the swaps take.
+    let (dir, input) = scratch(20_000, 23);
+    let root = dir.path().to_owned();
+    let (one, two, hostile) = (wasm("tag_one"), wasm("tag_two"), wasm("hostile_wasi"));
+    let tagger = |config: &str| {
+        format!(
+            "[[plugins]]\nname = \"tagger\"\npath = \"{}\"\nconfig = {config}\n",
+            root.join("plugins/tagger.wasm").display()
+        )
+    };
+    std::fs::copy(&one, root.join("plugins/tagger.wasm")).unwrap();
+    write_config(&root, &tagger("{ label = \"start\" }"), 50);
+    let daemon = start_daemon(dir);
+    let pid = daemon.child.id();
+    daemon.wait_log("loaded plugin tagger", 1, Duration::from_secs(60));
+
+    let target = root.join("plugins/tagger.wasm");
+    let phases = [
+        ("sleep", false),
+        ("print", false),
+        ("huge", false),
+        ("exit", false),
+        ("sleep", true),
+        ("print", true),
+        ("huge", true),
+        ("exit", true),
+    ];
+    let (mut swaps, mut reloads, mut refused) = (0, 0, 0);
+    // Every reload applied and every swap publishes the next chain generation.
+    let mut generation = 0;
+    let mut running_one = true;
+    for (round, (mode, in_init)) in phases.into_iter().enumerate() {
+        // A huge text of 300 KiB: past the post limit, and cheap to make; 60
+        // lines of output per post: past the log's rate, and cheap to write.
+        let config = format!(
+            "{{ label = \"p{round}\", mode = \"{mode}\", kib = 300, lines = 60, in = \"{}\" }}",
+            if in_init { "init" } else { "process" }
+        );
+        write_config(&root, &tagger(&config), 50);
+        daemon.signal("HUP");
+        reloads += 1;
+        generation += 1;
+        daemon.wait_log(" applied: ", reloads, Duration::from_secs(30));
+
+        deploy(&hostile, &target, round);
+        if mode == "exit" && in_init {
+            refused += 1;
+            daemon.wait_log("is refused", refused, Duration::from_secs(30));
+            std::thread::sleep(Duration::from_millis(300));
+        } else {
+            swaps += 1;
+            generation += 1;
+            daemon.wait_log("plugin tagger: swapped v", swaps, Duration::from_secs(30));
+            // A worker busy with a batch takes the newest generation when it
+            // is done: wait until one runs the hostile version, then a little.
+            daemon.wait_log(
+                &format!("now on plugin chain generation {generation} "),
+                1,
+                Duration::from_secs(30),
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // Out again, always to the version not running before, so it is a swap.
+        deploy(if running_one { &two } else { &one }, &target, round + 1);
+        running_one = !running_one;
+        swaps += 1;
+        generation += 1;
+        daemon.wait_log("plugin tagger: swapped v", swaps, Duration::from_secs(30));
+    }
+
+    let pid_file = std::fs::read_to_string(root.join("tweetpipe.pid")).unwrap();
+    assert_eq!(
+        pid_file.trim(),
+        pid.to_string(),
+        "the daemon never restarted"
+    );
+    daemon.signal("TERM");
+    let mut daemon = daemon;
+    let status = daemon.wait_exit(Duration::from_secs(30));
+    let log = daemon.stderr();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("`init` failed: called exit(1)"), "{log}");
+    assert!(
+        log.contains("plugin tagger stdout: hostile-wasi: stdout line"),
+        "{log}"
+    );
+
+    let (rows, letters) = outputs(&root);
+    let mut reasons: HashMap<&str, usize> = HashMap::new();
+    for letter in &letters {
+        assert_eq!(letter["plugin"], "tagger", "{letter}");
+        let error = letter["error"].as_str().unwrap();
+        let reason = if error.contains("past the limit of 256 KiB") {
+            "huge"
+        } else if error.contains("called exit(1)") {
+            "exit"
+        } else {
+            panic!("unexpected dead letter: {letter}")
+        };
+        *reasons.entry(reason).or_default() += 1;
+    }
+    assert!(
+        reasons.get("huge") > Some(&0) && reasons.get("exit") > Some(&0),
+        "the huge and exiting versions each failed posts: {reasons:?}\n{log}"
+    );
+    let mut untagged = 0;
+    for row in rows.values() {
+        match row["attrs"]["tag"].as_str() {
+            Some("one" | "two") => {}
+            None => untagged += 1,
+            Some(other) => panic!("unknown tag {other}: {row}"),
+        }
+    }
+    assert!(untagged > 0, "the hostile versions that keep posts ran");
+    // The replay reads in order and the drain commits everything read.
+    let read = rows.len() + letters.len();
+    assert!(read > 1000, "only {read} posts went through");
+    let lettered: HashSet<&str> = letters
+        .iter()
+        .map(|letter| letter["post_id"].as_str().unwrap())
+        .collect();
+    for id in &input[..read] {
+        assert!(
+            rows.contains_key(id) || lettered.contains(id.as_str()),
+            "post {id} was lost"
+        );
+    }
+    println!(
+        "hostile swaps: {} rows ({untagged} untagged), dead letters {reasons:?}",
+        rows.len()
+    );
 }

@@ -525,6 +525,8 @@ fn plugin_info_names_only_the_loaded_version_after_a_swap() {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        max_result_mb: None,
+        max_post_kb: None,
         self_check: None,
     };
     let one = LoadedChain::load(&[entry("tag_one")]).unwrap();

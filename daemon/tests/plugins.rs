@@ -26,6 +26,8 @@ fn entry(name: &str, config: serde_json::Value) -> PluginConfig {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        max_result_mb: None,
+        max_post_kb: None,
         self_check: None,
     }
 }
@@ -555,6 +557,8 @@ fn bad_plugin_files_are_refused_with_a_clear_message() {
         on_error: OnError::DeadLetter,
         timeout: None,
         memory_mb: None,
+        max_result_mb: None,
+        max_post_kb: None,
         self_check: None,
     };
 
@@ -882,5 +886,153 @@ fn file_and_network_probes_find_nothing() {
         listener.accept().unwrap_err().kind(),
         std::io::ErrorKind::WouldBlock,
         "the plugin reached a loopback listener"
+    );
+}
+
+/// Issue 19: the limits on what a plugin returns are its entry's
+/// `max_post_kb` and `max_result_mb`, and the messages name them.
+#[test]
+fn result_limits_come_from_the_plugins_entry() {
+    // Compiled once for the four entries.
+    let cache = tempfile::tempdir().unwrap();
+    let options = RuntimeOptions {
+        cache_dir: Some(cache.path().to_owned()),
+        ..options()
+    };
+    let huge = |kib: u64, max_post_kb: Option<u64>, max_result_mb: Option<u64>| {
+        let mut plugin = entry(
+            "hostile_wasi",
+            serde_json::json!({ "mode": "huge", "kib": kib }),
+        );
+        plugin.max_post_kb = max_post_kb;
+        plugin.max_result_mb = max_result_mb;
+        LoadedChain::load_with(&[plugin], &options)
+            .unwrap()
+            .instantiate()
+            .unwrap()
+            .run(posts(8))
+    };
+    // 100 KiB changes: under the default of 256 KiB, over a limit of 64 KiB.
+    for verdict in huge(100, None, None) {
+        assert_eq!(kept(&verdict).text.len(), 100 * 1024);
+    }
+    for verdict in huge(100, Some(64), None) {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past the limit of 64 KiB") && error.contains("max_post_kb"),
+                "{error}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    // 8 posts of 200 KiB are past a 1 MiB result: the batch is retried post
+    // by post, and the retries share the budget: 5 posts fit, 3 fail.
+    let verdicts = huge(200, None, Some(1));
+    for verdict in &verdicts[..5] {
+        assert_eq!(kept(verdict).text.len(), 200 * 1024);
+    }
+    for verdict in &verdicts[5..] {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past its limit of 1024 KiB per batch with the 1000 KiB it returned for the batch's other posts"),
+                "{error}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    // One post past the call's limit fails, with the key to raise.
+    for verdict in huge(1500, Some(2048), Some(1)) {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past its limit of 1024 KiB") && error.contains("max_result_mb"),
+                "{error}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+}
+
+/// The limits' keys are checked like `memory_mb`.
+#[test]
+fn result_limit_keys_out_of_range_are_rejected() {
+    for (key, value, expected) in [
+        ("max_post_kb", 0, "must be at least 1"),
+        ("max_result_mb", 0, "must be at least 1"),
+        ("max_result_mb", 5000, "at most 4096"),
+    ] {
+        let text = format!(
+            "[source.replay]\npath = \"p.jsonl\"\n\n[sink.null]\n\n[dead_letter]\npath = \"d.jsonl\"\n\n[[plugins]]\npath = \"p.wasm\"\n{key} = {value}\n"
+        );
+        let error = tweetpipe::config::Config::parse(&text, std::path::Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("plugins[0].{key}")) && error.contains(expected),
+            "{key} = {value}: {error}"
+        );
+    }
+}
+
+/// Issue 19: output cut or over the rate is counted per plugin, and exported
+/// in /metrics.
+#[test]
+fn dropped_plugin_output_is_counted_in_the_metrics() {
+    let mut plugin = entry("hostile_wasi", serde_json::json!({ "mode": "print" }));
+    plugin.name = Some("chatty".to_owned());
+    // 2001 writes take more than the 200 ms the other tests allow in a debug build.
+    plugin.timeout = Some(Duration::from_secs(5));
+    let verdicts = runner(&[plugin]).run(posts(1));
+    assert!(matches!(verdicts[0], Verdict::Keep(_)), "{verdicts:?}");
+    // One call prints a 10 KiB line and 2000 short ones; 50 lines a second
+    // per stream are logged.
+    let dropped = tweetpipe::plugins::output_lines_dropped()
+        .into_iter()
+        .find(|(name, _)| name == "chatty")
+        .map(|(_, count)| count);
+    assert!(dropped.is_some_and(|count| count > 1000), "{dropped:?}");
+    let text = tweetpipe::metrics::Metrics::new().encode().unwrap();
+    let line = text
+        .lines()
+        .find(|line| {
+            line.starts_with("tweetpipe_plugin_output_lines_dropped_total{plugin=\"chatty\"}")
+        })
+        .unwrap_or_else(|| panic!("no counter for chatty:\n{text}"));
+    let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value >= dropped.unwrap(), "{line}");
+}
+
+/// Issue 19: a wrongly typed export named nothing; the message names the
+/// function and the signature the contract declares.
+#[test]
+fn a_wrongly_typed_export_is_named_with_its_expected_signature() {
+    let message = load_error(entry("wrong_export", serde_json::json!({})));
+    assert!(message.starts_with("plugin wrong_export:"), "{message}");
+    assert!(
+        message
+            .contains("export `process` of `tweetpipe:plugin/processor@0.3.0` has the wrong type"),
+        "{message}"
+    );
+    assert!(
+        message.contains("process: func(batch: batch) -> list<outcome>"),
+        "{message}"
+    );
+}
+
+/// Issue 19: `plugin check` names every import and whether it is granted,
+/// also when an ungranted one keeps the plugin from loading.
+#[test]
+fn plugin_check_lists_the_imports_of_a_plugin_it_refuses() {
+    let plugin = wasm("extra_import");
+    let (code, stdout, stderr) = tweetpipe(&["plugin", "check", plugin.to_str().unwrap()], "");
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("fixture:secrets/store: NOT granted"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(": granted ("), "its WASI imports: {stdout}");
+    assert!(
+        stderr.contains("plugin extra_import: needs a capability")
+            && stderr.contains("it imports `fixture:secrets/store`, not granted"),
+        "{stderr}"
     );
 }

@@ -562,7 +562,7 @@ impl PubsubPublisher {
         if given_up > 0 {
             log::error!(
                 "pubsub: {given_up} messages were read but not confirmed by {} before shutdown; \
-                 read them again from the source (replay the file, or let the X stream's backfill resend them)",
+                 read them again from the source (replay the file; X does not resend them, but `[source.x] gap_recovery = \"search\"` searches again from `gap_overlap_secs` before the last post received)",
                 self.shared.topic
             );
         }

@@ -174,6 +174,17 @@ pub struct ConnectionStatus {
     reconnects: AtomicU64,
     backoff_ms: AtomicU64,
     reason: Mutex<String>,
+    /// Gaps (time without the stream) noticed after a reconnect or a restart.
+    gaps: AtomicU64,
+    /// Their total length, in milliseconds.
+    gap_ms: AtomicU64,
+    /// The last gap's length, in milliseconds.
+    last_gap_ms: AtomicU64,
+    /// Posts published by gap recovery through recent search (backfilled posts
+    /// come on the stream and are counted as received only).
+    recovered: AtomicU64,
+    /// Recent-search requests that failed (retried, or given up).
+    recovery_errors: AtomicU64,
 }
 
 const STATE_CONNECTING: u8 = 0;
@@ -215,6 +226,24 @@ impl ConnectionStatus {
     /// True while the last attempt was refused for its credentials or access.
     pub fn is_refused(&self) -> bool {
         self.state.load(Ordering::Relaxed) == STATE_REFUSED
+    }
+
+    /// A gap of `length` without the stream was noticed.
+    pub fn gap(&self, length: Duration) {
+        let ms = u64::try_from(length.as_millis()).unwrap_or(u64::MAX);
+        self.gaps.fetch_add(1, Ordering::Relaxed);
+        self.gap_ms.fetch_add(ms, Ordering::Relaxed);
+        self.last_gap_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Gap recovery published `posts` more posts.
+    pub fn recovered(&self, posts: u64) {
+        self.recovered.fetch_add(posts, Ordering::Relaxed);
+    }
+
+    /// A gap-recovery request failed.
+    pub fn recovery_failed(&self) {
+        self.recovery_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One line for `/readyz`.
@@ -790,6 +819,24 @@ impl Collector for PipelineCollector {
             "1 while /readyz answers 200 (pipeline running, sink reachable).",
             &[(&[], i64::from(running && sink_up))],
         )?;
+        let dropped = crate::plugins::output_lines_dropped();
+        let labels: Vec<[(&str, &str); 1]> = dropped
+            .iter()
+            .map(|(plugin, _)| [("plugin", plugin.as_str())])
+            .collect();
+        let samples: Vec<(&[(&str, &str)], u64)> = labels
+            .iter()
+            .zip(&dropped)
+            .map(|(labels, (_, count))| (&labels[..], *count))
+            .collect();
+        if !samples.is_empty() {
+            counter(
+                &mut encoder,
+                "plugin_output_lines_dropped",
+                "Lines a plugin wrote to stdout or stderr that were not logged whole: cut at 4 KiB, or over its 50 lines a second.",
+                &samples,
+            )?;
+        }
         let Some(shape) = shared.shape.get().copied() else {
             return Ok(());
         };
@@ -836,6 +883,44 @@ impl Collector for PipelineCollector {
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             ConstGauge::new(backoff).encode(metric.encode_family(&[("source", "x")])?)?;
+            counter(
+                &mut encoder,
+                "source_gaps",
+                "Times the source noticed a gap without the stream (a reconnect or a restart).",
+                &[(&[("source", "x")], x.gaps.load(Ordering::Relaxed))],
+            )?;
+            let seconds = |ms: &AtomicU64| ms.load(Ordering::Relaxed) as f64 / 1000.0;
+            let mut metric = encoder.encode_descriptor(
+                "source_gap_seconds",
+                "Total length of the gaps without the stream.",
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            ConstCounter::new(seconds(&x.gap_ms))
+                .encode(metric.encode_family(&[("source", "x")])?)?;
+            let mut metric = encoder.encode_descriptor(
+                "source_last_gap_seconds",
+                "Length of the last gap without the stream.",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            ConstGauge::new(seconds(&x.last_gap_ms))
+                .encode(metric.encode_family(&[("source", "x")])?)?;
+            counter(
+                &mut encoder,
+                "source_recovered_posts",
+                "Posts the source fetched through gap recovery (recent search) and published; some may repeat streamed posts (the sinks remove them by id).",
+                &[(&[("source", "x")], x.recovered.load(Ordering::Relaxed))],
+            )?;
+            counter(
+                &mut encoder,
+                "source_recovery_errors",
+                "Gap-recovery (recent search) requests that failed; each is retried or, after a refusal or the last attempt, given up, leaving part of its gap unfilled.",
+                &[(
+                    &[("source", "x")],
+                    x.recovery_errors.load(Ordering::Relaxed),
+                )],
+            )?;
         }
         let broker: &[(&str, &str)] = &[("broker", shape.broker)];
         counter(

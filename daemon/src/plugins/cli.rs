@@ -44,6 +44,13 @@ pub enum PluginCommand {
         /// Linear memory a plugin may use, in MiB.
         #[arg(long = "memory-mb", value_name = "MIB")]
         memory_mb: Option<u64>,
+        /// The most a plugin may return for one batch, in MiB (default: a
+        /// quarter of the memory cap).
+        #[arg(long = "max-result-mb", value_name = "MIB")]
+        max_result_mb: Option<u64>,
+        /// The most one post's changes may carry, in KiB (default 256).
+        #[arg(long = "max-post-kb", value_name = "KIB")]
+        max_post_kb: Option<u64>,
     },
     /// Validate a plugin against the contract and print its name, version,
     /// exports, imports and size.
@@ -84,11 +91,15 @@ pub fn execute(command: PluginCommand) -> ExitCode {
             batch,
             timeout_ms,
             memory_mb,
+            max_result_mb,
+            max_post_kb,
         } => {
             let plugins: Vec<PathBuf> = plugins.into_iter().chain(more_plugins).collect();
             let settings = RunSettings {
                 timeout: timeout_ms.map(Duration::from_millis),
                 memory_mb,
+                max_result_mb,
+                max_post_kb,
                 batch: batch.max(1),
             };
             run(&plugins, &input, &plugin_config, &settings)
@@ -109,6 +120,8 @@ pub fn execute(command: PluginCommand) -> ExitCode {
 struct RunSettings {
     timeout: Option<Duration>,
     memory_mb: Option<u64>,
+    max_result_mb: Option<u64>,
+    max_post_kb: Option<u64>,
     batch: usize,
 }
 
@@ -160,6 +173,8 @@ fn plugin_entry(
         on_error: OnError::DeadLetter,
         timeout: settings.and_then(|settings| settings.timeout),
         memory_mb: settings.and_then(|settings| settings.memory_mb),
+        max_result_mb: settings.and_then(|settings| settings.max_result_mb),
+        max_post_kb: settings.and_then(|settings| settings.max_post_kb),
         self_check: None,
     })
 }
@@ -408,7 +423,13 @@ fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
     };
     let plugin = match load_plugin_with(&entry, &RuntimeOptions::default(), false) {
         Ok(plugin) => plugin,
-        Err(error) => return usage_error(error),
+        Err(error) => {
+            // A plugin refused for what it imports: say what each import is.
+            if let PluginError::Capability { imports, .. } = &error {
+                print_imports(imports);
+            }
+            return usage_error(error);
+        }
     };
     let reads = super::convert::field_names(plugin.info.reads);
     println!("plugin:   {}", plugin.name);
@@ -419,16 +440,7 @@ fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
     println!("size:     {} bytes", plugin.size);
     println!("sha256:   {}", plugin.sha256);
     println!("exports:  {}", plugin.exports.join(", "));
-    if plugin.imports.is_empty() {
-        println!("imports:  none");
-    }
-    for (index, import) in plugin.imports.iter().enumerate() {
-        let label = if index == 0 { "imports:" } else { "" };
-        match super::engine::granted(import) {
-            Some(what) => println!("{label:<9} {import}: granted ({what})"),
-            None => println!("{label:<9} {import}: NOT granted"),
-        }
-    }
+    print_imports(&plugin.imports);
     println!("reads:    {}", reads.join(", "));
     match plugin.instantiate() {
         Ok(_) => {
@@ -445,5 +457,19 @@ fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => usage_error(error),
+    }
+}
+
+/// One line per import, saying whether the sandbox grants it and what it gets.
+fn print_imports(imports: &[String]) {
+    if imports.is_empty() {
+        println!("imports:  none");
+    }
+    for (index, import) in imports.iter().enumerate() {
+        let label = if index == 0 { "imports:" } else { "" };
+        match super::engine::granted(import) {
+            Some(what) => println!("{label:<9} {import}: granted ({what})"),
+            None => println!("{label:<9} {import}: NOT granted"),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! while granting nothing, and the per-store state that caps memory and keeps
 //! the tail of the guest's stderr (where a Rust panic message lands).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -337,8 +338,29 @@ pub(crate) const OUTPUT_LINE_MAX: usize = 4096;
 /// Lines of output one plugin instance may log per second; the excess is counted, not logged.
 pub(crate) const OUTPUT_LINES_PER_SECOND: u32 = 50;
 
-/// Lines of plugin output not logged (cut or over the rate), for the metrics.
-pub(crate) static OUTPUT_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines of plugin output not logged whole (cut, or over the rate), per
+/// plugin name, for the metrics. One counter per name, shared by every
+/// instance and version of that plugin.
+static OUTPUT_LINES_DROPPED: Mutex<BTreeMap<String, Arc<AtomicU64>>> = Mutex::new(BTreeMap::new());
+
+/// The counter of dropped output lines of `plugin`.
+fn output_dropped_counter(plugin: &str) -> Arc<AtomicU64> {
+    let mut counters = OUTPUT_LINES_DROPPED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Arc::clone(counters.entry(plugin.to_owned()).or_default())
+}
+
+/// Per plugin name, the lines of its output that were cut or not logged.
+pub(crate) fn output_lines_dropped() -> Vec<(String, u64)> {
+    let counters = OUTPUT_LINES_DROPPED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    counters
+        .iter()
+        .map(|(plugin, count)| (plugin.clone(), count.load(Ordering::Relaxed)))
+        .collect()
+}
 
 /// One of a guest's output streams: each line goes to the daemon's log,
 /// prefixed with the plugin's name, cut at [`OUTPUT_LINE_MAX`] and limited to
@@ -362,6 +384,8 @@ struct Output {
     /// The current rate window and the lines logged in it.
     window: Option<std::time::Instant>,
     logged: u32,
+    /// This plugin's count of lines cut or not logged.
+    dropped: Arc<AtomicU64>,
 }
 
 impl Output {
@@ -375,12 +399,12 @@ impl Output {
             self.logged = 0;
         }
         if self.logged >= OUTPUT_LINES_PER_SECOND {
-            OUTPUT_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
             self.logged += 1;
             let line = String::from_utf8_lossy(&self.line);
             if self.cut > 0 {
-                OUTPUT_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 log::info!(
                     "plugin {} {}: {} [cut {} bytes]",
                     self.plugin,
@@ -413,6 +437,7 @@ impl CapturedStderr {
                 cut: 0,
                 window: None,
                 logged: 0,
+                dropped: output_dropped_counter(plugin),
             })),
         }
     }

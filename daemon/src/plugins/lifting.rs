@@ -189,16 +189,21 @@ fn malformed(what: &str) -> wasmtime::Error {
 /// counts each time, since each becomes its own copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResultLimits {
-    /// The strings of all outcomes together.
+    /// The strings of all outcomes together, for one batch: when a batch is
+    /// retried post by post, its calls share this budget, so a plugin hands
+    /// the host at most this much per batch however it is called.
     pub(crate) call_bytes: usize,
     /// The strings of one outcome; past it that post fails.
     pub(crate) post_bytes: usize,
+    /// What earlier calls for the same batch returned.
+    pub(crate) spent: usize,
 }
 
 impl ResultLimits {
     pub(crate) const UNLIMITED: ResultLimits = ResultLimits {
         call_bytes: usize::MAX,
         post_bytes: usize::MAX,
+        spent: 0,
     };
 }
 
@@ -207,11 +212,12 @@ thread_local! {
         const { std::cell::Cell::new(ResultLimits::UNLIMITED) };
 }
 
-/// Runs `call` (a `process` call) with `limits` on what it may return.
-pub(crate) fn with_limits<R>(limits: ResultLimits, call: impl FnOnce() -> R) -> R {
-    let before = LIMITS.replace(limits);
+/// Runs `call` (a `process` call) with `limits` on what it may return; adds
+/// what it returned to `limits.spent`.
+pub(crate) fn with_limits<R>(limits: &mut ResultLimits, call: impl FnOnce() -> R) -> R {
+    let before = LIMITS.replace(*limits);
     let result = call();
-    LIMITS.set(before);
+    *limits = LIMITS.replace(before);
     result
 }
 
@@ -293,13 +299,24 @@ fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
         }
         sizes.push(size);
     }
-    if total > limits.call_bytes {
+    if total.saturating_add(limits.spent) > limits.call_bytes {
+        let earlier = match limits.spent {
+            0 => String::new(),
+            spent => format!(
+                " with the {} KiB it returned for the batch's other posts",
+                spent / 1024
+            ),
+        };
         return Err(wasmtime::Error::msg(format!(
-            "returned {} KiB of strings in one call, past its limit of {} KiB (`memory_mb` of its [[plugins]] entry)",
+            "returned {} KiB of strings in one call, past its limit of {} KiB per batch{earlier} (`max_result_mb` of its [[plugins]] entry)",
             total / 1024,
             limits.call_bytes / 1024
         )));
     }
+    LIMITS.set(ResultLimits {
+        spent: limits.spent + total,
+        ..limits
+    });
     let mut lifted = Outcomes {
         outcomes: Vec::with_capacity(items.len()),
         attrs: Vec::new(),
@@ -307,7 +324,7 @@ fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
     for (item, size) in items.zip(sizes) {
         let outcome = if size > limits.post_bytes {
             Outcome::Fail(format!(
-                "returned {} KiB for one post, past the limit of {} KiB on one post's changes",
+                "returned {} KiB for one post, past the limit of {} KiB on one post's changes (`max_post_kb` of its [[plugins]] entry)",
                 size / 1024,
                 limits.post_bytes / 1024
             ))
@@ -709,9 +726,10 @@ mod tests {
         memory[2048..3048].fill(b'y');
         let limited = |call_bytes, post_bytes| {
             with_limits(
-                ResultLimits {
+                &mut ResultLimits {
                     call_bytes,
                     post_bytes,
+                    spent: 0,
                 },
                 || lift_list(&memory, 0, 3),
             )
@@ -719,6 +737,19 @@ mod tests {
         assert_eq!(limited(3000, 1000).unwrap().outcomes.len(), 3);
         let error = limited(2999, 1000).unwrap_err().to_string();
         assert!(error.contains("in one call"), "{error}");
+        // Calls for one batch share the budget, and each adds what it returned.
+        let mut budget = ResultLimits {
+            call_bytes: 5000,
+            post_bytes: 1000,
+            spent: 0,
+        };
+        assert!(with_limits(&mut budget, || lift_list(&memory, 0, 3)).is_ok());
+        assert_eq!(budget.spent, 3000);
+        let error = with_limits(&mut budget, || lift_list(&memory, 0, 3))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("other posts"), "{error}");
+        assert_eq!(budget.spent, 3000);
         let lifted = limited(3000, 999).unwrap();
         assert!(
             lifted.outcomes.iter().all(

@@ -6,13 +6,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::component::{Component, ComponentExportIndex, Func};
+use wasmtime::component::{Component, ComponentExportIndex, Func, Instance};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{CONTRACT_PACKAGE, CONTRACT_VERSION, PROCESSOR_INTERFACE, Plugin, PluginPre};
 use super::cache::{ComponentCache, sha256_hex};
 use super::engine::{EPOCH_TICK, HostState, engine, linker};
-use super::lifting::Outcomes;
+use super::lifting::{Outcomes, ResultLimits};
 use super::lowering::Batch;
 use super::{PluginError, RuntimeOptions, bindings as wit};
 use crate::config::{OnError, PluginConfig};
@@ -29,6 +29,8 @@ pub(crate) struct LoadedPlugin {
     pub(crate) on_error: OnError,
     pub(crate) timeout: Duration,
     pub(crate) memory_bytes: usize,
+    /// What the `process` calls for one batch, and one post's changes, may return.
+    pub(crate) limits: ResultLimits,
     pub(crate) exports: Vec<String>,
     pub(crate) imports: Vec<String>,
     pub(crate) size: u64,
@@ -145,19 +147,28 @@ fn load_plugin_now(
         .exports(engine)
         .map(|(export, _)| export.to_owned())
         .collect();
-    let imports = component_type
+    let imports: Vec<String> = component_type
         .imports(engine)
         .map(|(import, _)| import.to_owned())
         .collect();
 
     let linker = linker().map_err(load_error)?;
-    let instance_pre =
-        linker
-            .instantiate_pre(&component)
-            .map_err(|error| PluginError::Capability {
-                plugin: name.clone(),
-                message: format!("{error:#}"),
-            })?;
+    let instance_pre = linker.instantiate_pre(&component).map_err(|error| {
+        let refused: Vec<String> = imports
+            .iter()
+            .filter(|import| super::engine::granted(import).is_none())
+            .map(|import| format!("`{import}`"))
+            .collect();
+        let message = match refused.is_empty() {
+            true => format!("{error:#}"),
+            false => format!("it imports {}, not granted", refused.join(", ")),
+        };
+        PluginError::Capability {
+            plugin: name.clone(),
+            message,
+            imports: imports.clone(),
+        }
+    })?;
     let pre = PluginPre::new(instance_pre).map_err(|error| PluginError::Contract {
         plugin: name.clone(),
         message: format!("{error:#}"),
@@ -171,6 +182,18 @@ fn load_plugin_now(
     let config_json = serde_json::to_string(&config.config)
         .map_err(|error| load_error(format!("cannot pass its config as JSON: {error}")))?;
 
+    let memory_bytes = mib_to_bytes(config.memory_mb.unwrap_or(options.default_memory_mb));
+    let limits = ResultLimits {
+        call_bytes: config
+            .max_result_mb
+            .map(mib_to_bytes)
+            .unwrap_or((memory_bytes / 4).max(1024 * 1024)),
+        post_bytes: config
+            .max_post_kb
+            .map(|kib| usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX))
+            .unwrap_or(DEFAULT_MAX_POST_BYTES),
+        spent: 0,
+    };
     let mut plugin = LoadedPlugin {
         name: name.clone(),
         path,
@@ -184,13 +207,8 @@ fn load_plugin_now(
         config_json,
         on_error: config.on_error,
         timeout: config.timeout.unwrap_or(options.default_timeout),
-        memory_bytes: usize::try_from(
-            config
-                .memory_mb
-                .unwrap_or(options.default_memory_mb)
-                .saturating_mul(1024 * 1024),
-        )
-        .unwrap_or(usize::MAX),
+        memory_bytes,
+        limits,
         exports,
         imports,
         size: bytes.len() as u64,
@@ -235,21 +253,24 @@ impl LoadedPlugin {
                 plugin: self.name.clone(),
                 message: describe_failure(&error, &mut store, self.timeout),
             })?;
-        let contract = |error: wasmtime::Error| PluginError::Contract {
-            plugin: self.name.clone(),
-            message: format!("{error:#}"),
+        let contract =
+            |store: &mut Store<HostState>, error: wasmtime::Error| PluginError::Contract {
+                plugin: self.name.clone(),
+                message: mistyped_export(store, &instance).unwrap_or_else(|| format!("{error:#}")),
+            };
+        let plugin = match Plugin::new(&mut store, &instance) {
+            Ok(plugin) => plugin,
+            Err(error) => return Err(contract(&mut store, error)),
         };
-        let plugin = Plugin::new(&mut store, &instance).map_err(contract)?;
-        let process = instance.get_func(&mut store, self.process).ok_or_else(|| {
-            contract(wasmtime::Error::msg(
-                "its `process` export is not a function",
-            ))
-        })?;
+        let Some(process) = instance.get_func(&mut store, self.process) else {
+            let error = wasmtime::Error::msg("its `process` export is not a function");
+            return Err(contract(&mut store, error));
+        };
         // The hand-lowered batch and hand-lifted outcomes type-check as the
         // contract's `batch` record and `list<outcome>`.
-        process
-            .typed::<(&Batch,), (Outcomes,)>(&store)
-            .map_err(contract)?;
+        if let Err(error) = process.typed::<(&Batch,), (Outcomes,)>(&store) {
+            return Err(contract(&mut store, error));
+        }
         Ok(Live {
             store,
             plugin,
@@ -281,17 +302,15 @@ impl Live {
             .map_err(|error| describe_failure(&error, &mut self.store, plugin.timeout))
     }
 
-    /// Calls the plugin's `process` with `batch`.
+    /// Calls the plugin's `process` with `batch`, within what is left of
+    /// `limits` (which counts what it returns).
     pub(crate) fn process(
         &mut self,
         plugin: &LoadedPlugin,
         batch: &Batch,
+        limits: &mut ResultLimits,
     ) -> Result<Outcomes, String> {
         let process = self.process;
-        let limits = super::lifting::ResultLimits {
-            call_bytes: plugin.memory_bytes,
-            post_bytes: MAX_POST_BYTES,
-        };
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
             let (outcomes,) =
@@ -321,9 +340,13 @@ impl Live {
     }
 }
 
-/// The most one post's changes may carry (X posts are at most 25,000
-/// characters); an outcome past it fails that post.
-pub(crate) const MAX_POST_BYTES: usize = 256 * 1024;
+/// The most one post's changes may carry unless its entry sets `max_post_kb`
+/// (X posts are at most 25,000 characters); an outcome past it fails that post.
+pub(crate) const DEFAULT_MAX_POST_BYTES: usize = 256 * 1024;
+
+fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
 
 /// Epoch ticks for a timeout: rounded up, plus one because the first tick may
 /// come at any moment.
@@ -440,6 +463,56 @@ fn check_contract(component: &Component, name: &str) -> Result<(), PluginError> 
         plugin: name.to_owned(),
         message,
     })
+}
+
+/// The contract's declaration of `function` (`info: func() -> plugin-info;`),
+/// quoted in messages about an export of the wrong type.
+fn contract_signature(function: &str) -> String {
+    const WIT: &str = include_str!("../../../plugin-sdk/wit/plugin.wit");
+    let start = format!("{function}: func(");
+    WIT.lines()
+        .map(str::trim)
+        .find(|line| line.starts_with(&start))
+        .map(|line| line.trim_end_matches(';').to_owned())
+        .unwrap_or_else(|| format!("{function}: func(..)"))
+}
+
+/// Which of the contract's functions the instance lacks or exports with
+/// another type, named with the signature the contract declares; `None` when
+/// all three type-check.
+fn mistyped_export(store: &mut Store<HostState>, instance: &Instance) -> Option<String> {
+    type Check = fn(&Func, &Store<HostState>) -> wasmtime::Result<()>;
+    let interface = format!("{PROCESSOR_INTERFACE}@{CONTRACT_VERSION}");
+    let exported = instance.get_export_index(&mut *store, None, &interface)?;
+    let checks: [(&str, Check); 3] = [
+        ("info", |func, store| {
+            func.typed::<(), (wit::PluginInfo,)>(store).map(drop)
+        }),
+        ("init", |func, store| {
+            func.typed::<(&str,), (Result<(), String>,)>(store)
+                .map(drop)
+        }),
+        ("process", |func, store| {
+            func.typed::<(&Batch,), (Outcomes,)>(store).map(drop)
+        }),
+    ];
+    for (name, check) in checks {
+        let expected = contract_signature(name);
+        let func = instance
+            .get_export_index(&mut *store, Some(&exported), name)
+            .and_then(|index| instance.get_func(&mut *store, index));
+        let Some(func) = func else {
+            return Some(format!(
+                "it exports `{interface}` without the function `{name}`; the contract declares `{expected}`"
+            ));
+        };
+        if let Err(error) = check(&func, store) {
+            return Some(format!(
+                "its export `{name}` of `{interface}` has the wrong type ({error:#}); the contract declares `{expected}` (rebuild it against plugin-sdk/wit of tweetpipe-plugin {CONTRACT_VERSION})"
+            ));
+        }
+    }
+    None
 }
 
 /// Where the contract's `process` function is among the component's exports.

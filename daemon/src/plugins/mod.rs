@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::lifting::{Outcome, Outcomes};
+use self::lifting::{Outcome, Outcomes, ResultLimits};
 use self::load::{Live, LoadedPlugin};
 use self::lowering::Batch;
 use crate::config::{OnError, PluginConfig};
@@ -48,6 +48,12 @@ use crate::post::Post;
 pub use self::cache::default_cache_dir;
 pub use self::reload::{ChainGeneration, ChainSwitch, PluginReloader, ReloadReport};
 pub use self::watch::watch_plugin_files;
+
+/// Per plugin name, the lines it wrote to stdout or stderr that were not
+/// logged whole: cut at 4 KiB, or over its rate of 50 lines a second.
+pub fn output_lines_dropped() -> Vec<(String, u64)> {
+    engine::output_lines_dropped()
+}
 
 /// What the chain decided for one post.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,9 +104,14 @@ pub enum PluginError {
     Contract { plugin: String, message: String },
     /// The component imports something the sandbox does not provide.
     #[error(
-        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get stdio, frozen clocks and random numbers only: no filesystem, network or environment; see `tweetpipe plugin check`): {message}"
+        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get stdio, frozen clocks and random numbers, and a filesystem and network with nothing in them; see `tweetpipe plugin check`): {message}"
     )]
-    Capability { plugin: String, message: String },
+    Capability {
+        plugin: String,
+        message: String,
+        /// Every import of the component, granted or not.
+        imports: Vec<String>,
+    },
     /// Compilation failed.
     #[error("plugin {plugin}: cannot compile: {message}")]
     Compile { plugin: String, message: String },
@@ -392,8 +403,10 @@ impl PluginRunner {
     fn process(&mut self, posts: &[Post]) -> Outcomes {
         let reads = self.plugin.info.reads;
         let mut batch = std::mem::replace(&mut self.batch, Batch::new());
+        // One budget for the batch's results, however many calls it takes.
+        let mut limits = self.plugin.limits;
         let outcomes = match convert::lower(posts, reads, &mut batch) {
-            Ok(()) => self.call(&batch),
+            Ok(()) => self.call(&batch, &mut limits),
             Err(error) => Err(error.to_string()),
         };
         let outcomes = match outcomes {
@@ -412,7 +425,7 @@ impl PluginRunner {
                 for post in posts {
                     let outcome = convert::lower(std::slice::from_ref(post), reads, &mut batch)
                         .map_err(|error| error.to_string())
-                        .and_then(|()| self.call(&batch));
+                        .and_then(|()| self.call(&batch, &mut limits));
                     match outcome {
                         // `call` checked that there is exactly one outcome.
                         Ok(one) => all.append(one),
@@ -426,7 +439,7 @@ impl PluginRunner {
         outcomes
     }
 
-    fn call(&mut self, batch: &Batch) -> Result<Outcomes, String> {
+    fn call(&mut self, batch: &Batch, limits: &mut ResultLimits) -> Result<Outcomes, String> {
         let live = match &mut self.live {
             Some(live) => live,
             None => self.live.insert(
@@ -435,7 +448,7 @@ impl PluginRunner {
                     .map_err(|error| format!("cannot re-create the instance: {error}"))?,
             ),
         };
-        match live.process(&self.plugin, batch) {
+        match live.process(&self.plugin, batch, limits) {
             Ok(lifted) if lifted.outcomes.len() == batch.posts.len() => Ok(lifted),
             Ok(lifted) => Err(format!(
                 "returned {} outcomes for {} posts",

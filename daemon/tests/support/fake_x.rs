@@ -8,6 +8,14 @@
 //! `operational-disconnect`. It logs every connection with the (tokio) time it
 //! started and ended and which script lines it delivered whole, so tests can check
 //! the reconnect delays and that nothing was lost or sent twice.
+//!
+//! [`FakeX::start_live`] makes it behave like X in time: from the first stream
+//! connection on it produces posts on a clock whether or not a client is
+//! connected, streams each to the connection open at that moment (none while the
+//! client is away), answers `backfill_minutes` with the posts of those last
+//! minutes, and serves recent search (`/2/tweets/search/recent`) over everything
+//! it produced, by rule, time window and page, with X's 10-second `end_time`
+//! rule and rate-limit headers; [`SearchStep`]s inject bad answers.
 
 use std::collections::VecDeque;
 use std::io;
@@ -107,6 +115,59 @@ pub struct StoredRule {
     pub tag: Option<String>,
 }
 
+/// What one recent-search request gets (after the plan: a real answer).
+#[derive(Debug, Clone)]
+pub enum SearchStep {
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// This status with an X-shaped problem body.
+    Status(u16),
+}
+
+/// One recent-search request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub next_token: Option<String>,
+    pub status: u16,
+    /// Posts in the answer.
+    pub posts: usize,
+}
+
+/// A post the live fake produced.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    pub id: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The stream message (`data`, `includes`, `matching_rules`).
+    pub line: String,
+    /// The value of the rule it matched.
+    pub rule: String,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    /// Post bodies still to produce, in order.
+    bodies: VecDeque<String>,
+    produced: Vec<Produced>,
+    /// Open live stream connections: each gets the index of every new post.
+    subscribers: Vec<mpsc::UnboundedSender<usize>>,
+    search_plan: VecDeque<SearchStep>,
+    searches: Vec<SearchRequest>,
+    /// The rate limit (unlimited when `None`).
+    search_budget: Option<SearchBudget>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SearchBudget {
+    /// Requests left in this window.
+    Left(u64),
+    /// Used up: 429 until this second (epoch).
+    ResetAt(i64),
+}
+
 #[derive(Debug, Default)]
 struct State {
     script: Vec<String>,
@@ -118,6 +179,7 @@ struct State {
     next_rule_id: u64,
     rule_requests: Vec<String>,
     keepalive: Duration,
+    live: Option<LiveState>,
 }
 
 /// The fake X API; it stops when dropped.
@@ -126,36 +188,68 @@ pub struct FakeX {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     server: tokio::task::JoinHandle<()>,
+    producer: Option<tokio::task::JoinHandle<()>>,
+    first_connection: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for FakeX {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(producer) = &self.producer {
+            producer.abort();
+        }
     }
 }
 
 impl FakeX {
     /// Starts on `127.0.0.1:0` with `script` as the stream's contents.
     pub async fn start(script: Vec<String>) -> FakeX {
+        FakeX::start_with(script, None).await
+    }
+
+    /// Starts a fake that, from the first stream connection on, produces the
+    /// posts of `bodies` (v2 stream messages; their `data.id` and `created_at`
+    /// are replaced) at `rate` a second, each matching the first stored rule.
+    pub async fn start_live(bodies: Vec<String>, rate: f64) -> FakeX {
+        let live = LiveState {
+            bodies: bodies.into(),
+            ..LiveState::default()
+        };
+        let mut fake = FakeX::start_with(Vec::new(), Some(live)).await;
+        let state = fake.state.clone();
+        let first = fake.first_connection.clone();
+        fake.producer = Some(tokio::spawn(async move {
+            first.notified().await;
+            produce(state, rate).await;
+        }));
+        fake
+    }
+
+    async fn start_with(script: Vec<String>, live: Option<LiveState>) -> FakeX {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             script,
             next_rule_id: 1_900_000_000_000_000_001,
             keepalive: Duration::from_secs(10),
+            live,
             ..State::default()
         }));
         let shared = state.clone();
+        let first_connection = Arc::new(tokio::sync::Notify::new());
+        let notify = first_connection.clone();
         let server = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let state = shared.clone();
+                let notify = notify.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let state = state.clone();
-                        async move { handle(state, request).await }
+                        let notify = notify.clone();
+                        async move { handle(state, notify, request).await }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -167,7 +261,47 @@ impl FakeX {
             addr,
             state,
             server,
+            producer: None,
+            first_connection,
         }
+    }
+
+    /// Every post the live fake produced so far.
+    pub fn produced(&self) -> Vec<Produced> {
+        self.live(|live| live.produced.clone())
+    }
+
+    /// True once every post body was produced.
+    pub fn done_producing(&self) -> bool {
+        self.live(|live| live.bodies.is_empty())
+    }
+
+    /// Queues what the next recent-search requests get.
+    pub fn plan_search(&self, steps: impl IntoIterator<Item = SearchStep>) {
+        self.live(|live| live.search_plan.extend(steps));
+    }
+
+    /// Lets `requests` searches through in this rate-limit window
+    /// (`x-rate-limit-remaining` counts down; the last says 0 with a reset 2 s
+    /// later); a search before the reset gets 429, one after it a fresh window.
+    pub fn limit_search(&self, requests: u64) {
+        self.live(|live| live.search_budget = Some(SearchBudget::Left(requests)));
+    }
+
+    /// Every recent-search request, in order.
+    pub fn searches(&self) -> Vec<SearchRequest> {
+        self.live(|live| live.searches.clone())
+    }
+
+    fn live<T>(&self, read: impl FnOnce(&mut LiveState) -> T) -> T {
+        read(
+            self.state
+                .lock()
+                .unwrap()
+                .live
+                .as_mut()
+                .expect("a fake started with start_live"),
+        )
     }
 
     /// The base URL to put in `source.x.api_base`.
@@ -247,7 +381,11 @@ impl FakeX {
 
 type Reply = Response<ChannelBody>;
 
-async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<Reply, io::Error> {
+async fn handle(
+    state: Arc<Mutex<State>>,
+    first_connection: Arc<tokio::sync::Notify>,
+    request: Request<Incoming>,
+) -> Result<Reply, io::Error> {
     let authorized = request
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -258,7 +396,11 @@ async fn handle(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
     match (request.method().as_str(), path.as_str()) {
-        ("GET", "/2/tweets/search/stream") => stream(state, &request, query).await,
+        ("GET", "/2/tweets/search/stream") => {
+            first_connection.notify_one();
+            stream(state, &request, query).await
+        }
+        ("GET", "/2/tweets/search/recent") => Ok(search(&state, &query)),
         ("GET", "/2/tweets/search/stream/rules") => {
             let mut state = state.lock().unwrap();
             state.rule_requests.push("GET".to_owned());
@@ -453,7 +595,12 @@ async fn stream(
         Step::Status { status, body } => Ok(json(status, body)),
         Step::Serve(serve) => {
             let (tx, rx) = mpsc::channel(1);
-            tokio::spawn(feed(state, serve, index, tx));
+            let live = state.lock().unwrap().live.is_some();
+            if live {
+                tokio::spawn(feed_live(state, serve, index, tx));
+            } else {
+                tokio::spawn(feed(state, serve, index, tx));
+            }
             Ok(Response::builder()
                 .status(200)
                 .header("content-type", "application/json; charset=utf-8")
@@ -556,6 +703,311 @@ async fn feed(state: Arc<Mutex<State>>, serve: Serve, connection: usize, tx: Fra
             drop(tx);
         }
     }
+}
+
+/// Produces the live fake's posts at `rate` a second until the bodies run out.
+async fn produce(state: Arc<Mutex<State>>, rate: f64) {
+    let started = Instant::now();
+    for index in 0.. {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate)).await;
+        let mut state = state.lock().unwrap();
+        let rule = state.rules.first().cloned();
+        let Some(live) = state.live.as_mut() else {
+            return;
+        };
+        let Some(body) = live.bodies.pop_front() else {
+            return;
+        };
+        let created_at = chrono::Utc::now();
+        let id = (1_990_000_000_000_000_000u64 + index).to_string();
+        let mut message: serde_json::Value = serde_json::from_str(&body).expect("a v2 message");
+        message["data"]["id"] = serde_json::json!(id);
+        message["data"]["edit_history_tweet_ids"] = serde_json::json!([id]);
+        message["data"]["created_at"] =
+            serde_json::json!(created_at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        let (rule_value, matching) = match &rule {
+            Some(rule) => (
+                rule.value.clone(),
+                serde_json::json!([{"id": rule.id, "tag": rule.tag.clone().unwrap_or_default()}]),
+            ),
+            None => (String::new(), serde_json::json!([])),
+        };
+        message["matching_rules"] = matching;
+        live.produced.push(Produced {
+            id,
+            created_at,
+            line: message.to_string(),
+            rule: rule_value,
+        });
+        let position = live.produced.len() - 1;
+        live.subscribers
+            .retain(|subscriber| subscriber.send(position).is_ok());
+    }
+}
+
+/// Streams one live 200 connection: the backfill it asked for, then each post
+/// as it is produced, `serve.lines` of them, then `serve.then`.
+async fn feed_live(state: Arc<Mutex<State>>, serve: Serve, connection: usize, tx: Frames) {
+    let ended = |state: &Mutex<State>| {
+        state.lock().unwrap().connections[connection].ended = Some(Instant::now());
+    };
+    let (posts_tx, mut posts) = mpsc::unbounded_channel();
+    let backfill: Vec<usize> = {
+        let mut state = state.lock().unwrap();
+        let query = state.connections[connection].query.clone();
+        let live = state.live.as_mut().unwrap();
+        live.subscribers.push(posts_tx);
+        let minutes = query_pairs(&query)
+            .into_iter()
+            .find(|(key, _)| key == "backfill_minutes")
+            .and_then(|(_, value)| value.parse::<i64>().ok());
+        match minutes {
+            Some(minutes) => {
+                let since = chrono::Utc::now() - chrono::TimeDelta::minutes(minutes.clamp(1, 5));
+                (0..live.produced.len())
+                    .filter(|index| live.produced[*index].created_at >= since)
+                    .collect()
+            }
+            None => Vec::new(),
+        }
+    };
+    if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
+        return;
+    }
+    let send = |index: usize| {
+        let line = state.lock().unwrap().live.as_ref().unwrap().produced[index]
+            .line
+            .clone();
+        Bytes::from(format!("{line}\r\n"))
+    };
+    for index in backfill {
+        if tx.send(Ok(send(index))).await.is_err() {
+            return;
+        }
+    }
+    let keepalive = state.lock().unwrap().keepalive;
+    let mut sent = 0;
+    while sent < serve.lines {
+        let index = tokio::select! {
+            _ = tx.closed() => return,
+            index = posts.recv() => index,
+            _ = tokio::time::sleep(keepalive) => {
+                if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(index) = index else {
+            return;
+        };
+        if tx.send(Ok(send(index))).await.is_err() {
+            return;
+        }
+        state.lock().unwrap().delivered.push(index);
+        sent += 1;
+    }
+    // Posts produced from now on do not reach this connection.
+    drop(posts);
+    tokio::time::sleep(SETTLE).await;
+    match serve.then {
+        End::Stall => {
+            ended(&state);
+            tx.closed().await;
+        }
+        End::Hold => loop {
+            tokio::select! {
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep(keepalive) => {
+                    if tx.send(Ok(Bytes::from_static(b"\r\n"))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        },
+        _ => {
+            ended(&state);
+            let _ = tx
+                .send(Err(io::Error::other("fake X breaks the connection")))
+                .await;
+        }
+    }
+}
+
+fn query_pairs(query: &str) -> Vec<(String, String)> {
+    reqwest::Url::parse(&format!("http://fake/?{query}"))
+        .map(|url| url.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+/// `GET /2/tweets/search/recent` over what the live fake produced.
+fn search(state: &Mutex<State>, query: &str) -> Reply {
+    let pairs = query_pairs(query);
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let mut state = state.lock().unwrap();
+    let Some(live) = state.live.as_mut() else {
+        return json(
+            404,
+            r#"{"title":"Not Found Error","type":"about:blank"}"#.to_owned(),
+        );
+    };
+    let mut request = SearchRequest {
+        query: param("query").unwrap_or_default(),
+        start_time: param("start_time").unwrap_or_default(),
+        end_time: param("end_time").unwrap_or_default(),
+        next_token: param("next_token"),
+        status: 200,
+        posts: 0,
+    };
+    let now = chrono::Utc::now();
+    let reset = (now + chrono::TimeDelta::seconds(2)).timestamp();
+    let log = |live: &mut LiveState, request: SearchRequest, reply: Reply| {
+        live.searches.push(request);
+        reply
+    };
+    if let Some(step) = live.search_plan.pop_front() {
+        let reply = match step {
+            SearchStep::Garbage => {
+                request.status = 200;
+                json(200, "{\"data\": [{\"id\": \"1\",,, <html>oops".to_owned())
+            }
+            SearchStep::Status(status) => {
+                request.status = status;
+                json(status, Step::status(status).body())
+            }
+        };
+        return log(live, request, reply);
+    }
+    let remaining = match live.search_budget {
+        Some(SearchBudget::Left(left)) => {
+            let left = left.saturating_sub(1);
+            if left == 0 {
+                live.search_budget = Some(SearchBudget::ResetAt(reset));
+            } else {
+                live.search_budget = Some(SearchBudget::Left(left));
+            }
+            left
+        }
+        Some(SearchBudget::ResetAt(at)) if now.timestamp() < at => {
+            request.status = 429;
+            let reply = with_headers(
+                json(429, r#"{"title":"Too Many Requests","detail":"Too Many Requests","type":"about:blank","status":429}"#.to_owned()),
+                0,
+                at,
+            );
+            return log(live, request, reply);
+        }
+        Some(SearchBudget::ResetAt(_)) | None => {
+            live.search_budget = None;
+            449
+        }
+    };
+    let invalid = |message: String| {
+        json(
+            400,
+            serde_json::json!({
+                "errors": [{"parameters": {}, "message": message}],
+                "title": "Invalid Request",
+                "detail": "One or more parameters to your request was invalid.",
+                "type": "https://api.twitter.com/2/problems/invalid-request"
+            })
+            .to_string(),
+        )
+    };
+    let parse = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().ok();
+    let (Some(start), Some(end)) = (parse(&request.start_time), parse(&request.end_time)) else {
+        request.status = 400;
+        let reply = invalid("start_time and end_time must be YYYY-MM-DDTHH:mm:ssZ".to_owned());
+        return log(live, request, reply);
+    };
+    if end > now - chrono::TimeDelta::seconds(10) {
+        request.status = 400;
+        let reply = invalid(format!(
+            "Invalid 'end_time':'{}'. 'end_time' must be a minimum of 10 seconds prior to the request time.",
+            request.end_time
+        ));
+        return log(live, request, reply);
+    }
+    if start < now - chrono::TimeDelta::days(7) {
+        request.status = 400;
+        let reply = invalid(format!(
+            "Invalid 'start_time':'{}'. 'start_time' must be on or after {}",
+            request.start_time,
+            (now - chrono::TimeDelta::days(7)).format("%Y-%m-%dT%H:%MZ")
+        ));
+        return log(live, request, reply);
+    }
+    let page_size = param("max_results")
+        .and_then(|value| value.parse::<usize>().ok())
+        .unwrap_or(10)
+        .clamp(10, 100);
+    let offset = request
+        .next_token
+        .as_deref()
+        .and_then(|token| token.strip_prefix("page-"))
+        .and_then(|offset| offset.parse::<usize>().ok())
+        .unwrap_or(0);
+    // Newest first, like X.
+    let matches: Vec<&Produced> = live
+        .produced
+        .iter()
+        .rev()
+        .filter(|post| {
+            post.rule == request.query && post.created_at >= start && post.created_at < end
+        })
+        .collect();
+    let page: Vec<&Produced> = matches
+        .iter()
+        .skip(offset)
+        .take(page_size)
+        .copied()
+        .collect();
+    let mut data = Vec::new();
+    let mut users: Vec<serde_json::Value> = Vec::new();
+    let mut places: Vec<serde_json::Value> = Vec::new();
+    for post in &page {
+        let message: serde_json::Value = serde_json::from_str(&post.line).unwrap();
+        data.push(message["data"].clone());
+        for (kind, into) in [("users", &mut users), ("places", &mut places)] {
+            for object in message["includes"][kind].as_array().into_iter().flatten() {
+                if !into.iter().any(|known| known["id"] == object["id"]) {
+                    into.push(object.clone());
+                }
+            }
+        }
+    }
+    let mut meta = serde_json::json!({"result_count": page.len()});
+    if let (Some(newest), Some(oldest)) = (page.first(), page.last()) {
+        meta["newest_id"] = serde_json::json!(newest.id);
+        meta["oldest_id"] = serde_json::json!(oldest.id);
+    }
+    if offset + page.len() < matches.len() {
+        meta["next_token"] = serde_json::json!(format!("page-{}", offset + page.len()));
+    }
+    let mut body = serde_json::json!({"meta": meta});
+    if !data.is_empty() {
+        body["data"] = serde_json::json!(data);
+        body["includes"] = serde_json::json!({"users": users, "places": places});
+    }
+    request.posts = page.len();
+    let reply = with_headers(json(200, body.to_string()), remaining, reset);
+    log(live, request, reply)
+}
+
+fn with_headers(mut reply: Reply, remaining: u64, reset: i64) -> Reply {
+    let headers = reply.headers_mut();
+    headers.insert("x-rate-limit-limit", "450".parse().unwrap());
+    headers.insert(
+        "x-rate-limit-remaining",
+        remaining.to_string().parse().unwrap(),
+    );
+    headers.insert("x-rate-limit-reset", reset.to_string().parse().unwrap());
+    reply
 }
 
 fn json(status: u16, body: String) -> Reply {

@@ -9,10 +9,19 @@
 //! level, so `journalctl -u tweetpipe` shows the story without the noise. Posts
 //! are published raw; decoding, and dead-lettering malformed lines, is the
 //! process stage's job.
+//!
+//! X does not resend what it matched while no connection was open. The source
+//! remembers when the stream last delivered ([`gap`], kept in a state file
+//! across restarts), so after a reconnect or a restart it logs and counts the
+//! gap once, and fills it as `source.x.gap_recovery` says: reconnecting with
+//! `backfill_minutes`, or reading the gap again with recent search ([`search`])
+//! beside the live stream.
 
 pub mod backoff;
 pub mod client;
+pub mod gap;
 pub mod rules;
+pub mod search;
 pub mod stream;
 
 use std::future::Future;
@@ -20,15 +29,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
 use self::backoff::{FailureKind, ReconnectSchedule};
 use self::client::{ApiError, BearerToken, ClientBuildError, Problem, TokenError, XClient};
+use self::gap::{Cause, Gap, MAX_BACKFILL_MINUTES, SavedState, Tracker};
 use self::rules::{RulePlan, RulesError};
+use self::search::Recovery;
 use self::stream::{Line, LineBuffer, classify};
 use crate::broker::Publisher;
-use crate::config::XSourceConfig;
+use crate::config::{GapRecovery, XSourceConfig};
 use crate::metrics::ConnectionStatus;
 use crate::stats::Stats;
 
@@ -164,28 +176,206 @@ impl XSource {
             }
         }
 
-        let query = self.stream_query();
+        let saved = self.load_state();
+        let tracker = Tracker::from_saved(&saved);
+        let stop = cancel.child_token();
+        // The state is saved a last time after recovery stopped, so a window it
+        // did not finish stays in the file.
+        let saved_last = CancellationToken::new();
+        let saver =
+            self.config.state_file.clone().map(|path| {
+                tokio::spawn(gap::keep_saved(path, tracker.clone(), saved_last.clone()))
+            });
+        let recovery = match self.config.gap_recovery {
+            GapRecovery::Search => Some(tokio::spawn(
+                Recovery {
+                    client: self.client.clone(),
+                    fields: self.stream_query(),
+                    publisher: publisher.clone(),
+                    stats: stats.clone(),
+                    status: self.status.clone(),
+                    tracker: tracker.clone(),
+                    cancel: stop.clone(),
+                    delay: self.config.gap_search_delay,
+                }
+                .run(),
+            )),
+            other => {
+                let dropped = tracker.clear_pending();
+                if dropped > 0 {
+                    log::info!(
+                        "X stream: {dropped} gap(s) an earlier run left to recent search are not recovered (source.x.gap_recovery is now \"{}\")",
+                        other.as_str()
+                    );
+                }
+                None
+            }
+        };
+        let streamed = self
+            .stream(&publisher, &stats, &cancel, &mut state, &tracker, &saved)
+            .await;
+        stop.cancel();
+        if let Some(recovery) = recovery {
+            let _ = recovery.await;
+        }
+        saved_last.cancel();
+        if let Some(saver) = saver {
+            let _ = saver.await;
+        }
+        streamed
+    }
+
+    /// Reads the state file; a file that cannot be read is logged and the run
+    /// goes on without knowing the gap since the last run.
+    fn load_state(&self) -> SavedState {
+        let Some(path) = &self.config.state_file else {
+            return SavedState::default();
+        };
+        match gap::load(path) {
+            Ok(saved) => saved,
+            Err(error) => {
+                log::warn!("{error}");
+                SavedState::default()
+            }
+        }
+    }
+
+    /// The stream connection, reconnected on X's schedule until `cancel` fires.
+    async fn stream(
+        &self,
+        publisher: &Publisher,
+        stats: &Stats,
+        cancel: &CancellationToken,
+        state: &mut StateLog,
+        tracker: &Tracker,
+        saved: &SavedState,
+    ) -> Result<(), XSourceError> {
+        let base_query = self.stream_query();
         let mut schedule = ReconnectSchedule::new();
         let mut lines = LineBuffer::default();
+        let mut gaps = GapWatch {
+            since: saved.last_seen.map(|since| (since, Cause::Restart)),
+            backfill_refused: false,
+        };
         loop {
+            let backfill = gaps.backfill(self.config.gap_recovery, self.config.gap_overlap);
+            let mut query = base_query.clone();
+            if let Some(minutes) = backfill {
+                query.push(("backfill_minutes", minutes.to_string()));
+            }
             let attempt = Attempt {
-                source: &self,
+                source: self,
                 query: &query,
-                publisher: &publisher,
-                stats: &stats,
-                cancel: &cancel,
+                publisher,
+                stats,
+                cancel,
+                tracker,
+                backfill,
             };
-            let failure = match attempt.run(&mut schedule, &mut state, &mut lines).await? {
+            let failure = match attempt
+                .run(&mut schedule, state, &mut lines, &mut gaps)
+                .await?
+            {
                 Some(failure) => failure,
                 None => return Ok(()),
             };
             lines.clear();
+            if gaps.since.is_none()
+                && let Some(seen) = tracker.last_seen()
+            {
+                gaps.since = Some((seen, Cause::Reconnect));
+            }
+            if backfill.is_some()
+                && let Failure::Http {
+                    status: status @ (400 | 403),
+                    problem,
+                } = &failure
+            {
+                gaps.backfill_refused = true;
+                log::warn!(
+                    "X stream: X refused the connection with backfill_minutes (HTTP {status}: {problem}); backfill needs Enterprise access, so the source reconnects without it and gaps are not recovered (set source.x.gap_recovery = \"search\" or \"off\")"
+                );
+            }
             let delay = schedule.next_delay(failure.kind());
             state.failed(&failure, "streaming", delay);
-            if self.wait(delay, &cancel).await {
+            if self.wait(delay, cancel).await {
                 return Ok(());
             }
         }
+    }
+
+    /// A gap ended: the new connection answered at `gap.until`. Logs it once,
+    /// counts it, and hands it to recent search when that is the mode.
+    fn gap_closed(&self, gap: Gap, backfill: Option<u32>, tracker: &Tracker) {
+        self.status.gap(gap.length());
+        let head = format!(
+            "X stream: {} without posts ({})",
+            gap::humanize(gap.length()),
+            gap.cause.as_str()
+        );
+        let overlap = self.config.gap_overlap;
+        match (self.config.gap_recovery, backfill) {
+            (GapRecovery::Off, _) => log::info!(
+                "{head}; not recovered (source.x.gap_recovery = \"off\"; \"search\" or \"backfill\" fill gaps, at the cost of post reads)"
+            ),
+            (GapRecovery::Backfill, None) => {
+                log::warn!("{head}; not recovered (X refused backfill_minutes for this app)")
+            }
+            (GapRecovery::Backfill, Some(minutes)) => {
+                let reach = Duration::from_secs(u64::from(MAX_BACKFILL_MINUTES) * 60);
+                let wanted = gap.length() + overlap;
+                if wanted > reach {
+                    log::warn!(
+                        "{head}; recovering the last {MAX_BACKFILL_MINUTES} min with backfill_minutes={minutes}: X backfills at most {MAX_BACKFILL_MINUTES} min, so the {} before are not recovered (source.x.gap_recovery = \"search\" reaches back 7 days)",
+                        gap::humanize(wanted - reach)
+                    );
+                } else {
+                    log::info!("{head}; recovering with backfill_minutes={minutes}");
+                }
+            }
+            (GapRecovery::Search, _) => {
+                let window = gap.search_window(overlap);
+                tracker.add_pending(window);
+                if gap.length() > gap::SEARCH_REACH {
+                    log::warn!(
+                        "{head}; recovering with recent search, which reaches back 7 days only: the {} before are not recovered",
+                        gap::humanize(gap.length() - gap::SEARCH_REACH)
+                    );
+                } else {
+                    log::info!(
+                        "{head}; recovering with recent search ({})",
+                        window.describe()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Where the stream's current gap started, if it is in one.
+#[derive(Debug)]
+struct GapWatch {
+    /// When the stream last delivered before the gap, and why it went away.
+    since: Option<(DateTime<Utc>, Cause)>,
+    /// X refused `backfill_minutes` once: it is not sent again.
+    backfill_refused: bool,
+}
+
+impl GapWatch {
+    /// The `backfill_minutes` the next connection asks for, if any.
+    fn backfill(&self, mode: GapRecovery, overlap: Duration) -> Option<u32> {
+        if mode != GapRecovery::Backfill || self.backfill_refused {
+            return None;
+        }
+        let (since, cause) = self.since?;
+        Some(
+            Gap {
+                since,
+                until: Utc::now(),
+                cause,
+            }
+            .backfill_minutes(overlap),
+        )
     }
 }
 
@@ -207,6 +397,9 @@ struct Attempt<'a> {
     publisher: &'a Publisher,
     stats: &'a Stats,
     cancel: &'a CancellationToken,
+    tracker: &'a Tracker,
+    /// The `backfill_minutes` this connection asks for.
+    backfill: Option<u32>,
 }
 
 impl Attempt<'_> {
@@ -216,6 +409,7 @@ impl Attempt<'_> {
         schedule: &mut ReconnectSchedule,
         state: &mut StateLog,
         lines: &mut LineBuffer,
+        gaps: &mut GapWatch,
     ) -> Result<Option<Failure>, XSourceError> {
         let client = &self.source.client;
         let request = client.request(Method::GET, STREAM_PATH).query(self.query);
@@ -240,6 +434,7 @@ impl Attempt<'_> {
                 problem,
             }));
         }
+        let answered = Utc::now();
         let stall = self.source.config.stall_timeout;
         let mut healthy = false;
         loop {
@@ -256,10 +451,20 @@ impl Attempt<'_> {
                 Ok(Ok(None)) => return Ok(Some(Failure::Ended)),
                 Ok(Ok(Some(chunk))) => chunk,
             };
+            let now = Utc::now();
+            self.tracker.seen(now);
             if !healthy {
                 healthy = true;
                 schedule.healthy();
                 state.connected();
+                if let Some((since, cause)) = gaps.since.take() {
+                    let gap = Gap {
+                        since,
+                        until: answered,
+                        cause,
+                    };
+                    self.source.gap_closed(gap, self.backfill, self.tracker);
+                }
             }
             let complete = match lines.push(&chunk) {
                 Ok(complete) => complete,
@@ -271,6 +476,7 @@ impl Attempt<'_> {
                     Line::Post => {
                         Stats::add(&self.stats.read, 1);
                         self.source.status.received();
+                        self.tracker.post(now);
                         tokio::select! {
                             biased;
                             _ = self.cancel.cancelled() => return Ok(None),
