@@ -135,27 +135,30 @@ fn a_new_javascript_plugin_builds_and_passes_its_test() {
 #[test]
 fn a_new_rust_plugin_builds_and_passes_its_tests() {
     let (_dir, project) = new_project("only-portuguese", "rust");
-    // Its own target directory, kept between runs, so a second run is quick.
+    // Its own target directory, kept between runs; the build and the host
+    // test share the release profile (so the proc-macros are built once),
+    // with LTO off and opt-level 1 here: the template's size settings are for
+    // users, and would make this test minutes slower.
     let target = target_dir().join("tmp/plugin-new-rust");
+    let cargo = |args: &[&str]| {
+        let mut command = Command::new("cargo");
+        command
+            .args(args)
+            .env("CARGO_TARGET_DIR", &target)
+            .env("CARGO_PROFILE_RELEASE_LTO", "off")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1");
+        command
+    };
     run(
         &project,
-        Command::new("cargo")
-            .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .env("CARGO_TARGET_DIR", &target),
+        &mut cargo(&["build", "--release", "--target", "wasm32-wasip2"]),
     );
-    run(
-        &project,
-        Command::new("cargo")
-            .arg("test")
-            .env("CARGO_TARGET_DIR", &target),
-    );
+    run(&project, &mut cargo(&["test", "--release"]));
     let wasm = target.join("wasm32-wasip2/release/only_portuguese.wasm");
-    std::fs::create_dir_all(project.join("target/wasm32-wasip2/release")).unwrap();
-    std::fs::copy(
-        &wasm,
-        project.join("target/wasm32-wasip2/release/only_portuguese.wasm"),
-    )
-    .unwrap();
+    let built = project.join("target/wasm32-wasip2/release/only_portuguese.wasm");
+    std::fs::create_dir_all(built.parent().unwrap()).unwrap();
+    std::fs::copy(&wasm, &built).unwrap();
     let test = run(&project, &mut Command::new("./test.sh"));
     assert!(test.contains("ok: "), "{test}");
     check_verdicts(
