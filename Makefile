@@ -7,7 +7,7 @@ CONFIG      ?= config/tweetpipe.toml
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 BIN         := $(TARGET_DIR)/release/tweetpipe
 
-.PHONY: all build plugins plugin-link run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb
+.PHONY: all build plugins plugin-tools poly-plugins plugin-link run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb
 
 all: build plugins
 
@@ -15,9 +15,72 @@ all: build plugins
 build:
 	$(CARGO) build --release --locked -p tweetpipe
 
-## Build the plugins we ship and the examples for wasm32-wasip2.
+## Build the plugins we ship and the examples for wasm32-wasip2; the Python
+## and JavaScript examples too when their toolchains are installed (plugin-tools).
 plugins: setup
 	$(CARGO) build --locked --profile plugin --target $(WASM_TARGET) --workspace --exclude tweetpipe
+	@if [ -x $(COMPONENTIZE_PY) ] && [ -x $(COMPONENTIZE_JS) ]; then \
+		$(MAKE) --no-print-directory poly-plugins; \
+	else \
+		echo "note: the Python and JavaScript examples are not built (make plugin-tools installs componentize-py and componentize-js)"; \
+	fi
+
+## The Python and JavaScript plugin toolchains, pinned, under $(TOOLS_DIR):
+## componentize-py from PyPI in a virtualenv, componentize-js from npm by
+## plugin-sdk/js/package-lock.json.
+TOOLS_DIR               := $(TARGET_DIR)/tools
+COMPONENTIZE_PY_VERSION := 0.25.1
+COMPONENTIZE_PY         := $(TOOLS_DIR)/py/bin/componentize-py
+COMPONENTIZE_JS         := $(TOOLS_DIR)/js/node_modules/.bin/componentize-js
+plugin-tools: $(COMPONENTIZE_PY) $(COMPONENTIZE_JS)
+
+$(COMPONENTIZE_PY):
+	@python3 -m venv --help >/dev/null 2>&1 || { \
+		echo "installing python3-venv (for componentize-py)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv python3-pip; \
+	}
+	python3 -m venv $(TOOLS_DIR)/py
+	$(TOOLS_DIR)/py/bin/pip install --quiet --disable-pip-version-check componentize-py==$(COMPONENTIZE_PY_VERSION)
+
+$(COMPONENTIZE_JS): plugin-sdk/js/package.json plugin-sdk/js/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "installing nodejs and npm (for componentize-js)"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nodejs npm; \
+	}
+	mkdir -p $(TOOLS_DIR)/js
+	cp plugin-sdk/js/package.json plugin-sdk/js/package-lock.json $(TOOLS_DIR)/js/
+	cd $(TOOLS_DIR)/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+## The Python and JavaScript examples: plugins/examples/NAME/{python,js}/ built
+## into NAME_py.wasm and NAME_js.wasm beside the Rust plugins; and the Python
+## test fixture.
+POLY_EXAMPLES := keyword-filter only-english-with-links
+PLUGIN_OUT    := $(TARGET_DIR)/$(WASM_TARGET)/plugin
+WIT           := plugin-sdk/wit/plugin.wit
+PY_SDK        := plugin-sdk/python/tweetpipe_plugin/__init__.py
+JS_SDK        := plugin-sdk/js/tweetpipe_plugin.js
+# $(1): the folder of app.py, $(2): the component's name.
+define python_plugin
+$(PLUGIN_OUT)/$(2).wasm: $(1)/app.py $(PY_SDK) $(WIT) | $(COMPONENTIZE_PY)
+	@mkdir -p $$(@D)
+	$(COMPONENTIZE_PY) -d plugin-sdk/wit -w plugin componentize -p $(1) -p plugin-sdk/python app -o $$@
+endef
+# $(1): the folder of app.js, $(2): the component's name. componentize-js
+# resolves `./tweetpipe_plugin.js` beside app.js, so both are staged together.
+define js_plugin
+$(PLUGIN_OUT)/$(2).wasm: $(1)/app.js $(JS_SDK) $(WIT) | $(COMPONENTIZE_JS)
+	@mkdir -p $$(@D) $(TOOLS_DIR)/js-build/$(2)
+	cp $(1)/app.js $(JS_SDK) $(TOOLS_DIR)/js-build/$(2)/
+	$(COMPONENTIZE_JS) $(TOOLS_DIR)/js-build/$(2)/app.js --wit plugin-sdk/wit -n plugin -d http -d fetch-event -o $$@
+endef
+POLY_PLUGINS := hostile_python
+$(eval $(call python_plugin,daemon/tests/fixtures/python/hostile,hostile_python))
+$(foreach example,$(POLY_EXAMPLES),\
+  $(eval $(call python_plugin,plugins/examples/$(example)/python,$(subst -,_,$(example))_py))\
+  $(eval $(call js_plugin,plugins/examples/$(example)/js,$(subst -,_,$(example))_js))\
+  $(eval POLY_PLUGINS += $(subst -,_,$(example))_py $(subst -,_,$(example))_js))
+poly-plugins: $(foreach plugin,$(POLY_PLUGINS),$(PLUGIN_OUT)/$(plugin).wasm)
 
 ## Build everything and run the main job on the embedded default.
 run: build plugins plugin-link
@@ -27,7 +90,7 @@ run: build plugins plugin-link
 	@echo "dead letters in out/dead-letters.jsonl."
 
 ## Install what the tests need, then run every test.
-test: setup plugins lint test-tools
+test: setup plugin-tools plugins lint test-tools
 	$(CARGO) test --locked --workspace
 
 ## Tools the tests call, installed with apt-get when missing: promtool (Debian's

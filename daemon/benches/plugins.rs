@@ -283,9 +283,39 @@ fn bench_shipped_chain(criterion: &mut Criterion) {
     );
 }
 
+/// The keyword-filter example in Rust, Python and JavaScript on the sample
+/// posts; prints each component's size and its load time without the
+/// compiled-module cache (compilation) and from it.
+fn bench_languages(criterion: &mut Criterion) {
+    let config = serde_json::json!({ "keywords": ["golaço", "#covid19", "lisboa"] });
+    for name in ["keyword_filter", "keyword_filter_py", "keyword_filter_js"] {
+        let plugin = entry(name, config.clone());
+        let size = std::fs::metadata(&plugin.path).map_or(0, |meta| meta.len());
+        let cache = tempfile::tempdir().expect("a temporary cache directory");
+        let options = RuntimeOptions {
+            cache_dir: Some(cache.path().to_owned()),
+            ..RuntimeOptions::default()
+        };
+        let mut loads = Vec::new();
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            LoadedChain::load_with(std::slice::from_ref(&plugin), &options).expect("loading");
+            loads.push(started.elapsed());
+        }
+        eprintln!(
+            "{name}: {:.1} MB, load {:.2} s compiling, {:.0} ms from the cache",
+            size as f64 / 1e6,
+            loads[0].as_secs_f64(),
+            loads[1].as_secs_f64() * 1e3
+        );
+        bench_chain_on_samples(criterion, &format!("language/{name}"), &[plugin]);
+    }
+}
+
 criterion_group!(
     benches,
     bench_plugins,
+    bench_languages,
     bench_filter_rules,
     bench_pii_scrub,
     bench_pii_scrub_dense,

@@ -57,6 +57,26 @@ fn main() -> Result<()> {
         lines.push(criterion.line(case, &format!("{group}/{BATCH}"), target));
     }
 
+    for (case, name, target) in [
+        (
+            "plugin: keyword filter, Rust",
+            "keyword_filter",
+            Target::None,
+        ),
+        (
+            "plugin: keyword filter, Python",
+            "keyword_filter_py",
+            Target::Rate(20e3),
+        ),
+        (
+            "plugin: keyword filter, JavaScript",
+            "keyword_filter_js",
+            Target::Rate(20e3),
+        ),
+    ] {
+        lines.push(criterion.line(case, &format!("language/{name}/{BATCH}"), target));
+    }
+
     for sink in ["sqlite", "jsonl", "null"] {
         let case = format!("sink alone: {sink}, batches of 500");
         lines.push(criterion.line(&case, &format!("sink/{sink}/batch 500"), Target::None));

@@ -666,7 +666,15 @@ fn sample(count: usize, seed: u64, out: Option<&Path>) -> ExitCode {
     };
     match written {
         Ok(summary) => {
-            eprintln!("{summary:?}");
+            eprintln!(
+                "{} lines: {} posts ({} distinct ids, {} duplicate lines), {} malformed and {} blank lines, on purpose, to try the decoder and the dead letters",
+                summary.lines,
+                summary.posts,
+                summary.unique_ids,
+                summary.duplicates,
+                summary.malformed,
+                summary.blank
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -862,6 +862,33 @@ fn a_huge_returned_text_fails_its_post() {
     assert!(stdout.contains("past the limit of 256 KiB"), "{stdout}");
 }
 
+/// Python and JavaScript runtimes import the WASI filesystem and sockets, so
+/// they are linked, empty: a plugin probing them loads and gets nothing, not
+/// even a loopback connection to a port that is listening.
+#[test]
+fn file_and_network_probes_find_nothing() {
+    let (code, stdout, stderr) = run_hostile_wasi(r#"{"mode": "files"}"#);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 dropped"), "{stderr}");
+    assert!(!stdout.contains("LEAKED"), "{stdout}");
+    assert!(stdout.contains("read /etc/passwd:"), "{stdout}");
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (code, stdout, stderr) =
+        run_hostile_wasi(&format!(r#"{{"mode": "net", "addr": "{addr}"}}"#));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 dropped"), "{stderr}");
+    assert!(!stdout.contains("LEAKED"), "{stdout}");
+    assert!(stdout.contains(&format!("tcp {addr}:")), "{stdout}");
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the plugin reached a loopback listener"
+    );
+}
+
 /// Issue 19: the limits on what a plugin returns are its entry's
 /// `max_post_kb` and `max_result_mb`, and the messages name them.
 #[test]

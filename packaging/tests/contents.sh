@@ -23,6 +23,10 @@ entry -rw-r--r-- 0/0 usr/share/tweetpipe/grafana/tweetpipe-dashboard.json
 entry -rw-r--r-- 0/0 usr/share/tweetpipe/prometheus/tweetpipe-alerts.yml
 entry -rw-r--r-- 0/0 usr/share/tweetpipe/prometheus/tweetpipe-alerts.test.yml
 entry -rw-r--r-- 0/0 var/lib/tweetpipe/plugins/README
+# What `tweetpipe plugin new --lang python|js` builds against.
+for file in wit/plugin.wit python/tweetpipe_plugin/__init__.py js/tweetpipe_plugin.js js/package.json README.md; do
+    entry -rw-r--r-- 0/0 "usr/share/tweetpipe/sdk/$file"
+done
 entry -rw-r--r-- 0/0 usr/share/lintian/overrides/tweetpipe
 for plugin in filter sentiment pii_scrub drop_retweets keep_lang keyword_filter noop only_english_with_links; do
     entry -rw-r--r-- 0/0 "usr/lib/tweetpipe/plugins/$plugin.wasm"

@@ -61,6 +61,22 @@ pub enum PluginCommand {
         #[arg(long = "plugin-config", value_name = "JSON")]
         plugin_config: Option<String>,
     },
+    /// Write a ready plugin project: the source, its build file, sample posts,
+    /// a test and a README of three commands.
+    New {
+        /// The plugin's name, also its folder (created in the current directory).
+        name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: super::new::Lang,
+        /// What the plugin does: filter posts, set an attribute, or both.
+        #[arg(long, value_enum, default_value = "filter")]
+        kind: super::new::Kind,
+        /// The SDK folder (with wit/, python/, js/); default: the installed
+        /// package's, else the plugin-sdk/ of the clone this binary was built in.
+        #[arg(long, value_name = "DIR")]
+        sdk: Option<PathBuf>,
+    },
 }
 
 /// Runs a plugin command: 0 when it worked, 2 for bad usage or a plugin that
@@ -88,6 +104,12 @@ pub fn execute(command: PluginCommand) -> ExitCode {
             };
             run(&plugins, &input, &plugin_config, &settings)
         }
+        PluginCommand::New {
+            name,
+            lang,
+            kind,
+            sdk,
+        } => new_project(&name, lang, kind, sdk.as_deref()),
         PluginCommand::Check {
             plugin,
             plugin_config,
@@ -101,6 +123,27 @@ struct RunSettings {
     max_result_mb: Option<u64>,
     max_post_kb: Option<u64>,
     batch: usize,
+}
+
+fn new_project(
+    name: &str,
+    lang: super::new::Lang,
+    kind: super::new::Kind,
+    sdk: Option<&std::path::Path>,
+) -> ExitCode {
+    let created = super::new::find_sdk(sdk)
+        .and_then(|sdk| super::new::create(std::path::Path::new("."), name, lang, kind, &sdk));
+    match created {
+        Ok(project) => {
+            println!("wrote {}/; then:\n", project.dir.display());
+            println!("  cd {name}");
+            for command in &project.commands {
+                println!("  {command}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => usage_error(error),
+    }
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {

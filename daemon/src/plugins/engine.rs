@@ -46,9 +46,10 @@ pub(crate) fn engine() -> &'static Engine {
     })
 }
 
-/// The WASI interfaces a plugin may import, each with what it grants. Anything
-/// else (filesystem, sockets, ...) is not linked, so a plugin importing it fails
-/// at load with [`super::PluginError::Capability`].
+/// The WASI interfaces a plugin may import, each with what it grants. The
+/// filesystem and sockets interfaces are linked empty (Python and JavaScript
+/// runtimes import them unconditionally); anything else is not linked, so a
+/// plugin importing it fails at load with [`super::PluginError::Capability`].
 pub(crate) const GRANTED: &[(&str, &str)] = &[
     ("wasi:io/error", "error values of the streams below"),
     (
@@ -77,6 +78,27 @@ pub(crate) const GRANTED: &[(&str, &str)] = &[
     ("wasi:random/random", "random bytes"),
     ("wasi:random/insecure", "random bytes"),
     ("wasi:random/insecure-seed", "a random seed"),
+    (
+        "wasi:filesystem/preopens",
+        "no directories: there is no file a plugin can open",
+    ),
+    (
+        "wasi:filesystem/types",
+        "types only: with no directory there is no descriptor to use",
+    ),
+    (
+        "wasi:sockets/network",
+        "no network: every address is refused",
+    ),
+    (
+        "wasi:sockets/instance-network",
+        "no network: every address is refused",
+    ),
+    ("wasi:sockets/tcp-create-socket", "refused: no TCP"),
+    ("wasi:sockets/tcp", "refused: no TCP"),
+    ("wasi:sockets/udp-create-socket", "refused: no UDP"),
+    ("wasi:sockets/udp", "refused: no UDP"),
+    ("wasi:sockets/ip-name-lookup", "refused: no name lookup"),
 ];
 
 /// What the sandbox grants for `import` (`wasi:cli/stdout@0.2.6`), if anything.
@@ -141,6 +163,26 @@ fn build_linker() -> wasmtime::Result<Linker<HostState>> {
     cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
     cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
     cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, |state| state.cli())?;
+    // Python and JavaScript runtimes import the filesystem and sockets
+    // interfaces whether or not a plugin uses them. They are linked with
+    // nothing behind them: no preopened directory (so no file can be named),
+    // no TCP, UDP or name lookup (creating a socket is refused).
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{filesystem, sockets};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
+    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, |state| state.filesystem())?;
+    sync::filesystem::types::add_to_linker::<_, WasiFilesystem>(l, |state| state.filesystem())?;
+    sockets::tcp_create_socket::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
+    sockets::instance_network::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
+    sockets::network::add_to_linker::<_, WasiSockets>(
+        l,
+        &sockets::network::LinkOptions::default(),
+        |state| state.sockets(),
+    )?;
+    sockets::ip_name_lookup::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
+    sync::sockets::tcp::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
+    sync::sockets::udp::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
+    sync::sockets::udp_create_socket::add_to_linker::<_, WasiSockets>(l, |state| state.sockets())?;
 
     // wasmtime-wasi's clock subscriptions are tokio timers, which a plugin
     // would wait on in `poll` (out of reach of the epoch deadline, and inside

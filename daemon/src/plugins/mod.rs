@@ -31,6 +31,7 @@ mod engine;
 mod lifting;
 mod load;
 mod lowering;
+pub mod new;
 mod reload;
 mod watch;
 
@@ -103,7 +104,7 @@ pub enum PluginError {
     Contract { plugin: String, message: String },
     /// The component imports something the sandbox does not provide.
     #[error(
-        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get stdio, frozen clocks and random numbers only: no filesystem, network or environment; see `tweetpipe plugin check`): {message}"
+        "plugin {plugin}: needs a capability tweetpipe does not grant (plugins get stdio, frozen clocks and random numbers, and a filesystem and network with nothing in them; see `tweetpipe plugin check`): {message}"
     )]
     Capability {
         plugin: String,

@@ -170,7 +170,8 @@ impl PluginReloader {
             let fallback = previous.filter(|_| same_config);
             let sha = match std::fs::read(&config.path) {
                 Ok(bytes) => sha256_hex(&bytes),
-                Err(error) => format!("unreadable: {error}"),
+                // Not a hash: never equal to one, and `short` shows it whole.
+                Err(error) => format!("(unreadable: {error})"),
             };
             if let Some(previous) = fallback
                 && (previous.sha256 == sha || state.refused.get(&name) == Some(&sha))
@@ -260,7 +261,10 @@ impl PluginReloader {
 
 /// The first hex digits of a sha256, as shown in logs.
 pub(crate) fn short(sha: &str) -> &str {
-    sha.get(..SHORT_SHA).unwrap_or(sha)
+    match sha.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        true => sha.get(..SHORT_SHA).unwrap_or(sha),
+        false => sha,
+    }
 }
 
 /// Loads a plugin and runs its `self_check` file, if it has one.
