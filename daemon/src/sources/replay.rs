@@ -160,20 +160,27 @@ async fn publish_lines(
         if text.trim().is_empty() {
             continue;
         }
-        Stats::add(&stats.read, 1);
+        // From here the line is read: it is published even when shutdown comes
+        // meanwhile (only the pacing wait is cut short), so that every line
+        // counted as read reaches the sink or the dead letters. Cancellation is
+        // looked at again before the next line.
         if let Some(wait) = pacer.next() {
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
+                _ = cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(wait) => {}
             }
         }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
-            published = publisher.publish(Arc::from(text)) => {
-                published.map_err(|_| SourceError::BrokerClosed)?;
+        Stats::add(&stats.read, 1);
+        if publisher.publish(Arc::from(text)).await.is_err() {
+            if cancel.is_cancelled() {
+                log::error!(
+                    "replay: a line of {} was read but the broker had closed at shutdown; it was not processed",
+                    path.display()
+                );
+                return Ok(ReplayEnd::Cancelled);
             }
+            return Err(SourceError::BrokerClosed);
         }
     }
 }
