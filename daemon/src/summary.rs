@@ -56,6 +56,9 @@ pub fn render(outcome: &RunOutcome) -> String {
         "elapsed", secs, rate
     );
     let _ = writeln!(out, "  {:<22} {}", "sink", outcome.sink);
+    if let Some(resumed) = &outcome.resumed {
+        let _ = writeln!(out, "  {:<22} {resumed}", "replay");
+    }
     if let SinkKind::Sqlite(sqlite) = &outcome.sink {
         match summarize(&sqlite.path, &sqlite.table) {
             Ok(table) => render_table(&mut out, &table),

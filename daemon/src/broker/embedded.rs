@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::{AckToken, Acker, BrokerClosed, Delivery};
+use super::{AckToken, Acker, BrokerClosed, Delivery, Receipt};
 use crate::stats::Stats;
 
 struct Envelope {
@@ -20,6 +20,8 @@ struct Envelope {
     attempt: u32,
     last_error: Option<String>,
     permit: OwnedSemaphorePermit,
+    /// Settled on ack, so the source knows (a replay's position).
+    receipt: Option<Receipt>,
     /// Every queued or unsettled message keeps the queue open, so a nack can
     /// always put it back; the stream ends once none is left.
     requeue: mpsc::UnboundedSender<Envelope>,
@@ -66,6 +68,23 @@ impl std::fmt::Debug for Envelope {
 impl EmbeddedPublisher {
     /// Queues a message, waiting while the queue is full.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        self.publish_envelope(payload, None).await
+    }
+
+    /// Queues a message whose ack settles `receipt`.
+    pub async fn publish_with_receipt(
+        &self,
+        payload: Arc<str>,
+        receipt: Receipt,
+    ) -> Result<(), BrokerClosed> {
+        self.publish_envelope(payload, Some(receipt)).await
+    }
+
+    async fn publish_envelope(
+        &self,
+        payload: Arc<str>,
+        receipt: Option<Receipt>,
+    ) -> Result<(), BrokerClosed> {
         let permit = self
             .permits
             .clone()
@@ -78,6 +97,7 @@ impl EmbeddedPublisher {
                 attempt: 1,
                 last_error: None,
                 permit,
+                receipt,
                 requeue: self.tx.clone(),
             })
             .map_err(|_| BrokerClosed)?;
@@ -112,6 +132,7 @@ impl EmbeddedSubscriber {
             attempt,
             last_error,
             permit,
+            receipt,
             requeue,
         } = envelope;
         Delivery {
@@ -124,6 +145,7 @@ impl EmbeddedSubscriber {
                     payload,
                     attempt,
                     permit,
+                    receipt,
                     requeue,
                     shared: self.shared.clone(),
                 }),
@@ -171,6 +193,7 @@ struct EmbeddedAcker {
     payload: Arc<str>,
     attempt: u32,
     permit: OwnedSemaphorePermit,
+    receipt: Option<Receipt>,
     requeue: mpsc::UnboundedSender<Envelope>,
     shared: Arc<Shared>,
 }
@@ -182,6 +205,9 @@ fn redelivery_delay(attempt: u32) -> Duration {
 
 impl Acker for EmbeddedAcker {
     fn ack(self: Box<Self>) {
+        if let Some(receipt) = self.receipt {
+            receipt.settle();
+        }
         // Dropping the permit frees a slot for the source.
     }
 
@@ -190,6 +216,7 @@ impl Acker for EmbeddedAcker {
             payload,
             attempt,
             permit,
+            receipt,
             requeue,
             shared,
         } = *self;
@@ -205,6 +232,7 @@ impl Acker for EmbeddedAcker {
             attempt: attempt + 1,
             last_error: Some(reason.to_owned()),
             permit,
+            receipt,
             requeue: requeue.clone(),
         };
         let delay = redelivery_delay(attempt);
