@@ -210,17 +210,13 @@ impl ReplayPositions {
                 at: Position::default(),
                 note: None,
             },
-            Some(_) if from_start => {
-                let note = format!(
-                    "replay: reading {} from line one (--from-start); the recorded position is replaced",
+            Some(_) if from_start => Start {
+                at: Position::default(),
+                note: Some(format!(
+                    "reading {} from line one (--from-start); the recorded position is replaced",
                     path.display()
-                );
-                log::info!("{note}");
-                Start {
-                    at: Position::default(),
-                    note: None,
-                }
-            }
+                )),
+            },
             Some(entry) => resume_point(entry, files),
         };
         if let Some(note) = &start.note {
@@ -349,7 +345,10 @@ fn resume_point(entry: &Entry, files: &[PathBuf]) -> Start {
         log::warn!("{why}; reading from line one");
         Start {
             at: Position::default(),
-            note: Some(format!("{why}; read from line one")),
+            note: Some(format!(
+                "{}; read from line one",
+                why.trim_start_matches("replay: ")
+            )),
         }
     };
     let Some(index) = files.iter().position(|file| absolute(file) == entry.file) else {
@@ -520,6 +519,7 @@ mod tests {
         assert!(start.note.unwrap().contains("at line 601"));
         let (_, start) = ReplayPositions::open(&state, &file, &files, true).unwrap();
         assert_eq!(start.at, Position::default(), "--from-start");
+        assert!(start.note.unwrap().contains("--from-start"));
 
         // Appended lines keep the position; a rewrite of what was read does not.
         let mut text = std::fs::read_to_string(&file).unwrap();
