@@ -30,6 +30,13 @@ rep('''# tweetpipe configuration reference.
 # need `sudo systemctl restart tweetpipe`. Keep secrets in
 # credentials (LoadCredential=, see `systemctl cat tweetpipe`), not in this file.
 ''')
+rep('''with broker.kind = "embedded" only. Default true; this sample config reads
+# its sample whole on every `make run`, to show the de-duplication.
+resume = false
+''','''with broker.kind = "embedded" only. A restart of the service continues the
+# current pass through the sample.
+resume = true
+''')
 rep('''path = "samples/posts.jsonl"
 # Posts per second; leave out (or 0) to replay as fast as the pipeline takes them.
 # rate = 50.0

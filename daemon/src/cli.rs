@@ -38,6 +38,10 @@ pub enum Command {
         /// Do not print the run summary.
         #[arg(short, long)]
         quiet: bool,
+        /// Read the replay from line one, not from where the last run stopped
+        /// (see source.replay.resume).
+        #[arg(long)]
+        from_start: bool,
     },
     /// Make the running daemon re-read its config and plugins (SIGHUP to the process in `daemon.pid_file`).
     Reload {
@@ -110,7 +114,11 @@ pub fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run { config, quiet } => run(&config, quiet),
+        Command::Run {
+            config,
+            quiet,
+            from_start,
+        } => run(&config, quiet, from_start),
         Command::CheckConfig { config } => check_config(&config),
         Command::Reload { config } => reload(&config),
         Command::XRules { config } => x_rules(&config),
@@ -242,7 +250,7 @@ fn x_rules(config_path: &Path) -> ExitCode {
     }
 }
 
-fn run(config_path: &Path, quiet: bool) -> ExitCode {
+fn run(config_path: &Path, quiet: bool, from_start: bool) -> ExitCode {
     let config = match load_config(config_path) {
         Ok(config) => config,
         Err(code) => return code,
@@ -345,7 +353,13 @@ fn run(config_path: &Path, quiet: bool) -> ExitCode {
         } else {
             None
         };
-        let pipeline = pipeline::run_switched(&config, chains, shutdown, observer, metrics.clone());
+        // Not part of the config a reload compares against.
+        let mut run_config = config.clone();
+        if let Some(replay) = &mut run_config.source.replay {
+            replay.from_start = from_start;
+        }
+        let pipeline =
+            pipeline::run_switched(&run_config, chains, shutdown, observer, metrics.clone());
         let drain_deadline = async {
             stopping.cancelled().await;
             tokio::time::sleep(drain_timeout).await;

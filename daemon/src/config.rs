@@ -239,6 +239,21 @@ pub struct ReplayConfig {
     /// Start again at the beginning after the last line.
     #[serde(default, rename = "loop")]
     pub loop_forever: bool,
+    /// Continue where the last run of this replay had every line settled
+    /// (committed or dead-lettered); false reads from line one every run.
+    #[serde(default = "default_replay_resume")]
+    pub resume: bool,
+    /// Where replay positions are kept; unset: `replay-positions.json` in
+    /// $STATE_DIRECTORY (systemd's StateDirectory=), else beside this file.
+    #[serde(default)]
+    pub state_file: Option<PathBuf>,
+    /// `tweetpipe run --from-start`: ignore the recorded position this run.
+    #[serde(skip)]
+    pub from_start: bool,
+}
+
+fn default_replay_resume() -> bool {
+    true
 }
 
 /// `[source.x]`: the X API v2 filtered stream; X's rules are synced to `rules` on start.
@@ -1418,13 +1433,20 @@ impl Config {
                 *path = tidy(&base.join(&*path));
             }
         };
-        if let Some(replay) = &mut self.source.replay {
-            resolve(&mut replay.path);
-        }
         let state_directory = std::env::var("STATE_DIRECTORY")
             .ok()
             .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
             .filter(|dir| !dir.as_os_str().is_empty());
+        if let Some(replay) = &mut self.source.replay {
+            resolve(&mut replay.path);
+            match &mut replay.state_file {
+                Some(file) => resolve(file),
+                None => {
+                    let dir = state_directory.clone().unwrap_or_else(|| base.to_owned());
+                    replay.state_file = Some(dir.join("replay-positions.json"));
+                }
+            }
+        }
         if let Some(x) = self.source.x.as_mut() {
             for file in [&mut x.bearer_token_file, &mut x.state_file]
                 .into_iter()

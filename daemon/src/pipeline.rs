@@ -61,6 +61,9 @@ pub struct RunOutcome {
     pub sink: SinkKind,
     /// True when this run published what it read to Pub/Sub (the ingest role).
     pub published_to_pubsub: bool,
+    /// Where a replay continued an earlier run ("resuming FILE at line N"), or
+    /// why it could not.
+    pub resumed: Option<String>,
 }
 
 /// A row on its way to the sink, with the obligation to settle its message.
@@ -145,7 +148,7 @@ pub async fn run_switched(
     // A process-only daemon reads no source, even when one is configured.
     let ingest = config.broker.ingest();
     let process = config.broker.process();
-    let replay = config
+    let mut replay = config
         .source
         .replay
         .clone()
@@ -192,6 +195,12 @@ pub async fn run_switched(
     let pubsub_control = built.pubsub;
     let publisher = built.publisher;
     let subscriber = Arc::new(Mutex::new(built.subscriber));
+    // A replay continues where the last run had every line settled.
+    let resumed = match (&mut replay, &publisher) {
+        (Some(replay), Some(publisher)) => replay.open_positions(publisher.settles_receipts())?,
+        _ => None,
+    };
+    let positions = replay.as_ref().and_then(ReplaySource::positions);
     // Rows travel to the sink a processed batch at a time, one channel operation
     // per batch; the channel still holds about two sink batches of rows.
     let row_chunks = (config.batch.max_rows.max(64) * 2)
@@ -319,6 +328,19 @@ pub async fn run_switched(
     if let Err(error) = flatten(letters_task.await) {
         first_error.get_or_insert(error);
     }
+    // Everything is settled or given up: record how far the replay got.
+    if let Some(positions) = positions {
+        match tokio::task::spawn_blocking(move || positions.finish()).await {
+            Ok(Ok(at)) => log::debug!(
+                "replay: settled up to line {} of file {} (byte {})",
+                at.line,
+                at.file + 1,
+                at.offset
+            ),
+            Ok(Err(error)) => log::warn!("{error}"),
+            Err(error) => log::warn!("replay: recording the position failed: {error}"),
+        }
+    }
     let published_to_pubsub = pubsub_publisher.is_some();
     if let Some(publisher) = pubsub_publisher {
         // An ingest dead letter that could not be written went to the topic instead.
@@ -347,6 +369,7 @@ pub async fn run_switched(
         interrupted,
         sink: sink_kind,
         published_to_pubsub,
+        resumed,
     })
 }
 

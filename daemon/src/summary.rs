@@ -56,6 +56,9 @@ pub fn render(outcome: &RunOutcome) -> String {
         "elapsed", secs, rate
     );
     let _ = writeln!(out, "  {:<22} {}", "sink", outcome.sink);
+    if let Some(resumed) = &outcome.resumed {
+        let _ = writeln!(out, "  {:<22} {resumed}", "replay");
+    }
     if let SinkKind::Sqlite(sqlite) = &outcome.sink {
         match summarize(&sqlite.path, &sqlite.table) {
             Ok(table) => render_table(&mut out, &table),
@@ -123,9 +126,16 @@ pub fn describe(path: &Path, config: &Config, chain: &LoadedChain) -> Descriptio
             .map_or("as fast as the pipeline takes them".to_owned(), |rate| {
                 format!("{rate} posts/s")
             });
+        let resume = match (&replay.state_file, replay.resume) {
+            (Some(state_file), true) if replay.path.as_os_str() != "-" => format!(
+                "; resumes where the last run stopped, positions in {}",
+                state_file.display()
+            ),
+            _ => "; reads from line one every run".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "source        replay {} ({rate}{})",
+            "source        replay {} ({rate}{}{resume})",
             replay.path.display(),
             if replay.loop_forever { ", looping" } else { "" }
         );

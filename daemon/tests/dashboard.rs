@@ -508,9 +508,10 @@ state_file = "state/dashboard.json"
         .unwrap();
     assert_eq!(view.hashtags[0], (tag, count as u64));
 
-    // Run again over the same posts (all duplicates now): the first run's
-    // figures are still served, behind the login, by the new process. Paced,
-    // so that it runs for a few seconds.
+    // Run again over the same posts (all duplicates now; `--from-start`, not
+    // resuming after the last line): the first run's figures are still served,
+    // behind the login, by the new process. Paced, so that it runs for a few
+    // seconds.
     let config_path = dir.path().join("tweetpipe.toml");
     let text = std::fs::read_to_string(&config_path).unwrap();
     std::fs::write(
@@ -522,7 +523,7 @@ state_file = "state/dashboard.json"
     )
     .unwrap();
     let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_tweetpipe"))
-        .args(["run", "--quiet", "--config"])
+        .args(["run", "--quiet", "--from-start", "--config"])
         .arg(dir.path().join("tweetpipe.toml"))
         .stderr(std::process::Stdio::null())
         .spawn()

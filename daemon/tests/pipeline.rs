@@ -246,7 +246,10 @@ fn a_second_run_of_the_same_input_adds_no_rows() {
     let scenario = Scenario::new(400, 11);
     let first = run_pipeline(&scenario.config());
     let rows_after_first = scenario.row_count();
-    let second = run_pipeline(&scenario.config());
+    // Read it all again (`--from-start`), not from where the first run ended.
+    let mut config = scenario.config();
+    config.source.replay.as_mut().unwrap().from_start = true;
+    let second = run_pipeline(&config);
     assert_eq!(scenario.row_count(), rows_after_first);
     assert_eq!(second.stats.written, 0);
     assert_eq!(second.stats.duplicates, first.stats.kept);
@@ -265,7 +268,9 @@ fn a_locked_database_delays_rows_but_loses_none() {
         std::thread::sleep(Duration::from_secs(2));
         blocker.execute_batch("COMMIT").unwrap();
     });
-    let outcome = run_pipeline(&scenario.config());
+    let mut config = scenario.config();
+    config.source.replay.as_mut().unwrap().from_start = true;
+    let outcome = run_pipeline(&config);
     release.join().unwrap();
     let (ids, _) = scenario.input();
     let in_table: BTreeSet<String> = scenario.rows().into_keys().collect();

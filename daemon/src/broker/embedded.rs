@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::spool::{
     self, Appended, Forward, Settler, SpoolCloser, SpoolOptions, SpoolStatus, SpoolWriter, Spooled,
 };
-use super::{AckToken, Acker, BrokerClosed, Delivery};
+use super::{AckToken, Acker, BrokerClosed, Delivery, Receipt};
 use crate::stats::Stats;
 
 struct Envelope {
@@ -28,6 +28,8 @@ struct Envelope {
     attempt: u32,
     last_error: Option<String>,
     permit: OwnedSemaphorePermit,
+    /// Settled on ack, so the source knows (a replay's position).
+    receipt: Option<Receipt>,
     /// Every queued or unsettled message keeps the queue open, so a nack can
     /// always put it back; the stream ends once none is left.
     requeue: mpsc::UnboundedSender<Envelope>,
@@ -123,6 +125,7 @@ impl Forward for QueueForward {
             attempt: 1,
             last_error: None,
             permit: slot,
+            receipt: None,
             requeue: self.tx.clone(),
             spooled: Some((message.id, self.settler.clone())),
         });
@@ -172,9 +175,28 @@ impl EmbeddedPublisher {
     /// Queues a message, waiting while the queue is full; with a spool, hands it
     /// to the spool's writer, waiting while the spool is full.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        self.publish_envelope(payload, None).await
+    }
+
+    /// Queues a message whose ack settles `receipt` (with a spool: whose
+    /// commit to the spool does, since from then on a restart delivers it).
+    pub async fn publish_with_receipt(
+        &self,
+        payload: Arc<str>,
+        receipt: Receipt,
+    ) -> Result<(), BrokerClosed> {
+        self.publish_envelope(payload, Some(receipt)).await
+    }
+
+    async fn publish_envelope(
+        &self,
+        payload: Arc<str>,
+        receipt: Option<Receipt>,
+    ) -> Result<(), BrokerClosed> {
         if let Some(spool) = &self.spool {
-            match spool.writer.append(payload).await {
+            match spool.writer.append(payload, receipt).await {
                 Ok(Appended::Queued) => Stats::add(&self.stats.published, 1),
+                // Dropped unsettled: a replay's position stays before it.
                 Ok(Appended::Dropped) => {}
                 Err(_) => return Err(BrokerClosed),
             }
@@ -194,6 +216,7 @@ impl EmbeddedPublisher {
             attempt: 1,
             last_error: None,
             permit,
+            receipt,
             requeue: tx.clone(),
             spooled: None,
         })
@@ -230,6 +253,7 @@ impl EmbeddedSubscriber {
             attempt,
             last_error,
             permit,
+            receipt,
             requeue,
             spooled,
         } = envelope;
@@ -243,6 +267,7 @@ impl EmbeddedSubscriber {
                     payload,
                     attempt,
                     permit,
+                    receipt,
                     requeue,
                     spooled,
                     shared: self.shared.clone(),
@@ -301,6 +326,7 @@ struct EmbeddedAcker {
     payload: Arc<str>,
     attempt: u32,
     permit: OwnedSemaphorePermit,
+    receipt: Option<Receipt>,
     requeue: mpsc::UnboundedSender<Envelope>,
     spooled: Option<(i64, Settler)>,
     shared: Arc<Shared>,
@@ -316,9 +342,13 @@ impl Acker for EmbeddedAcker {
         let EmbeddedAcker {
             payload,
             permit,
+            receipt,
             spooled,
             ..
         } = *self;
+        if let Some(receipt) = receipt {
+            receipt.settle();
+        }
         // Dropping the permit frees a slot for the source (or the spool's backlog),
         // before the settle wakes the spool's writer.
         drop(permit);
@@ -332,6 +362,7 @@ impl Acker for EmbeddedAcker {
             payload,
             attempt,
             permit,
+            receipt,
             requeue,
             spooled,
             shared,
@@ -348,6 +379,7 @@ impl Acker for EmbeddedAcker {
             attempt: attempt + 1,
             last_error: Some(reason.to_owned()),
             permit,
+            receipt,
             requeue: requeue.clone(),
             spooled,
         };

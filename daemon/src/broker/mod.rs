@@ -25,6 +25,39 @@ pub trait Acker: Send + 'static {
     fn nack(self: Box<Self>, reason: &str);
 }
 
+/// Where a source learns that the messages it published are settled; see [`Receipt`].
+pub trait SettleLog: Send + Sync + 'static {
+    /// The message published with receipt number `seq` is settled.
+    fn settled(&self, seq: u64);
+}
+
+/// A message's number in its source's [`SettleLog`], carried with the message
+/// from publish to ack: the ack (its rows committed, or the message
+/// dead-lettered) tells the log. A message released unsettled never does, so a
+/// source that records how far it is settled (a replay's position) never
+/// records past a message that was not.
+pub struct Receipt {
+    log: Arc<dyn SettleLog>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receipt").field("seq", &self.seq).finish()
+    }
+}
+
+impl Receipt {
+    pub fn new(log: Arc<dyn SettleLog>, seq: u64) -> Receipt {
+        Receipt { log, seq }
+    }
+
+    /// Tells the log that the message is settled.
+    pub fn settle(self) {
+        self.log.settled(self.seq);
+    }
+}
+
 /// The obligation to settle a delivery; dropping it unresolved nacks.
 pub struct AckToken {
     acker: Option<Box<dyn Acker>>,
@@ -109,6 +142,26 @@ impl Publisher {
             Publisher::Embedded(publisher) => publisher.publish(payload).await,
             Publisher::Pubsub(publisher) => publisher.publish(payload).await,
         }
+    }
+
+    /// Publishes a message whose ack settles `receipt`. Only the embedded queue
+    /// carries receipts ([`Publisher::settles_receipts`]); Pub/Sub drops them.
+    pub async fn publish_with_receipt(
+        &self,
+        payload: Arc<str>,
+        receipt: Receipt,
+    ) -> Result<(), BrokerClosed> {
+        match self {
+            Publisher::Embedded(publisher) => {
+                publisher.publish_with_receipt(payload, receipt).await
+            }
+            Publisher::Pubsub(publisher) => publisher.publish(payload).await,
+        }
+    }
+
+    /// Whether this broker settles the receipts messages are published with.
+    pub fn settles_receipts(&self) -> bool {
+        matches!(self, Publisher::Embedded(_))
     }
 
     /// The same publisher, labelling what it publishes with `source` where the

@@ -519,7 +519,10 @@ impl PubsubPublisher {
         payload: Arc<str>,
         post_id: Option<String>,
     ) -> Result<(), BrokerClosed> {
+        // A free slot wins over shutdown: a source publishes what it has
+        // already read (see `sources`), and only a full window gives up.
         let permit = tokio::select! {
+            biased;
             permit = self.shared.permits.clone().acquire_owned() => permit.map_err(|_| BrokerClosed)?,
             _ = self.shared.cancel.cancelled() => return Err(BrokerClosed),
         };

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::Receipt;
 use crate::config::WhenFull;
 
 /// Messages handed to the writer and not yet committed, at most.
@@ -136,6 +137,8 @@ pub(super) enum Op {
         payload: Arc<str>,
         /// Released at the commit: bounds the messages waiting for one.
         _unsynced: OwnedSemaphorePermit,
+        /// Settled at the commit: from then on a restart delivers the message.
+        receipt: Option<Receipt>,
     },
     Settle {
         id: i64,
@@ -232,7 +235,11 @@ pub(super) struct WriterGone;
 impl SpoolWriter {
     /// Hands `payload` to the writer, waiting while the spool is full (`block`)
     /// or while [`MAX_UNSYNCED`] messages wait for their commit.
-    pub async fn append(&self, payload: Arc<str>) -> Result<Appended, WriterGone> {
+    pub async fn append(
+        &self,
+        payload: Arc<str>,
+        receipt: Option<Receipt>,
+    ) -> Result<Appended, WriterGone> {
         let len = payload.len() as u64;
         loop {
             let freed = self.room.freed.notified();
@@ -267,6 +274,7 @@ impl SpoolWriter {
             .send(Op::Append {
                 payload,
                 _unsynced: unsynced,
+                receipt,
             })
             .map_err(|_| {
                 self.room.give_back(len);
@@ -730,6 +738,8 @@ struct Writer {
 #[derive(Default)]
 struct Batch {
     appends: Vec<(Arc<str>, OwnedSemaphorePermit)>,
+    /// The appends' receipts, settled once they are committed.
+    receipts: Vec<Receipt>,
     settles: Vec<(i64, u64)>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -767,9 +777,14 @@ impl Writer {
             let mut bytes = 0usize;
             while let Some(op) = pending.pop_front() {
                 match op {
-                    Op::Append { payload, _unsynced } => {
+                    Op::Append {
+                        payload,
+                        _unsynced,
+                        receipt,
+                    } => {
                         bytes += payload.len();
                         batch.appends.push((payload, _unsynced));
+                        batch.receipts.extend(receipt);
                     }
                     Op::Settle { id, len } => batch.settles.push((id, len)),
                     Op::PublishersGone => self.publishers_gone = true,
@@ -800,7 +815,7 @@ impl Writer {
 
     /// Applies `batch` in one transaction, retrying (and so holding the
     /// publishers back) while the disk refuses it.
-    fn commit(&mut self, batch: Batch) {
+    fn commit(&mut self, mut batch: Batch) {
         let appended_ms = now_ms() as i64;
         let first_id = self.next_id;
         let mut attempt = 0u32;
@@ -820,6 +835,9 @@ impl Writer {
                     std::thread::sleep(wait);
                 }
             }
+        }
+        for receipt in batch.receipts.drain(..) {
+            receipt.settle();
         }
         self.next_id = first_id + batch.appends.len() as i64;
         let appended = batch.appends.len() as u64;

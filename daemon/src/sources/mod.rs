@@ -1,5 +1,6 @@
 //! Sources read posts from the outside world and publish them, one message per post.
 
+pub mod positions;
 pub mod replay;
 pub mod x;
 

@@ -14,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::positions::{Position, PositionsError, Progress, ReplayPositions};
 use crate::broker::Publisher;
 use crate::config::ReplayConfig;
 use crate::stats::Stats;
@@ -34,12 +35,16 @@ pub enum SourceError {
     EmptyDirectory { path: PathBuf },
     #[error("replay: the broker closed while posts were still being read")]
     BrokerClosed,
+    #[error(transparent)]
+    Positions(#[from] PositionsError),
 }
 
 /// Replays JSONL posts into the broker.
 #[derive(Debug, Clone)]
 pub struct ReplaySource {
     config: ReplayConfig,
+    /// The recorded position, and where this run starts, once opened.
+    positions: Option<(Arc<ReplayPositions>, Position)>,
 }
 
 /// Where the replay source stopped.
@@ -53,7 +58,50 @@ pub enum ReplayEnd {
 
 impl ReplaySource {
     pub fn new(config: ReplayConfig) -> ReplaySource {
-        ReplaySource { config }
+        ReplaySource {
+            config,
+            positions: None,
+        }
+    }
+
+    /// Reads the recorded position (with `source.replay.resume`, for a file or
+    /// directory, on a broker that settles receipts), so that [`ReplaySource::run`]
+    /// continues from it and records how far this run's lines are settled.
+    /// Returns what to tell the user ("resuming FILE at line N").
+    pub fn open_positions(
+        &mut self,
+        settles_receipts: bool,
+    ) -> Result<Option<String>, SourceError> {
+        if !self.config.resume || self.config.path.as_os_str() == "-" {
+            return Ok(None);
+        }
+        let Some(state_file) = self.config.state_file.clone() else {
+            return Ok(None);
+        };
+        if !settles_receipts {
+            log::warn!(
+                "replay: positions are recorded only with broker.kind = \"embedded\"; a restart of this replay reads {} from line one",
+                self.config.path.display()
+            );
+            return Ok(None);
+        }
+        let files = self.files()?;
+        let (positions, start) = ReplayPositions::open(
+            &state_file,
+            &self.config.path,
+            &files,
+            self.config.from_start,
+        )?;
+        self.positions = Some((positions, start.at));
+        Ok(start.note)
+    }
+
+    /// The recorded position this run keeps up to date, once opened; the
+    /// pipeline calls [`ReplayPositions::finish`] after the drain.
+    pub fn positions(&self) -> Option<Arc<ReplayPositions>> {
+        self.positions
+            .as_ref()
+            .map(|(positions, _)| positions.clone())
     }
 
     /// The files this source will read, in order (`-` is standard input).
@@ -70,20 +118,52 @@ impl ReplaySource {
     ) -> Result<ReplayEnd, SourceError> {
         let files = self.files()?;
         let mut pacer = Pacer::new(self.config.rate);
+        let progress = self
+            .positions
+            .as_ref()
+            .map(|(positions, _)| positions.progress().clone());
+        if let Some((positions, _)) = &self.positions {
+            positions.spawn_writer();
+        }
+        // Only the first pass (of a looping replay) starts at the recorded position.
+        let mut resume_at = self.positions.as_ref().map(|(_, at)| *at);
         loop {
-            for path in &files {
+            for (index, path) in files.iter().enumerate() {
+                let from = match resume_at {
+                    Some(at) if index < at.file => continue,
+                    Some(at) => {
+                        resume_at = None;
+                        at
+                    }
+                    None => Position {
+                        file: index,
+                        line: 0,
+                        offset: 0,
+                    },
+                };
+                let lines = Lines {
+                    path,
+                    from,
+                    publisher: &publisher,
+                    progress: progress.as_ref(),
+                    stats: &stats,
+                    cancel: &cancel,
+                };
                 let end = if path.as_os_str() == "-" {
-                    let stdin = tokio::io::stdin();
-                    publish_lines(path, stdin, &publisher, &stats, &cancel, &mut pacer).await?
+                    lines.publish(tokio::io::stdin(), &mut pacer).await?
                 } else {
-                    let file =
-                        tokio::fs::File::open(path)
+                    let read_error = |source| SourceError::Read {
+                        path: path.clone(),
+                        source,
+                    };
+                    let mut file = tokio::fs::File::open(path).await.map_err(read_error)?;
+                    if from.offset > 0 {
+                        use tokio::io::AsyncSeekExt;
+                        file.seek(std::io::SeekFrom::Start(from.offset))
                             .await
-                            .map_err(|source| SourceError::Read {
-                                path: path.clone(),
-                                source,
-                            })?;
-                    publish_lines(path, file, &publisher, &stats, &cancel, &mut pacer).await?
+                            .map_err(read_error)?;
+                    }
+                    lines.publish(file, &mut pacer).await?
                 };
                 if end == ReplayEnd::Cancelled {
                     return Ok(ReplayEnd::Cancelled);
@@ -126,14 +206,41 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(files)
 }
 
+/// One file's lines on their way to the broker.
+struct Lines<'a> {
+    path: &'a Path,
+    /// Where in the file reading starts (the input is already there).
+    from: Position,
+    publisher: &'a Publisher,
+    /// The settled prefix each published line gets a receipt in, when recorded.
+    progress: Option<&'a Arc<Progress>>,
+    stats: &'a Stats,
+    cancel: &'a CancellationToken,
+}
+
+impl Lines<'_> {
+    async fn publish(
+        &self,
+        input: impl AsyncRead + Unpin,
+        pacer: &mut Pacer,
+    ) -> Result<ReplayEnd, SourceError> {
+        publish_lines(self, input, pacer).await
+    }
+}
+
 async fn publish_lines(
-    path: &Path,
+    lines: &Lines<'_>,
     input: impl AsyncRead + Unpin,
-    publisher: &Publisher,
-    stats: &Stats,
-    cancel: &CancellationToken,
     pacer: &mut Pacer,
 ) -> Result<ReplayEnd, SourceError> {
+    let Lines {
+        path,
+        publisher,
+        stats,
+        cancel,
+        ..
+    } = *lines;
+    let mut at = lines.from;
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::with_capacity(4096);
     loop {
@@ -150,6 +257,8 @@ async fn publish_lines(
         if read == 0 {
             return Ok(ReplayEnd::Finished);
         }
+        at.line += 1;
+        at.offset += read as u64;
         // `str::from_utf8` checks a valid line several times faster than
         // `from_utf8_lossy`, which is only needed to repair an invalid one.
         let text = match std::str::from_utf8(&line) {
@@ -160,20 +269,35 @@ async fn publish_lines(
         if text.trim().is_empty() {
             continue;
         }
-        Stats::add(&stats.read, 1);
+        // From here the line is read: it is published even when shutdown comes
+        // meanwhile (only the pacing wait is cut short), so that every line
+        // counted as read reaches the sink or the dead letters. Cancellation is
+        // looked at again before the next line.
         if let Some(wait) = pacer.next() {
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
+                _ = cancel.cancelled() => {}
                 _ = tokio::time::sleep_until(wait) => {}
             }
         }
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
-            published = publisher.publish(Arc::from(text)) => {
-                published.map_err(|_| SourceError::BrokerClosed)?;
+        Stats::add(&stats.read, 1);
+        let published = match lines.progress {
+            Some(progress) => {
+                publisher
+                    .publish_with_receipt(Arc::from(text), progress.issue(at))
+                    .await
             }
+            None => publisher.publish(Arc::from(text)).await,
+        };
+        if published.is_err() {
+            if cancel.is_cancelled() {
+                log::error!(
+                    "replay: a line of {} was read but the broker had closed at shutdown; it was not processed",
+                    path.display()
+                );
+                return Ok(ReplayEnd::Cancelled);
+            }
+            return Err(SourceError::BrokerClosed);
         }
     }
 }
@@ -227,16 +351,17 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let (publisher, mut subscriber) = crate::broker::embedded(16, stats.clone());
         let input: &[u8] = b"{\"a\":\"caf\xc3\xa9\"}\r\n\n  \nbad \xff line\nlast";
-        let end = publish_lines(
-            Path::new("posts.jsonl"),
-            input,
-            &Publisher::Embedded(publisher),
-            &stats,
-            &CancellationToken::new(),
-            &mut Pacer::new(None),
-        )
-        .await
-        .unwrap();
+        let publisher = Publisher::Embedded(publisher);
+        let cancel = CancellationToken::new();
+        let lines = Lines {
+            path: Path::new("posts.jsonl"),
+            from: Position::default(),
+            publisher: &publisher,
+            progress: None,
+            stats: &stats,
+            cancel: &cancel,
+        };
+        let end = lines.publish(input, &mut Pacer::new(None)).await.unwrap();
         assert!(matches!(end, ReplayEnd::Finished));
         let deliveries = subscriber.recv_many(16).await;
         let payloads: Vec<&str> = deliveries

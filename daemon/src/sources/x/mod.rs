@@ -473,16 +473,21 @@ impl Attempt<'_> {
             for line in complete {
                 match classify(&line) {
                     Line::KeepAlive => {}
+                    // X never sends a post again: once received, it is published
+                    // even when shutdown comes meanwhile (with the rest of the
+                    // chunk's lines); cancellation is looked at before the next chunk.
                     Line::Post => {
                         Stats::add(&self.stats.read, 1);
                         self.source.status.received();
                         self.tracker.post(now);
-                        tokio::select! {
-                            biased;
-                            _ = self.cancel.cancelled() => return Ok(None),
-                            published = self.publisher.publish(Arc::from(line)) => {
-                                published.map_err(|_| XSourceError::BrokerClosed)?;
+                        if self.publisher.publish(Arc::from(line)).await.is_err() {
+                            if self.cancel.is_cancelled() {
+                                log::error!(
+                                    "X stream: a post was received but the broker had closed at shutdown; it was not processed"
+                                );
+                                return Ok(None);
                             }
+                            return Err(XSourceError::BrokerClosed);
                         }
                     }
                     Line::Error {
