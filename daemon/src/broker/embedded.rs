@@ -493,16 +493,24 @@ mod tests {
                 publisher.publish(format!("m{n}").into()).await.unwrap();
             }
             // Only 3 fit in memory; the rest wait on disk and follow as slots free up.
+            // Settle exactly four (a batch may bring more: those are held).
             let mut seen = Vec::new();
+            let mut held = Vec::new();
             while seen.len() < 4 {
                 for delivery in subscriber.recv_many(10).await {
-                    seen.push(delivery.payload.to_string());
-                    delivery.token.ack();
+                    if seen.len() < 4 {
+                        seen.push(delivery.payload.to_string());
+                        delivery.token.ack();
+                    } else {
+                        held.push(delivery);
+                    }
                 }
             }
-            assert_eq!(seen[..4], ["m0", "m1", "m2", "m3"]);
+            assert_eq!(seen, ["m0", "m1", "m2", "m3"]);
             // What is delivered now but never settled stays on disk.
-            let held = subscriber.recv_many(10).await;
+            if held.is_empty() {
+                held.extend(subscriber.recv_many(10).await);
+            }
             assert!(!held.is_empty());
             subscriber.close();
             std::mem::forget(held);
