@@ -28,6 +28,11 @@ path = "posts.jsonl"
 kind = "embedded"
 capacity = 2000
 
+# Positions settled by the acks themselves: with the spool on, a line is
+# settled once the spool holds it (the spool's tests cover its redelivery).
+[broker.spool]
+enabled = false
+
 [batch]
 max_rows = {MAX_ROWS}
 max_age_ms = 200
