@@ -230,6 +230,11 @@ fn write_config(dir: &Path, source: &str) -> PathBuf {
 kind = "embedded"
 capacity = 2000
 
+# A small spool, so a replay is held back by the pipeline (as by the queue
+# without one) and SIGTERM finds it mid-file.
+[broker.spool]
+max_bytes = 65536
+
 [batch]
 max_rows = 500
 max_age_ms = 200
