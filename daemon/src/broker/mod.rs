@@ -159,6 +159,17 @@ impl Publisher {
         }
     }
 
+    /// Waits until every message published so far is as durable as this
+    /// broker makes it before the source reads on: with a spool, committed to
+    /// disk (one group commit for everything handed over meanwhile); without
+    /// one, at once. Sources call it once per chunk they read, not per message.
+    pub async fn sync(&self) -> Result<(), BrokerClosed> {
+        match self {
+            Publisher::Embedded(publisher) => publisher.sync().await,
+            Publisher::Pubsub(publisher) => publisher.sync().await,
+        }
+    }
+
     /// Whether this broker settles the receipts messages are published with.
     pub fn settles_receipts(&self) -> bool {
         matches!(self, Publisher::Embedded(_))

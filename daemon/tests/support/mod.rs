@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod daemon;
 pub mod fake_bigquery;
 pub mod fake_x;
 pub mod pubsub_emulator;
