@@ -185,8 +185,9 @@ fn malformed(what: &str) -> wasmtime::Error {
 }
 
 /// What one `process` call may hand the host, checked on the guest's bytes
-/// before anything is allocated: a string referenced by several outcomes
-/// counts each time, since each becomes its own copy.
+/// before anything is allocated: a string or list referenced by several
+/// outcomes counts each time, since each becomes its own copy, and an item
+/// of a list counts what the host spends on it even when it is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResultLimits {
     /// The strings of all outcomes together, for one batch: when a batch is
@@ -221,13 +222,25 @@ pub(crate) fn with_limits<R>(limits: &mut ResultLimits, call: impl FnOnce() -> R
     result
 }
 
-/// The bytes of strings one outcome carries, read without allocating.
+/// What the host spends on an item of a `list<string>` besides its bytes: a
+/// list of empty strings costs nothing in the plugin's strings, and a
+/// `String` each on the host.
+const STRING_ITEM_COST: usize = std::mem::size_of::<String>();
+/// What the host spends on an attribute besides its strings' bytes.
+const ATTR_ITEM_COST: usize = std::mem::size_of::<(AttrName, AttrValue)>();
+
+/// The bytes one outcome makes the host allocate (its strings, and its lists'
+/// items), read without allocating.
 fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<usize> {
     let at = OUTCOME.payload;
     let string_len = |at: usize| u32_at(record, at + 4) as usize;
     let strings_len = |at: usize| -> wasmtime::Result<usize> {
         let items = list::<STRING_SIZE>(memory, u32_at(record, at), u32_at(record, at + 4), 4)?;
-        Ok(items.map(|item| u32_at(item, 4) as usize).sum())
+        let count = items.len();
+        Ok(items.map(|item| u32_at(item, 4) as usize).fold(
+            count.saturating_mul(STRING_ITEM_COST),
+            usize::saturating_add,
+        ))
     };
     match record[0] {
         1 | 2 => Ok(string_len(at)),
@@ -253,10 +266,10 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
             }
             for field in [CHANGES.mentions, CHANGES.urls] {
                 if record[at + field] == 1 {
-                    total += strings_len(at + field + OPTION_STRINGS_PAYLOAD)?;
+                    total = total.saturating_add(strings_len(at + field + OPTION_STRINGS_PAYLOAD)?);
                 }
             }
-            total += strings_len(at + CHANGES.remove_attrs)?;
+            total = total.saturating_add(strings_len(at + CHANGES.remove_attrs)?);
             let set = at + CHANGES.set_attrs;
             let items = list::<{ ATTR.size }>(
                 memory,
@@ -264,10 +277,11 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
                 u32_at(record, set + 4),
                 ATTR.align,
             )?;
+            total = total.saturating_add(items.len().saturating_mul(ATTR_ITEM_COST));
             for item in items {
-                total += u32_at(item, ATTR.name + 4) as usize;
+                total = total.saturating_add(u32_at(item, ATTR.name + 4) as usize);
                 let value = ATTR.value + ATTR_VALUE.payload;
-                total += match item[ATTR.value] {
+                total = total.saturating_add(match item[ATTR.value] {
                     3 => u32_at(item, value + 4) as usize,
                     4 => {
                         let texts = list::<STRING_SIZE>(
@@ -276,10 +290,14 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
                             u32_at(item, value + 4),
                             4,
                         )?;
-                        texts.map(|text| u32_at(text, 4) as usize).sum()
+                        let count = texts.len();
+                        texts.map(|text| u32_at(text, 4) as usize).fold(
+                            count.saturating_mul(STRING_ITEM_COST),
+                            usize::saturating_add,
+                        )
                     }
                     _ => 0,
-                };
+                });
             }
             Ok(total)
         }
@@ -308,7 +326,7 @@ fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
             ),
         };
         return Err(wasmtime::Error::msg(format!(
-            "returned {} KiB of strings in one call, past its limit of {} KiB per batch{earlier} (`max_result_mb` of its [[plugins]] entry)",
+            "returned {} KiB of strings and lists in one call, past its limit of {} KiB per batch{earlier} (`max_result_mb` of its [[plugins]] entry)",
             total / 1024,
             limits.call_bytes / 1024
         )));
@@ -755,6 +773,47 @@ mod tests {
             lifted.outcomes.iter().all(
                 |outcome| matches!(outcome, Outcome::Fail(reason) if reason.contains("one post"))
             ),
+            "{lifted:?}"
+        );
+    }
+
+    /// Issue 19: one guest list of empty strings returned as every post's
+    /// `mentions` cost the host a `String` per item per post while counting
+    /// nothing against the limits; each item now counts what it costs.
+    #[test]
+    fn one_list_of_empty_strings_for_every_post_counts_its_items() {
+        let mut memory = vec![0; 8192];
+        let mentions = OUTCOME.payload + OPTION_CHANGES_PAYLOAD + CHANGES.mentions;
+        for index in 0..3 {
+            let at = index * OUTCOME.size;
+            memory[at + OUTCOME.payload] = 1;
+            memory[at + mentions] = 1;
+            // 500 items of 8 zero bytes (empty strings) at 2048.
+            put(&mut memory, at + mentions + OPTION_STRINGS_PAYLOAD, 2048);
+            put(&mut memory, at + mentions + OPTION_STRINGS_PAYLOAD + 4, 500);
+        }
+        let per_post = 500 * STRING_ITEM_COST;
+        let limited = |call_bytes, post_bytes| {
+            with_limits(
+                &mut ResultLimits {
+                    call_bytes,
+                    post_bytes,
+                    spent: 0,
+                },
+                || lift_list(&memory, 0, 3),
+            )
+        };
+        let lifted = limited(3 * per_post, per_post).unwrap();
+        assert!(matches!(&lifted.outcomes[2], Outcome::Keep(Some(changes))
+            if changes.mentions.as_ref().is_some_and(|mentions| mentions.len() == 500)));
+        let error = limited(3 * per_post - 1, per_post).unwrap_err().to_string();
+        assert!(error.contains("in one call"), "{error}");
+        let lifted = limited(3 * per_post, per_post - 1).unwrap();
+        assert!(
+            lifted
+                .outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, Outcome::Fail(_))),
             "{lifted:?}"
         );
     }
