@@ -1051,6 +1051,24 @@ fn run_hostile_alias(
     runner(&[plugin]).run(posts(count))
 }
 
+/// `plugin run` with the `hostile-alias` fixture and `args` on `count`
+/// distinct sample posts, in one batch.
+fn plugin_run_hostile_alias(args: &[&str], count: usize) -> (i32, String, String) {
+    let mut seen = std::collections::HashSet::new();
+    let posts: String = std::fs::read_to_string(support::cli::sample_posts())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"text\""))
+        .filter(|line| seen.insert(tweetpipe::post::decode(line).unwrap().id))
+        .take(count)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let plugin = wasm("hostile_alias");
+    let mut command = vec!["plugin", "run", plugin.to_str().unwrap(), "--input", "-"];
+    command.extend_from_slice(args);
+    tweetpipe(&command, &posts)
+}
+
 /// The hand-lowered outcomes are well formed: a short text shared by every
 /// outcome, and a shared list of mentions, are lifted and applied to each
 /// post, in-process and through `plugin run`. (Without this, the tests below
@@ -1068,26 +1086,8 @@ fn a_hand_lowered_plugin_sharing_one_short_text_is_applied() {
         assert_eq!(kept(&verdict).mentions, ["", "", ""]);
     }
 
-    let posts: String = std::fs::read_to_string(support::cli::sample_posts())
-        .unwrap()
-        .lines()
-        .filter(|line| line.contains("\"text\""))
-        .take(3)
-        .map(|line| format!("{line}\n"))
-        .collect();
-    let plugin = wasm("hostile_alias");
-    let (code, stdout, stderr) = tweetpipe(
-        &[
-            "plugin",
-            "run",
-            plugin.to_str().unwrap(),
-            "--plugin-config",
-            r#"{"text": "one shared text"}"#,
-            "--input",
-            "-",
-        ],
-        &posts,
-    );
+    let (code, stdout, stderr) =
+        plugin_run_hostile_alias(&["--plugin-config", r#"{"text": "one shared text"}"#], 3);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("3 kept"), "{stderr}");
     assert_eq!(
@@ -1134,6 +1134,24 @@ fn one_buffer_returned_for_every_post_counts_once_per_post() {
             other => panic!("expected a failure, got {other:?}"),
         }
     }
+
+    // The same through `plugin run`.
+    let (code, stdout, stderr) = plugin_run_hostile_alias(&[], 8);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 kept, 0 dropped, 8 failed"), "{stderr}");
+    assert_eq!(
+        stdout.matches("(`max_post_kb` of its").count(),
+        8,
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = plugin_run_hostile_alias(&["--max-post-kb", "4096"], 8);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("4 kept, 0 dropped, 4 failed"), "{stderr}");
+    assert_eq!(
+        stdout.matches("(`max_result_mb` of its").count(),
+        4,
+        "{stdout}"
+    );
 }
 
 /// Issue 19: one list of empty strings returned as every post's `mentions`

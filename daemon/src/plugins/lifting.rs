@@ -229,19 +229,31 @@ const STRING_ITEM_COST: usize = std::mem::size_of::<String>();
 /// What the host spends on an attribute besides its strings' bytes.
 const ATTR_ITEM_COST: usize = std::mem::size_of::<(AttrName, AttrValue)>();
 
+/// What the host spends on the `list<string>` of `len` items at `ptr`; once
+/// the items alone are past `limit`, their bytes are not read.
+fn strings_cost(memory: &[u8], ptr: u32, len: u32, limit: usize) -> wasmtime::Result<usize> {
+    let items = list::<STRING_SIZE>(memory, ptr, len, 4)?;
+    let cost = items.len().saturating_mul(STRING_ITEM_COST);
+    if cost > limit {
+        return Ok(cost);
+    }
+    Ok(items
+        .map(|item| u32_at(item, 4) as usize)
+        .fold(cost, usize::saturating_add))
+}
+
 /// The bytes one outcome makes the host allocate (its strings, and its lists'
-/// items), read without allocating.
-fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<usize> {
+/// items), read without allocating. Once past `limit` (the most one post may
+/// carry) it may stop counting: the answer is then only more than `limit`.
+fn outcome_bytes(
+    memory: &[u8],
+    record: &[u8; OUTCOME.size],
+    limit: usize,
+) -> wasmtime::Result<usize> {
     let at = OUTCOME.payload;
     let string_len = |at: usize| u32_at(record, at + 4) as usize;
-    let strings_len = |at: usize| -> wasmtime::Result<usize> {
-        let items = list::<STRING_SIZE>(memory, u32_at(record, at), u32_at(record, at + 4), 4)?;
-        let count = items.len();
-        Ok(items.map(|item| u32_at(item, 4) as usize).fold(
-            count.saturating_mul(STRING_ITEM_COST),
-            usize::saturating_add,
-        ))
-    };
+    let strings_len =
+        |at: usize| strings_cost(memory, u32_at(record, at), u32_at(record, at + 4), limit);
     match record[0] {
         1 | 2 => Ok(string_len(at)),
         0 if record[at] == 1 => {
@@ -279,23 +291,14 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
             )?;
             total = total.saturating_add(items.len().saturating_mul(ATTR_ITEM_COST));
             for item in items {
+                if total > limit {
+                    break;
+                }
                 total = total.saturating_add(u32_at(item, ATTR.name + 4) as usize);
                 let value = ATTR.value + ATTR_VALUE.payload;
                 total = total.saturating_add(match item[ATTR.value] {
                     3 => u32_at(item, value + 4) as usize,
-                    4 => {
-                        let texts = list::<STRING_SIZE>(
-                            memory,
-                            u32_at(item, value),
-                            u32_at(item, value + 4),
-                            4,
-                        )?;
-                        let count = texts.len();
-                        texts.map(|text| u32_at(text, 4) as usize).fold(
-                            count.saturating_mul(STRING_ITEM_COST),
-                            usize::saturating_add,
-                        )
-                    }
+                    4 => strings_cost(memory, u32_at(item, value), u32_at(item, value + 4), limit)?,
                     _ => 0,
                 });
             }
@@ -311,7 +314,7 @@ fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
     let mut sizes = Vec::with_capacity(items.len());
     let mut total = 0usize;
     for item in list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)? {
-        let size = outcome_bytes(memory, item)?;
+        let size = outcome_bytes(memory, item, limits.post_bytes)?;
         if size <= limits.post_bytes {
             total = total.saturating_add(size);
         }
