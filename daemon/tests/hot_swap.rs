@@ -903,6 +903,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
     let (dir, input) = scratch(20_000, 23);
     let root = dir.path().to_owned();
     let (one, two, hostile) = (wasm("tag_one"), wasm("tag_two"), wasm("hostile_wasi"));
+    let alias = wasm("hostile_alias");
     let tagger = |config: &str| {
         format!(
             "[[plugins]]\nname = \"tagger\"\npath = \"{}\"\nconfig = {config}\n",
@@ -921,6 +922,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         ("print", false),
         ("huge", false),
         ("exit", false),
+        ("alias", false),
         ("sleep", true),
         ("print", true),
         ("huge", true),
@@ -937,13 +939,24 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
             "{{ label = \"p{round}\", mode = \"{mode}\", kib = 300, lines = 60, in = \"{}\" }}",
             if in_init { "init" } else { "process" }
         );
-        write_config(&root, &tagger(&config), 50);
+        // `hostile-alias` returns one 4 MiB buffer as every post's text: with
+        // a post allowed 4 MiB, each batch of 16 keeps 2 posts within an
+        // 8 MiB budget and dead-letters the others.
+        let (plugins, fixture) = match mode {
+            "alias" => (
+                tagger(&format!("{{ label = \"p{round}\" }}"))
+                    + "max_post_kb = 4096\nmax_result_mb = 8\n",
+                &alias,
+            ),
+            _ => (tagger(&config), &hostile),
+        };
+        write_config(&root, &plugins, 50);
         daemon.signal("HUP");
         reloads += 1;
         generation += 1;
         daemon.wait_log(" applied: ", reloads, Duration::from_secs(30));
 
-        deploy(&hostile, &target, round);
+        deploy(fixture, &target, round);
         if mode == "exit" && in_init {
             refused += 1;
             daemon.wait_log("is refused", refused, Duration::from_secs(30));
@@ -975,12 +988,16 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         pid.to_string(),
         "the daemon never restarted"
     );
+    // VmHWM is the peak so far: taken before the exit, it covers every phase.
+    let peak = daemon.peak_rss_kib().unwrap();
+    println!("peak RSS through the swaps: {} MiB", peak / 1024);
     daemon.signal("TERM");
     let mut daemon = daemon;
     let status = daemon.wait_exit(Duration::from_secs(30));
     let log = daemon.stderr();
     assert!(status.success(), "exit {status:?}:\n{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
     assert!(log.contains("`init` failed: called exit(1)"), "{log}");
     assert!(
         log.contains("plugin tagger stdout: hostile-wasi: stdout line"),
@@ -996,14 +1013,32 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
             "huge"
         } else if error.contains("called exit(1)") {
             "exit"
+        } else if error.contains("past its limit of 8192 KiB per batch")
+            && error.contains("max_result_mb")
+        {
+            "alias"
         } else {
             panic!("unexpected dead letter: {letter}")
         };
         *reasons.entry(reason).or_default() += 1;
     }
     assert!(
-        reasons.get("huge") > Some(&0) && reasons.get("exit") > Some(&0),
-        "the huge and exiting versions each failed posts: {reasons:?}\n{log}"
+        reasons.get("huge") > Some(&0)
+            && reasons.get("exit") > Some(&0)
+            && reasons.get("alias") > Some(&0),
+        "the huge, exiting and aliasing versions each failed posts: {reasons:?}\n{log}"
+    );
+    let shared = rows
+        .values()
+        .filter(|row| {
+            row["text"]
+                .as_str()
+                .is_some_and(|text| text.len() == 4 << 20)
+        })
+        .count();
+    assert!(
+        shared > 0,
+        "the aliasing version kept posts within its budget"
     );
     let mut untagged = 0;
     for row in rows.values() {
@@ -1028,7 +1063,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         );
     }
     println!(
-        "hostile swaps: {} rows ({untagged} untagged), dead letters {reasons:?}",
+        "hostile swaps: {} rows ({untagged} untagged, {shared} with the shared 4 MiB text), dead letters {reasons:?}",
         rows.len()
     );
 }
