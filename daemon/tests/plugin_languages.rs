@@ -255,6 +255,42 @@ config = {{ keywords = ["golaço", "#covid19", "LISBOA", "🏆"] }}
     assert_eq!(unique, expected, "{summary}");
 }
 
+#[test]
+fn plugin_check_names_the_language_and_toolchain_of_each_example() {
+    for (name, language, built_by) in [
+        (
+            "keyword_filter",
+            "language: Rust\n",
+            "built by: wit-component ",
+        ),
+        (
+            "keyword_filter_py",
+            "language: Python (componentize-py)\n",
+            "built by: wit-component ",
+        ),
+        (
+            "keyword_filter_js",
+            "language: JavaScript (ComponentizeJS 0.23.0)\n",
+            "ComponentizeJS 0.23.0",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(["plugin", "check"])
+            .arg(warm(name))
+            .env("XDG_CACHE_HOME", cache_home())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{name}: {stdout}");
+        assert!(stdout.contains(language), "{name}:\n{stdout}");
+        let built = stdout.lines().find(|line| line.starts_with("built by:"));
+        assert!(
+            built.is_some_and(|line| line.contains(built_by)),
+            "{name}:\n{stdout}"
+        );
+    }
+}
+
 /// The fenced blocks of `markdown` whose info string is `lang`, in order.
 fn code_blocks(markdown: &str, lang: &str) -> Vec<String> {
     let mut blocks = Vec::new();
@@ -406,6 +442,15 @@ fn every_python_and_javascript_example_in_the_sdk_readme_builds_and_runs() {
                             check.status.success(),
                             "plugin check of the README's {lang} block\n{source}\n{}",
                             String::from_utf8_lossy(&check.stderr)
+                        );
+                        let language = match lang {
+                            "python" => "language: Python",
+                            _ => "language: JavaScript",
+                        };
+                        assert!(
+                            String::from_utf8_lossy(&check.stdout).contains(language),
+                            "{}",
+                            String::from_utf8_lossy(&check.stdout)
                         );
                         let output = Command::new(BIN)
                             .args(["plugin", "run"])
