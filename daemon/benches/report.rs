@@ -82,6 +82,11 @@ fn main() -> Result<()> {
         let case = format!("sink alone: {sink}, batches of 500");
         lines.push(criterion.line(&case, &format!("sink/{sink}/batch 500"), Target::None));
     }
+    // What a flush writes when the sink is behind and rows wait (group commit).
+    for (sink, target) in [("sqlite", Target::Rate(250e3)), ("jsonl", Target::None)] {
+        let case = format!("sink alone: {sink}, group commit of 2,500");
+        lines.push(criterion.line(&case, &format!("sink/{sink}/batch 2500"), target));
+    }
     lines.push(criterion.line(
         "spool alone: append + settle (group commit, synchronous=FULL)",
         "spool/append + settle/sample posts",
