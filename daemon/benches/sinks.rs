@@ -91,9 +91,8 @@ fn bench_sinks(criterion: &mut Criterion) {
                         for post in &mut batch {
                             next_id += 1;
                             post.id = format!("9{next_id:018}");
-                            post.created_at = Some(
-                                start + chrono::Duration::milliseconds(next_id.cast_signed()),
-                            );
+                            post.created_at =
+                                Some(start + chrono::Duration::milliseconds(next_id.cast_signed()));
                         }
                         batch
                     },

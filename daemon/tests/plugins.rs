@@ -1170,3 +1170,81 @@ fn one_list_of_empty_strings_returned_for_every_post_is_counted() {
         }
     }
 }
+
+/// `count` posts through the UTF-16 plugin of `support::utf16` whose every
+/// outcome is `text`, with a 64 MiB memory cap and the default result limits.
+fn run_utf16(text: &support::utf16::Text, count: usize) -> Vec<Verdict> {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let plugin = PluginConfig {
+        path: support::utf16::plugin(dir.path(), text),
+        memory_mb: Some(64),
+        ..entry("noop", serde_json::json!({}))
+    };
+    runner(&[plugin]).run(posts(count))
+}
+
+/// A component may choose UTF-16 for its strings; wasmtime lifts those, not
+/// the host's own lifting, and they are applied like any other. (Without
+/// this, the test below could pass on a fixture that is simply broken.)
+#[test]
+fn a_plugin_whose_strings_are_utf16_is_applied() {
+    let verdicts = run_utf16(&support::utf16::Text::Chars("héllo wörld ✓"), 8);
+    assert_eq!(verdicts.len(), 8);
+    for verdict in &verdicts {
+        assert_eq!(kept(verdict).text, "héllo wörld ✓");
+    }
+}
+
+/// Issue 19: the result limits hold for a UTF-16 plugin too. Its one 4 MiB
+/// buffer of U+7A7A, returned as every post's text, is 6 MiB on the host per
+/// post: past `max_post_kb`, each post fails and nothing is copied. Texts of
+/// 180 KiB on the host each are within the post limit, and the batch's 16 MiB
+/// budget (`max_result_mb`) keeps what fits and fails the rest.
+#[test]
+fn a_utf16_plugin_returning_one_buffer_for_every_post_is_bounded() {
+    let huge = support::utf16::Text::Filled {
+        units: 2 * 1024 * 1024,
+    };
+    for verdict in run_utf16(&huge, 8) {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past the limit of 256 KiB") && error.contains("max_post_kb"),
+                "{error}"
+            ),
+            Verdict::Keep(post) => panic!("kept a text of {} bytes", post.text.len()),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    let units = 60 * 1024;
+    let verdicts = run_utf16(&support::utf16::Text::Filled { units }, 200);
+    let kept: Vec<&Post> = verdicts
+        .iter()
+        .filter_map(|verdict| match verdict {
+            Verdict::Keep(post) => Some(post),
+            _ => None,
+        })
+        .collect();
+    let host_bytes = units as usize * 3;
+    assert!(!kept.is_empty(), "some posts fit the budget");
+    assert!(
+        kept.len() * host_bytes <= 16 * 1024 * 1024,
+        "{} posts of {host_bytes} bytes were kept, past the 16 MiB budget",
+        kept.len()
+    );
+    for post in &kept {
+        assert_eq!(post.text.len(), host_bytes);
+    }
+    for verdict in &verdicts {
+        if let Verdict::Fail { error, .. } = verdict {
+            assert!(error.contains("max_result_mb"), "{error}");
+        }
+    }
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|verdict| matches!(verdict, Verdict::Fail { .. }))
+            .count(),
+        200 - kept.len()
+    );
+}

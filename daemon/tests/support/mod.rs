@@ -6,4 +6,5 @@ pub mod cli;
 pub mod fake_bigquery;
 pub mod fake_x;
 pub mod pubsub_emulator;
+pub mod utf16;
 pub mod wasm;
