@@ -1,7 +1,8 @@
 //! The table `make bench` ends with. It runs the cases criterion cannot: `tweetpipe
 //! run` as a whole process (release binary, pinned to one core) on a generated
 //! replay of a million posts through filter → sentiment → pii-scrub into each local
-//! sink; the Python pipeline it replaces (`benches/python_peer.py`) on the same
+//! sink, and on a small replay through three plugins that each return the most
+//! their limits let them (its peak RSS against the 300 MiB target); the Python pipeline it replaces (`benches/python_peer.py`) on the same
 //! replay; and Python's reference `vaderSentiment` on the texts the sentiment
 //! benchmark scores. Then it reads criterion's results for the in-process cases
 //! (`benches/decode.rs`, `benches/plugins.rs`, `benches/sinks.rs`) and prints every figure beside its
@@ -81,6 +82,11 @@ fn main() -> Result<()> {
         let case = format!("sink alone: {sink}, batches of 500");
         lines.push(criterion.line(&case, &format!("sink/{sink}/batch 500"), Target::None));
     }
+    // What a flush writes when the sink is behind and rows wait (group commit).
+    for (sink, target) in [("sqlite", Target::Rate(250e3)), ("jsonl", Target::None)] {
+        let case = format!("sink alone: {sink}, group commit of 2,500");
+        lines.push(criterion.line(&case, &format!("sink/{sink}/batch 2500"), target));
+    }
     lines.push(criterion.line(
         "spool alone: append + settle (group commit, synchronous=FULL)",
         "spool/append + settle/sample posts",
@@ -142,6 +148,25 @@ fn main() -> Result<()> {
         case: "end to end → sqlite: spool on / spool off".to_owned(),
         figures: spool_ratio,
         target: Target::Ratio(0.8),
+    });
+
+    // What three plugins at their default caps can make the daemon hold when
+    // each returns the most it may (the shape of the hot swap tests' RSS case).
+    let hostile = end_to_end
+        .as_ref()
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|end_to_end| {
+            end_to_end
+                .measure_hostile()
+                .map_err(|error| format!("{error:#}"))
+        });
+    lines.push(Line {
+        case: format!(
+            "end to end → null, 3 plugins returning their most, {} posts",
+            thousands(HOSTILE_POSTS as f64)
+        ),
+        figures: hostile,
+        target: Target::Rss(300 * 1024),
     });
 
     // The Python pipeline users replace, on the same replay: json.loads →
@@ -293,6 +318,8 @@ enum Target {
     Rate(f64),
     /// At least this many posts/s within this peak RSS (KiB).
     RateAndRss(f64, u64),
+    /// At most this peak RSS (KiB), whatever the rate.
+    Rss(u64),
     /// At least this ratio.
     Ratio(f64),
     /// A ratio shown for comparison, with no target.
@@ -307,6 +334,7 @@ impl Target {
             Target::RateAndRss(rate, kib) => {
                 format!("≥ {}/s, ≤ {} MiB", thousands(rate), kib / 1024)
             }
+            Target::Rss(kib) => format!("≤ {} MiB", kib / 1024),
             Target::Ratio(ratio) if ratio.fract() == 0.0 => format!("≥ {ratio:.0}×"),
             Target::Ratio(ratio) => format!("≥ {ratio:.2}×"),
         }
@@ -319,6 +347,7 @@ impl Target {
             Target::RateAndRss(rate, kib) => Some(
                 figures.posts_per_sec >= rate && figures.peak_rss_kib.is_some_and(|rss| rss <= kib),
             ),
+            Target::Rss(kib) => Some(figures.peak_rss_kib.is_some_and(|rss| rss <= kib)),
         }
     }
 }
@@ -388,6 +417,10 @@ fn render(lines: &[Line], settings: &Settings) -> String {
          of {} posts (seed {REPLAY_SEED}, with the sample's malformed lines and repeats) through \
          the 25-rule filter, sentiment and pii-scrub; median wall time and CPU time (user + \
          system, from wait4) of {} runs, the largest peak RSS; posts/s = posts ÷ wall time. \
+         The 3 plugins returning their most are the `hostile-wasi` test fixture at the default \
+         caps (64 MiB of memory, 16 MiB of results per batch, 256 KiB a post): two keep every \
+         post with a text just under the post limit until their batch budget runs out, the \
+         third returns 8 MiB per post; failed posts are dropped. \
          Python: the same texts as the sentiment case, median of 5 passes. Everything {pinned}.\n",
         thousands(settings.posts as f64),
         settings.runs,
@@ -572,22 +605,7 @@ impl<'s> EndToEnd<'s> {
         }
         let work = support::results_dir().join("end-to-end");
         std::fs::create_dir_all(&work)?;
-        let replay = support::results_dir()
-            .join(format!("replay-{}-seed{REPLAY_SEED}.jsonl", settings.posts));
-        if !replay.is_file() {
-            eprintln!("writing {} ({} posts)", replay.display(), settings.posts);
-            let partial = replay.with_extension("partial");
-            let status = Command::new(&binary)
-                .args(["sample", "--count", &settings.posts.to_string()])
-                .args(["--seed", &REPLAY_SEED.to_string(), "--out"])
-                .arg(&partial)
-                .status()
-                .context("running `tweetpipe sample`")?;
-            if !status.success() {
-                bail!("`tweetpipe sample` failed: {status}");
-            }
-            std::fs::rename(&partial, &replay)?;
-        }
+        let replay = replay_file(&binary, settings.posts)?;
         let end_to_end = EndToEnd {
             settings,
             binary,
@@ -629,13 +647,44 @@ impl<'s> EndToEnd<'s> {
         })
     }
 
+    /// The peak RSS of `tweetpipe run` with three plugins returning their most
+    /// ([`hostile_config_text`]) on a replay of [`HOSTILE_POSTS`] posts: the
+    /// largest of the runs, beside the median rate.
+    fn measure_hostile(&self) -> Result<Figures> {
+        let replay = replay_file(&self.binary, HOSTILE_POSTS)?;
+        let config = hostile_config_text(&replay);
+        let mut runs = Vec::new();
+        for run in 1..=self.settings.runs {
+            eprintln!(
+                "end to end, 3 plugins returning their most: run {run} of {}",
+                self.settings.runs
+            );
+            runs.push(self.run_config("hostile", &config)?);
+        }
+        let mut walls: Vec<f64> = runs.iter().map(|run| run.wall.as_secs_f64()).collect();
+        walls.sort_by(f64::total_cmp);
+        let wall = walls[walls.len() / 2];
+        Ok(Figures {
+            posts_per_sec: HOSTILE_POSTS as f64 / wall,
+            cpu_per_million: None,
+            peak_rss_kib: runs.iter().map(|run| run.peak_rss_kib).max(),
+            note: format!("{wall:.1} s wall"),
+        })
+    }
+
     /// One `tweetpipe run` from a clean output directory; removes its output after.
     fn run_once(&self, sink: &str, replay: &Path) -> Result<Usage> {
-        let dir = self.work.join(sink);
+        self.run_config(sink, &config_text(replay, sink))
+    }
+
+    /// One `tweetpipe run` of `config` in the clean directory `name`; removes
+    /// its output after.
+    fn run_config(&self, name: &str, config_text: &str) -> Result<Usage> {
+        let dir = self.work.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("tweetpipe.toml");
-        std::fs::write(&config, config_text(replay, sink))?;
+        std::fs::write(&config, config_text)?;
         let log = std::fs::File::create(dir.join("stderr.log"))?;
         let started = Instant::now();
         let child = self
@@ -654,11 +703,77 @@ impl<'s> EndToEnd<'s> {
         let wall = started.elapsed();
         if !status.success() {
             let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-            bail!("`tweetpipe run` ({sink}) failed: {status}: {}", log.trim());
+            bail!("`tweetpipe run` ({name}) failed: {status}: {}", log.trim());
         }
         let _ = std::fs::remove_dir_all(dir.join("out"));
         Ok(Usage { wall, ..usage })
     }
+}
+
+/// The generated replay of `posts` posts (seed [`REPLAY_SEED`]), written by
+/// `tweetpipe sample` the first time.
+fn replay_file(binary: &Path, posts: u64) -> Result<PathBuf> {
+    let replay = support::results_dir().join(format!("replay-{posts}-seed{REPLAY_SEED}.jsonl"));
+    if !replay.is_file() {
+        eprintln!("writing {} ({posts} posts)", replay.display());
+        let partial = replay.with_extension("partial");
+        let status = Command::new(binary)
+            .args(["sample", "--count", &posts.to_string()])
+            .args(["--seed", &REPLAY_SEED.to_string(), "--out"])
+            .arg(&partial)
+            .status()
+            .context("running `tweetpipe sample`")?;
+        if !status.success() {
+            bail!("`tweetpipe sample` failed: {status}");
+        }
+        std::fs::rename(&partial, &replay)?;
+    }
+    Ok(replay)
+}
+
+/// Posts in the replay of the peak-RSS case: enough for several full batches
+/// through each plugin; every post fails, so a run costs a call per post.
+const HOSTILE_POSTS: u64 = 3000;
+
+/// The config of the peak-RSS case: the `hostile-wasi` test fixture three times
+/// at the default caps, two returning a text just under the post limit for
+/// every post, the third 8 MiB per post (past it); failed posts are dropped
+/// (letters of 255 KiB posts would measure the disk, not the memory).
+fn hostile_config_text(replay: &Path) -> String {
+    let path = toml::Value::String(support::wasm("hostile_wasi").to_string_lossy().into_owned());
+    let plugin = |name: &str, config: &str| {
+        format!(
+            "[[plugins]]\nname = \"{name}\"\npath = {path}\non_error = \"drop\"\nconfig = {config}\n"
+        )
+    };
+    format!(
+        r#"[source.replay]
+path = {replay}
+
+{big_one}
+{big_two}
+{huge}
+[process]
+chain_batch = 256
+workers = 1
+watch_plugins = false
+
+[sink.null]
+
+[dead_letter]
+path = "out/dead-letters.jsonl"
+
+[logging]
+level = "warn"
+
+[metrics]
+enabled = false
+"#,
+        replay = toml::Value::String(replay.to_string_lossy().into_owned()),
+        big_one = plugin("big-one", r#"{ mode = "huge", kib = 250 }"#),
+        big_two = plugin("big-two", r#"{ mode = "huge", kib = 255 }"#),
+        huge = plugin("huge", r#"{ mode = "huge", mib = 8 }"#),
+    )
 }
 
 /// A whole-process run's cost.

@@ -1,7 +1,8 @@
 //! Rows per second committed by each local sink on one core, in batches of 500
-//! (the default `batch.max_rows`): the sample posts with the attributes the
-//! shipped plugins add, every batch with new post ids, into a fresh database or
-//! directory that grows as the benchmark runs.
+//! (the default `batch.max_rows`) and of 2,500 (a group commit when rows wait
+//! behind a write): the sample posts with the attributes the shipped plugins
+//! add, every row with a new post id and a later `created_at`, as a live stream
+//! has them, into a fresh database or directory that grows as the benchmark runs.
 
 mod support;
 
@@ -12,7 +13,9 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use tweetpipe::config::{JsonlSinkConfig, NullSinkConfig, SinkKind, SqliteSinkConfig};
 use tweetpipe::post::{AttrValue, Post};
 
-const BATCH: usize = 500;
+/// The default `batch.max_rows`, and the rows of one group commit.
+const BATCHES: [usize; 2] = [500, 2500];
+const TEMPLATE: usize = 500;
 
 /// The sample posts as they reach the sink after filter → sentiment → pii-scrub.
 fn rows() -> Vec<Post> {
@@ -37,7 +40,7 @@ fn rows() -> Vec<Post> {
             attrs: attrs.clone(),
             ..post
         })
-        .take(BATCH)
+        .take(TEMPLATE)
         .collect()
 }
 
@@ -47,7 +50,10 @@ fn bench_sinks(criterion: &mut Criterion) {
         .build()
         .expect("a tokio runtime");
     let template = rows();
-    assert_eq!(template.len(), BATCH, "the sample has enough posts");
+    assert_eq!(template.len(), TEMPLATE, "the sample has enough posts");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("a timestamp")
+        .to_utc();
     let dir = tempfile::tempdir().expect("a scratch directory");
     let kinds = [
         SinkKind::Sqlite(SqliteSinkConfig {
@@ -74,27 +80,32 @@ fn bench_sinks(criterion: &mut Criterion) {
         let mut group = criterion.benchmark_group(&group_name);
         group
             .measurement_time(Duration::from_secs(3))
-            .warm_up_time(Duration::from_secs(1))
-            .throughput(Throughput::Elements(BATCH as u64));
-        group.bench_function(format!("batch {BATCH}"), |bencher| {
-            bencher.iter_batched(
-                || {
-                    let mut batch = template.clone();
-                    for post in &mut batch {
-                        next_id += 1;
-                        post.id = format!("9{next_id:018}");
-                    }
-                    batch
-                },
-                |batch| {
-                    let report = runtime
-                        .block_on(sink.write(&batch))
-                        .expect("writing a batch");
-                    assert_eq!(report.written, BATCH);
-                },
-                BatchSize::SmallInput,
-            )
-        });
+            .warm_up_time(Duration::from_secs(1));
+        for rows in BATCHES {
+            group.throughput(Throughput::Elements(rows as u64));
+            group.bench_function(format!("batch {rows}"), |bencher| {
+                bencher.iter_batched(
+                    || {
+                        let mut batch: Vec<Post> =
+                            template.iter().cycle().take(rows).cloned().collect();
+                        for post in &mut batch {
+                            next_id += 1;
+                            post.id = format!("9{next_id:018}");
+                            post.created_at =
+                                Some(start + chrono::Duration::milliseconds(next_id.cast_signed()));
+                        }
+                        batch
+                    },
+                    |batch| {
+                        let report = runtime
+                            .block_on(sink.write(&batch))
+                            .expect("writing a batch");
+                        assert_eq!(report.written, rows);
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
         group.finish();
         runtime.block_on(sink.close()).expect("closing the sink");
         support::record_peak_rss(&group_name);

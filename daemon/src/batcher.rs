@@ -1,6 +1,9 @@
 //! Groups rows into sink batches, flushed by count, bytes or age, whichever first.
 //!
 //! The batcher only decides *when*; the sink stage decides what a flush does.
+//! A batch that is due may still take the rows already waiting behind it (group
+//! commit: one transaction and one sync for all of them), up to
+//! [`GROUP_COMMIT_ROWS`] times `max_rows` or `max_bytes`; see [`Batcher::can_grow`].
 
 use std::time::Duration;
 
@@ -31,6 +34,9 @@ impl FlushCause {
         }
     }
 }
+
+/// How many times `max_rows` a batch may hold when rows already waiting join it.
+pub const GROUP_COMMIT_ROWS: usize = 8;
 
 /// An open batch of items with their byte sizes.
 #[derive(Debug)]
@@ -69,6 +75,14 @@ impl<T> Batcher<T> {
         } else {
             None
         }
+    }
+
+    /// Whether rows already waiting may still join the batch before it is
+    /// written: it holds fewer than [`GROUP_COMMIT_ROWS`] × `max_rows` rows and
+    /// fewer than `max_bytes` bytes.
+    pub fn can_grow(&self) -> bool {
+        self.items.len() < self.max_rows.saturating_mul(GROUP_COMMIT_ROWS)
+            && self.bytes < self.max_bytes
     }
 
     /// When the open batch becomes due by age; `None` while it is empty.
@@ -115,6 +129,24 @@ mod tests {
         assert_eq!(batcher.push(4, 60), None);
         assert_eq!(batcher.push(5, 60), Some(FlushCause::Bytes));
         assert_eq!(batcher.take().len(), 2);
+    }
+
+    #[test]
+    fn a_due_batch_grows_up_to_the_group_limits() {
+        let mut batcher = Batcher::new(&config(2, 100, 1000));
+        batcher.push(1, 10);
+        assert_eq!(batcher.push(2, 10), Some(FlushCause::Rows));
+        // Due, and still open to rows that are already waiting...
+        assert!(batcher.can_grow());
+        for n in 3..=2 * GROUP_COMMIT_ROWS {
+            batcher.push(n, 1);
+        }
+        // ...until it holds GROUP_COMMIT_ROWS times max_rows.
+        assert!(!batcher.can_grow());
+        assert_eq!(batcher.take().len(), 2 * GROUP_COMMIT_ROWS);
+        // max_bytes caps it too.
+        batcher.push(1, 100);
+        assert!(!batcher.can_grow());
     }
 
     #[tokio::test(start_paused = true)]

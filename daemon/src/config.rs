@@ -806,7 +806,7 @@ pub struct ProcessConfig {
     /// Posts handed to the plugin chain in one call.
     #[serde(default = "default_chain_batch")]
     pub chain_batch: usize,
-    /// Parallel workers running the chain.
+    /// Parallel workers running the chain; by default one per available core.
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// Watch the plugin files and swap in a changed file without a restart.
@@ -845,8 +845,10 @@ fn default_chain_batch() -> usize {
     256
 }
 
+/// One worker per core the process may run on (`available_parallelism` honours
+/// the CPU affinity mask and cgroup quotas), at least one.
 fn default_workers() -> usize {
-    1
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// `[sink.*]`: exactly one table.

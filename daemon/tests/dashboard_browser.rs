@@ -21,6 +21,8 @@ const PASSWORD: &str = "browser passphrase";
 
 struct Browser {
     child: Child,
+    /// Chromium's stderr, shown when it exits without answering.
+    log: std::path::PathBuf,
     input: ChildStdin,
     replies: mpsc::Receiver<Value>,
     next_id: u64,
@@ -28,10 +30,30 @@ struct Browser {
 }
 
 impl Browser {
+    /// Chromium, once it has answered: a start that exits before its first
+    /// answer (seen on a loaded machine) is tried again, up to three times.
     fn start(profile: &std::path::Path) -> Browser {
+        for attempt in 1..=3 {
+            let mut browser = Browser::spawn(profile, attempt);
+            match browser.try_call("Browser.getVersion", json!({})) {
+                Ok(_) => return browser,
+                Err(why) if attempt < 3 => {
+                    eprintln!("Chromium start {attempt}: {why}; trying again")
+                }
+                Err(why) => panic!("Chromium did not start: {why}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(profile: &std::path::Path, attempt: u32) -> Browser {
+        let profile = profile.join(attempt.to_string());
+        std::fs::create_dir_all(&profile).unwrap();
+        let log = profile.join("chromium.log");
         let script = format!(
-            "exec chromium --headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run --window-size=1280,1700 --user-data-dir={} --remote-debugging-pipe about:blank 3<&0 4>&1 0</dev/null 1>/dev/null 2>/dev/null",
-            profile.display()
+            "exec chromium --headless --no-sandbox --disable-gpu --disable-background-networking --no-first-run --window-size=1280,1700 --user-data-dir={} --remote-debugging-pipe about:blank 3<&0 4>&1 0</dev/null 1>/dev/null 2>{}",
+            profile.display(),
+            log.display()
         );
         let mut child = Command::new("sh")
             .args(["-c", &script])
@@ -60,6 +82,7 @@ impl Browser {
         });
         Browser {
             child,
+            log,
             input,
             replies,
             next_id: 0,
@@ -68,6 +91,13 @@ impl Browser {
     }
 
     fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params).unwrap_or_else(|why| {
+            panic!("{why} (is Debian's `chromium` installed? `make test` installs it)")
+        })
+    }
+
+    /// Sends `method` and waits for its answer; the reason when none comes.
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, String> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -76,17 +106,31 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&message).unwrap();
         bytes.push(0);
-        self.input.write_all(&bytes).unwrap();
-        self.input.flush().unwrap();
+        let sent = self
+            .input
+            .write_all(&bytes)
+            .and_then(|()| self.input.flush());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let reply = self.replies.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("Chromium did not answer {method} (is Debian's `chromium` installed? `make test` installs it)")
-            });
+            let reply = match (&sent, self.replies.recv_timeout(left)) {
+                (Ok(()), Ok(reply)) => reply,
+                (_, Err(mpsc::RecvTimeoutError::Timeout)) => {
+                    return Err(format!("Chromium did not answer {method} within 30 s"));
+                }
+                _ => {
+                    let status = self.child.try_wait().ok().flatten();
+                    let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    return Err(format!(
+                        "Chromium exited before it answered {method} (status {status:?}); its stderr ends:\n{}",
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    ));
+                }
+            };
             if reply["id"] == json!(id) {
                 assert!(reply.get("error").is_none(), "{method}: {reply}");
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
         }
     }

@@ -536,6 +536,23 @@ impl Daemon {
         }
     }
 
+    /// Waits for the process to exit by itself within `timeout`, reading its
+    /// peak resident set (KiB) from /proc every 10 ms until then.
+    fn wait_exit_with_peak_rss(&mut self, timeout: Duration) -> (std::process::ExitStatus, u64) {
+        let mut peak = 0;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(rss) = self.peak_rss_kib() {
+                peak = peak.max(rss);
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, peak);
+            }
+            assert!(Instant::now() < deadline, "no exit:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The process's peak resident set so far (VmHWM), in KiB.
     fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
@@ -572,9 +589,15 @@ fn scratch(count: usize, seed: u64) -> (tempfile::TempDir, Vec<String>) {
 /// A `[[plugins]]` entry for the `hostile-wasi` fixture named `name` with the
 /// inline TOML table `config`.
 fn hostile_entry(name: &str, config: &str) -> String {
+    fixture_entry(name, "hostile_wasi", config)
+}
+
+/// A `[[plugins]]` entry named `name` for the built plugin `fixture`, with the
+/// inline TOML table `config`.
+fn fixture_entry(name: &str, fixture: &str, config: &str) -> String {
     format!(
         "[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nconfig = {config}\n",
-        wasm("hostile_wasi").display()
+        wasm(fixture).display()
     )
 }
 
@@ -757,18 +780,7 @@ fn peak_rss_stays_bounded_whatever_three_plugins_return() {
     .join("\n");
     write_run_config(root, "[sink.null]", &plugins);
     let mut daemon = start_daemon(dir);
-    let mut peak = 0;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(rss) = daemon.peak_rss_kib() {
-            peak = peak.max(rss);
-        }
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit:\n{}", daemon.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (status, peak) = daemon.wait_exit_with_peak_rss(Duration::from_secs(180));
     let log = daemon.stderr();
     assert!(status.success(), "exit {status:?}:\n{log}");
     let stdout = std::fs::read_to_string(daemon.path("stdout.log")).unwrap();
@@ -785,6 +797,99 @@ fn peak_rss_stays_bounded_whatever_three_plugins_return() {
     assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
 }
 
+/// Issue 19 through `tweetpipe run`: the hand-lowered `hostile-alias` fixture
+/// returns one 4 MiB buffer of its memory as the text of every post of each
+/// batch of up to 256 (a gibibyte per batch for a host that copied each text
+/// before counting it). With `max_post_kb = 4096` one such post is allowed,
+/// so each batch's 16 MiB budget (`max_result_mb`) keeps 4 posts, committed
+/// with their 4 MiB text, and dead-letters the others by the plugin's name
+/// with the key to raise. The run ends with exit 0 and the daemon's peak RSS
+/// stays under 300 MiB.
+#[test]
+fn one_buffer_returned_for_every_post_in_a_real_run_is_bounded() {
+    let (dir, ids) = scratch(600, 11);
+    let root = dir.path().to_owned();
+    write_run_config(
+        &root,
+        &format!("[sink.jsonl]\ndir = \"{}\"", root.join("out").display()),
+        &(fixture_entry("alias", "hostile_alias", "{}") + "max_post_kb = 4096\n"),
+    );
+    let mut daemon = start_daemon(dir);
+    let (status, peak) = daemon.wait_exit_with_peak_rss(Duration::from_secs(180));
+    let log = daemon.stderr();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+
+    let (rows, letters) = outputs(&root);
+    for row in rows.values() {
+        let text = row["text"].as_str().unwrap();
+        assert!(
+            text.len() == 4 * 1024 * 1024 && text.bytes().all(|byte| byte == b'z'),
+            "a kept post has the shared text"
+        );
+    }
+    for letter in &letters {
+        assert_eq!(letter["plugin"], "alias", "{letter}");
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.contains("past its limit of 16384 KiB per batch")
+                && error.contains("max_result_mb"),
+            "{letter}"
+        );
+    }
+    assert_eq!(
+        rows.len() + letters.len(),
+        ids.len(),
+        "every post is a row or a letter"
+    );
+    assert!(
+        !rows.is_empty() && letters.len() > rows.len(),
+        "{} rows, {} letters",
+        rows.len(),
+        letters.len()
+    );
+    println!(
+        "one buffer for every post: {} rows, {} dead letters, peak RSS {} MiB",
+        rows.len(),
+        letters.len(),
+        peak / 1024
+    );
+    assert!(peak > 0, "VmHWM was read");
+    assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
+
+    // One 4 MiB list of 524,288 empty strings as every post's `mentions`: no
+    // string bytes, 12 MiB of strings on the host per post. Past the post
+    // limit, every post is dead-lettered.
+    let (dir, ids) = scratch(600, 12);
+    let root = dir.path().to_owned();
+    write_run_config(
+        &root,
+        &format!("[sink.jsonl]\ndir = \"{}\"", root.join("out").display()),
+        &fixture_entry("alias-list", "hostile_alias", "{ items = 524288 }"),
+    );
+    let mut daemon = start_daemon(dir);
+    let (status, peak) = daemon.wait_exit_with_peak_rss(Duration::from_secs(180));
+    let log = daemon.stderr();
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    let (rows, letters) = outputs(&root);
+    assert!(rows.is_empty(), "{} rows", rows.len());
+    assert_eq!(letters.len(), ids.len());
+    for letter in &letters {
+        assert_eq!(letter["plugin"], "alias-list", "{letter}");
+        let error = letter["error"].as_str().unwrap();
+        assert!(
+            error.contains("past the limit of 256 KiB") && error.contains("max_post_kb"),
+            "{letter}"
+        );
+    }
+    println!(
+        "one list for every post: {} dead letters, peak RSS {} MiB",
+        letters.len(),
+        peak / 1024
+    );
+    assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
+}
+
 /// Issue 19 through a hot swap: while a replay runs, the `tagger` entry's file
 /// is replaced by the bare-contract fixture in each mode (its config changed
 /// first by SIGHUP), left in for a moment, and replaced by a tagging version
@@ -798,6 +903,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
     let (dir, input) = scratch(20_000, 23);
     let root = dir.path().to_owned();
     let (one, two, hostile) = (wasm("tag_one"), wasm("tag_two"), wasm("hostile_wasi"));
+    let alias = wasm("hostile_alias");
     let tagger = |config: &str| {
         format!(
             "[[plugins]]\nname = \"tagger\"\npath = \"{}\"\nconfig = {config}\n",
@@ -816,6 +922,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         ("print", false),
         ("huge", false),
         ("exit", false),
+        ("alias", false),
         ("sleep", true),
         ("print", true),
         ("huge", true),
@@ -832,13 +939,24 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
             "{{ label = \"p{round}\", mode = \"{mode}\", kib = 300, lines = 60, in = \"{}\" }}",
             if in_init { "init" } else { "process" }
         );
-        write_config(&root, &tagger(&config), 50);
+        // `hostile-alias` returns one 4 MiB buffer as every post's text: with
+        // a post allowed 4 MiB, each batch of 16 keeps 2 posts within an
+        // 8 MiB budget and dead-letters the others.
+        let (plugins, fixture) = match mode {
+            "alias" => (
+                tagger(&format!("{{ label = \"p{round}\" }}"))
+                    + "max_post_kb = 4096\nmax_result_mb = 8\n",
+                &alias,
+            ),
+            _ => (tagger(&config), &hostile),
+        };
+        write_config(&root, &plugins, 50);
         daemon.signal("HUP");
         reloads += 1;
         generation += 1;
         daemon.wait_log(" applied: ", reloads, Duration::from_secs(30));
 
-        deploy(&hostile, &target, round);
+        deploy(fixture, &target, round);
         if mode == "exit" && in_init {
             refused += 1;
             daemon.wait_log("is refused", refused, Duration::from_secs(30));
@@ -870,12 +988,16 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         pid.to_string(),
         "the daemon never restarted"
     );
+    // VmHWM is the peak so far: taken before the exit, it covers every phase.
+    let peak = daemon.peak_rss_kib().unwrap();
+    println!("peak RSS through the swaps: {} MiB", peak / 1024);
     daemon.signal("TERM");
     let mut daemon = daemon;
     let status = daemon.wait_exit(Duration::from_secs(30));
     let log = daemon.stderr();
     assert!(status.success(), "exit {status:?}:\n{log}");
     assert!(!log.contains("panicked"), "{log}");
+    assert!(peak < 300 * 1024, "peak RSS {} MiB", peak / 1024);
     assert!(log.contains("`init` failed: called exit(1)"), "{log}");
     assert!(
         log.contains("plugin tagger stdout: hostile-wasi: stdout line"),
@@ -891,14 +1013,32 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
             "huge"
         } else if error.contains("called exit(1)") {
             "exit"
+        } else if error.contains("past its limit of 8192 KiB per batch")
+            && error.contains("max_result_mb")
+        {
+            "alias"
         } else {
             panic!("unexpected dead letter: {letter}")
         };
         *reasons.entry(reason).or_default() += 1;
     }
     assert!(
-        reasons.get("huge") > Some(&0) && reasons.get("exit") > Some(&0),
-        "the huge and exiting versions each failed posts: {reasons:?}\n{log}"
+        reasons.get("huge") > Some(&0)
+            && reasons.get("exit") > Some(&0)
+            && reasons.get("alias") > Some(&0),
+        "the huge, exiting and aliasing versions each failed posts: {reasons:?}\n{log}"
+    );
+    let shared = rows
+        .values()
+        .filter(|row| {
+            row["text"]
+                .as_str()
+                .is_some_and(|text| text.len() == 4 << 20)
+        })
+        .count();
+    assert!(
+        shared > 0,
+        "the aliasing version kept posts within its budget"
     );
     let mut untagged = 0;
     for row in rows.values() {
@@ -923,7 +1063,7 @@ fn hostile_plugins_swapped_in_and_out_lose_nothing() {
         );
     }
     println!(
-        "hostile swaps: {} rows ({untagged} untagged), dead letters {reasons:?}",
+        "hostile swaps: {} rows ({untagged} untagged, {shared} with the shared 4 MiB text), dead letters {reasons:?}",
         rows.len()
     );
 }

@@ -254,3 +254,227 @@ config = {{ keywords = ["golaço", "#covid19", "LISBOA", "🏆"] }}
     assert_eq!(unique.len(), committed.len(), "a post was committed twice");
     assert_eq!(unique, expected, "{summary}");
 }
+
+#[test]
+fn plugin_check_names_the_language_and_toolchain_of_each_example() {
+    for (name, language, built_by) in [
+        (
+            "keyword_filter",
+            "language: Rust\n",
+            "built by: wit-component ",
+        ),
+        (
+            "keyword_filter_py",
+            "language: Python (componentize-py)\n",
+            "built by: wit-component ",
+        ),
+        (
+            "keyword_filter_js",
+            "language: JavaScript (ComponentizeJS 0.23.0)\n",
+            "ComponentizeJS 0.23.0",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .args(["plugin", "check"])
+            .arg(warm(name))
+            .env("XDG_CACHE_HOME", cache_home())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{name}: {stdout}");
+        assert!(stdout.contains(language), "{name}:\n{stdout}");
+        let built = stdout.lines().find(|line| line.starts_with("built by:"));
+        assert!(
+            built.is_some_and(|line| line.contains(built_by)),
+            "{name}:\n{stdout}"
+        );
+    }
+}
+
+/// The fenced blocks of `markdown` whose info string is `lang`, in order.
+fn code_blocks(markdown: &str, lang: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim();
+        match &mut current {
+            None if trimmed.strip_prefix("```") == Some(lang) => current = Some(String::new()),
+            Some(block) if trimmed == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// A pinned toolchain under the target directory (`make plugin-tools`).
+fn tool(relative: &str) -> PathBuf {
+    let path = target_dir().join("tools").join(relative);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make plugin-tools` before this test",
+        path.display()
+    );
+    path
+}
+
+/// `source` (a Python or JavaScript README block) built into a component,
+/// kept under the target directory by a hash of the source, the SDK and the
+/// contract, so only a changed block is built again.
+fn build_snippet(lang: &str, source: &str) -> PathBuf {
+    use sha2::Digest;
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk");
+    let (module, sdk_file) = match lang {
+        "python" => ("app.py", sdk.join("python/tweetpipe_plugin/__init__.py")),
+        _ => ("app.js", sdk.join("js/tweetpipe_plugin.js")),
+    };
+    let mut hash = sha2::Sha256::new();
+    for part in [
+        source.as_bytes(),
+        &std::fs::read(&sdk_file).unwrap(),
+        &std::fs::read(sdk.join("wit/plugin.wit")).unwrap(),
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    let key: String = hash.finalize()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let out = target_dir().join(format!("tmp/readme-snippets/{lang}-{key}.wasm"));
+    if out.exists() {
+        return out;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(module), source).unwrap();
+    let partial = out.with_extension("part");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut command = match lang {
+        "python" => {
+            let mut command = Command::new(tool("py/bin/componentize-py"));
+            command
+                .arg("-d")
+                .arg(sdk.join("wit"))
+                .args(["-w", "plugin", "componentize", "-p"])
+                .arg(dir.path())
+                .arg("-p")
+                .arg(sdk.join("python"))
+                .arg("app");
+            command
+        }
+        _ => {
+            std::fs::copy(&sdk_file, dir.path().join("tweetpipe_plugin.js")).unwrap();
+            let mut command = Command::new(tool("js/node_modules/.bin/componentize-js"));
+            command
+                .arg(dir.path().join(module))
+                .arg("--wit")
+                .arg(sdk.join("wit"))
+                .args(["-n", "plugin", "-d", "http", "-d", "fetch-event"]);
+            command
+        }
+    };
+    let output = command.arg("-o").arg(&partial).output().unwrap();
+    assert!(
+        output.status.success(),
+        "building the README's {lang} block:\n{source}\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&partial, &out).unwrap();
+    out
+}
+
+/// Every Python and JavaScript example in plugin-sdk/README.md (the Rust ones
+/// are its doctests) builds with the pinned toolchain, loads, and runs on
+/// sample posts without failing one.
+#[test]
+fn every_python_and_javascript_example_in_the_sdk_readme_builds_and_runs() {
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugin-sdk/README.md"),
+    )
+    .unwrap();
+    let blocks: Vec<(&str, String)> = ["python", "js"]
+        .into_iter()
+        .flat_map(|lang| {
+            code_blocks(&readme, lang)
+                .into_iter()
+                .map(move |b| (lang, b))
+        })
+        .collect();
+    for lang in ["python", "js"] {
+        assert!(
+            blocks.iter().filter(|(l, _)| *l == lang).count() >= 2,
+            "the README's {lang} blocks were not found"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("posts.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(sample_posts())
+        .unwrap()
+        .lines()
+        .take(50)
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    // Python and JavaScript build side by side.
+    std::thread::scope(|scope| {
+        let builds: Vec<_> = ["python", "js"]
+            .into_iter()
+            .map(|lang| {
+                let blocks = &blocks;
+                let input = &input;
+                scope.spawn(move || {
+                    for (_, source) in blocks.iter().filter(|(l, _)| *l == lang) {
+                        let wasm = build_snippet(lang, source);
+                        let check = Command::new(BIN)
+                            .args(["plugin", "check"])
+                            .arg(&wasm)
+                            .env("XDG_CACHE_HOME", cache_home())
+                            .output()
+                            .unwrap();
+                        assert!(
+                            check.status.success(),
+                            "plugin check of the README's {lang} block\n{source}\n{}",
+                            String::from_utf8_lossy(&check.stderr)
+                        );
+                        let language = match lang {
+                            "python" => "language: Python",
+                            _ => "language: JavaScript",
+                        };
+                        assert!(
+                            String::from_utf8_lossy(&check.stdout).contains(language),
+                            "{}",
+                            String::from_utf8_lossy(&check.stdout)
+                        );
+                        let output = Command::new(BIN)
+                            .args(["plugin", "run"])
+                            .arg(&wasm)
+                            .arg("--input")
+                            .arg(input)
+                            .env("XDG_CACHE_HOME", cache_home())
+                            .output()
+                            .unwrap();
+                        let stdout = String::from_utf8_lossy(&output.stdout);
+                        let stderr = String::from_utf8_lossy(&output.stderr);
+                        assert!(output.status.success(), "{source}\n{stderr}");
+                        assert!(
+                            stdout.lines().count() >= 40 && !stdout.contains(r#""action":"fail""#),
+                            "the README's {lang} block\n{source}\nfailed posts:\n{stdout}\n{stderr}"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for build in builds {
+            if let Err(panic) = build.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+}

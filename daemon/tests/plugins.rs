@@ -1036,3 +1036,215 @@ fn plugin_check_lists_the_imports_of_a_plugin_it_refuses() {
         "{stderr}"
     );
 }
+
+/// The `hostile-alias` fixture (its `process` lowered by hand, every outcome
+/// pointing at one buffer of its memory) with `config`, on `count` posts in
+/// one batch, at 64 MiB of memory (so 16 MiB of results per batch).
+fn run_hostile_alias(
+    config: serde_json::Value,
+    max_post_kb: Option<u64>,
+    count: usize,
+) -> Vec<Verdict> {
+    let mut plugin = entry("hostile_alias", config);
+    plugin.memory_mb = Some(64);
+    plugin.max_post_kb = max_post_kb;
+    runner(&[plugin]).run(posts(count))
+}
+
+/// `plugin run` with the `hostile-alias` fixture and `args` on `count`
+/// distinct sample posts, in one batch.
+fn plugin_run_hostile_alias(args: &[&str], count: usize) -> (i32, String, String) {
+    let mut seen = std::collections::HashSet::new();
+    let posts: String = std::fs::read_to_string(support::cli::sample_posts())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains("\"text\""))
+        .filter(|line| seen.insert(tweetpipe::post::decode(line).unwrap().id))
+        .take(count)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let plugin = wasm("hostile_alias");
+    let mut command = vec!["plugin", "run", plugin.to_str().unwrap(), "--input", "-"];
+    command.extend_from_slice(args);
+    tweetpipe(&command, &posts)
+}
+
+/// The hand-lowered outcomes are well formed: a short text shared by every
+/// outcome, and a shared list of mentions, are lifted and applied to each
+/// post, in-process and through `plugin run`. (Without this, the tests below
+/// could pass on a fixture that is simply broken.)
+#[test]
+fn a_hand_lowered_plugin_sharing_one_short_text_is_applied() {
+    let verdicts = run_hostile_alias(serde_json::json!({ "text": "one shared text" }), None, 8);
+    assert_eq!(verdicts.len(), 8);
+    for (index, verdict) in verdicts.iter().enumerate() {
+        let post = kept(verdict);
+        assert_eq!(post.id, index.to_string());
+        assert_eq!(post.text, "one shared text");
+    }
+    for verdict in run_hostile_alias(serde_json::json!({ "items": 3 }), None, 8) {
+        assert_eq!(kept(&verdict).mentions, ["", "", ""]);
+    }
+
+    let (code, stdout, stderr) =
+        plugin_run_hostile_alias(&["--plugin-config", r#"{"text": "one shared text"}"#], 3);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("3 kept"), "{stderr}");
+    assert_eq!(
+        stdout.matches(r#""text":"one shared text""#).count(),
+        3,
+        "{stdout}"
+    );
+}
+
+/// Issue 19: one 4 MiB buffer returned as the text of every post of a batch
+/// took the daemon's RSS to 0.5-2.1 GiB, a copy per post. Each post counts
+/// the whole text: past `max_post_kb` every post fails; with the post limit
+/// raised to 4 MiB, the batch's 16 MiB budget (`max_result_mb`) keeps 4 posts
+/// and fails the rest with the key to raise.
+#[test]
+fn one_buffer_returned_for_every_post_counts_once_per_post() {
+    for verdict in run_hostile_alias(serde_json::json!({}), None, 8) {
+        match verdict {
+            Verdict::Fail { plugin, error, .. } => {
+                assert_eq!(plugin, "hostile_alias");
+                assert!(
+                    error.contains("returned 4096 KiB for one post, past the limit of 256 KiB")
+                        && error.contains("max_post_kb"),
+                    "{error}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    let verdicts = run_hostile_alias(serde_json::json!({}), Some(4096), 8);
+    for verdict in &verdicts[..4] {
+        assert_eq!(kept(verdict).text.len(), 4 * 1024 * 1024);
+    }
+    for verdict in &verdicts[4..] {
+        match verdict {
+            Verdict::Fail { plugin, error, .. } => {
+                assert_eq!(plugin, "hostile_alias");
+                assert!(
+                    error.contains("past its limit of 16384 KiB per batch with the 16384 KiB it returned for the batch's other posts")
+                        && error.contains("max_result_mb"),
+                    "{error}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    // The same through `plugin run`.
+    let (code, stdout, stderr) = plugin_run_hostile_alias(&[], 8);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 kept, 0 dropped, 8 failed"), "{stderr}");
+    assert_eq!(
+        stdout.matches("(`max_post_kb` of its").count(),
+        8,
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = plugin_run_hostile_alias(&["--max-post-kb", "4096"], 8);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("4 kept, 0 dropped, 4 failed"), "{stderr}");
+    assert_eq!(
+        stdout.matches("(`max_result_mb` of its").count(),
+        4,
+        "{stdout}"
+    );
+}
+
+/// Issue 19: one list of empty strings returned as every post's `mentions`
+/// carries no string bytes, yet costs the host a string per item per post:
+/// 100,000 items (800 KB of the plugin's memory) are 2.4 MB on the host for
+/// each post, past the post limit.
+#[test]
+fn one_list_of_empty_strings_returned_for_every_post_is_counted() {
+    for verdict in run_hostile_alias(serde_json::json!({ "items": 100_000 }), None, 8) {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past the limit of 256 KiB") && error.contains("max_post_kb"),
+                "{error}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+}
+
+/// `count` posts through the UTF-16 plugin of `support::utf16` whose every
+/// outcome is `text`, with a 64 MiB memory cap and the default result limits.
+fn run_utf16(text: &support::utf16::Text, count: usize) -> Vec<Verdict> {
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let plugin = PluginConfig {
+        path: support::utf16::plugin(dir.path(), text),
+        memory_mb: Some(64),
+        ..entry("noop", serde_json::json!({}))
+    };
+    runner(&[plugin]).run(posts(count))
+}
+
+/// A component may choose UTF-16 for its strings; wasmtime lifts those, not
+/// the host's own lifting, and they are applied like any other. (Without
+/// this, the test below could pass on a fixture that is simply broken.)
+#[test]
+fn a_plugin_whose_strings_are_utf16_is_applied() {
+    let verdicts = run_utf16(&support::utf16::Text::Chars("héllo wörld ✓"), 8);
+    assert_eq!(verdicts.len(), 8);
+    for verdict in &verdicts {
+        assert_eq!(kept(verdict).text, "héllo wörld ✓");
+    }
+}
+
+/// Issue 19: the result limits hold for a UTF-16 plugin too. Its one 4 MiB
+/// buffer of U+7A7A, returned as every post's text, is 6 MiB on the host per
+/// post: past `max_post_kb`, each post fails and nothing is copied. Texts of
+/// 180 KiB on the host each are within the post limit, and the batch's 16 MiB
+/// budget (`max_result_mb`) keeps what fits and fails the rest.
+#[test]
+fn a_utf16_plugin_returning_one_buffer_for_every_post_is_bounded() {
+    let huge = support::utf16::Text::Filled {
+        units: 2 * 1024 * 1024,
+    };
+    for verdict in run_utf16(&huge, 8) {
+        match verdict {
+            Verdict::Fail { error, .. } => assert!(
+                error.contains("past the limit of 256 KiB") && error.contains("max_post_kb"),
+                "{error}"
+            ),
+            Verdict::Keep(post) => panic!("kept a text of {} bytes", post.text.len()),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    let units = 60 * 1024;
+    let verdicts = run_utf16(&support::utf16::Text::Filled { units }, 200);
+    let kept: Vec<&Post> = verdicts
+        .iter()
+        .filter_map(|verdict| match verdict {
+            Verdict::Keep(post) => Some(post),
+            _ => None,
+        })
+        .collect();
+    let host_bytes = units as usize * 3;
+    assert!(!kept.is_empty(), "some posts fit the budget");
+    assert!(
+        kept.len() * host_bytes <= 16 * 1024 * 1024,
+        "{} posts of {host_bytes} bytes were kept, past the 16 MiB budget",
+        kept.len()
+    );
+    for post in &kept {
+        assert_eq!(post.text.len(), host_bytes);
+    }
+    for verdict in &verdicts {
+        if let Verdict::Fail { error, .. } = verdict {
+            assert!(error.contains("max_result_mb"), "{error}");
+        }
+    }
+    assert_eq!(
+        verdicts
+            .iter()
+            .filter(|verdict| matches!(verdict, Verdict::Fail { .. }))
+            .count(),
+        200 - kept.len()
+    );
+}

@@ -196,6 +196,15 @@ export class Post {
     return typeof value === "number" ? value : undefined;
   }
 
+  /**
+   * Attribute `name` when it is an integer. JavaScript has one number type, so
+   * a whole float (2.0) set by another plugin reads as an integer too.
+   */
+  attr_i64(name) {
+    const value = this.attrs[name];
+    return Number.isInteger(value) ? value : undefined;
+  }
+
   attr_str(name) {
     const value = this.attrs[name];
     return typeof value === "string" ? value : undefined;

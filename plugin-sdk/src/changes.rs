@@ -12,7 +12,8 @@ use crate::bindings::exports::tweetpipe::plugin::processor::Changes as Wire;
 /// and [`filter_map`](crate::filter_map)). Nothing is copied to compute them,
 /// which makes these the fastest way to annotate posts:
 ///
-/// ```rust,ignore
+/// ```rust
+/// # use tweetpipe_plugin::prelude::*;
 /// #[map(reads(text))]
 /// fn length(post: &Post) -> Changes {
 ///     Changes::new().with_attr("text_chars", post.text.chars().count() as i64)

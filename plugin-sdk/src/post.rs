@@ -359,6 +359,15 @@ impl Post {
         }
     }
 
+    /// The attribute `name` as an integer: only an integer attribute (a float,
+    /// even a whole one, is `None`; read it with `attr_f64`).
+    pub fn attr_i64(&self, name: &str) -> Option<i64> {
+        match self.attr(name)? {
+            AttrValue::Integer(value) => Some(*value),
+            _ => None,
+        }
+    }
+
     /// The attribute `name` as a string.
     pub fn attr_str(&self, name: &str) -> Option<&str> {
         match self.attr(name)? {
@@ -520,6 +529,19 @@ mod tests {
                 posts,
             }
         }
+    }
+
+    #[test]
+    fn typed_attribute_readers_take_only_their_type() {
+        let mut post = Post::default();
+        post.set_attr("words", 31_i64);
+        post.set_attr("score", 2.0);
+        post.set_attr("label", "x");
+        assert_eq!(post.attr_i64("words"), Some(31));
+        assert_eq!(post.attr_f64("words"), Some(31.0));
+        assert_eq!(post.attr_i64("score"), None, "a float is not an integer");
+        assert_eq!(post.attr_i64("label"), None);
+        assert_eq!(post.attr_i64("missing"), None);
     }
 
     #[test]

@@ -435,6 +435,16 @@ fn check(path: &std::path::Path, config_json: Option<&str>) -> ExitCode {
     println!("plugin:   {}", plugin.name);
     println!("name:     {}", plugin.info.name);
     println!("version:  {}", plugin.info.version);
+    match std::fs::read(&plugin.path) {
+        Ok(bytes) => {
+            let toolchain = super::producers::toolchain(&bytes);
+            println!("language: {toolchain}");
+            if !toolchain.processed_by.is_empty() {
+                println!("built by: {}", toolchain.processed_by.join(", "));
+            }
+        }
+        Err(error) => println!("language: unknown (reading the file again: {error})"),
+    }
     println!("contract: {CONTRACT_PACKAGE}@{CONTRACT_VERSION}");
     println!("file:     {}", plugin.path.display());
     println!("size:     {} bytes", plugin.size);

@@ -9,7 +9,8 @@
 //! through hidden items of its API; it type-checks as exactly the WIT type it
 //! stands for and checks what wasmtime checks (bounds, alignment, cases, UTF-8).
 //! A plugin whose strings are not UTF-8 (the canonical ABI lets a component
-//! choose UTF-16) is lifted by wasmtime itself.
+//! choose UTF-16) is lifted by wasmtime itself, once the same limits are
+//! checked on its bytes.
 //!
 //! Attribute values are lifted straight into the post's own types, and their
 //! names are shared: plugins set the same few names on every post, so each
@@ -145,11 +146,15 @@ unsafe impl Lift for Outcomes {
         ty: InterfaceType,
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
-        if !utf8(cx) {
-            return Vec::<wit::Outcome>::linear_lift_from_flat(cx, ty, src).map(from_wit);
-        }
         let [ptr, len]: &[ValRaw; 2] = src;
-        lift_list(cx.memory(), ptr.get_u32(), len.get_u32())
+        let (ptr, len) = (ptr.get_u32(), len.get_u32());
+        match Encoding::of(cx) {
+            Encoding::Utf8 => lift_list(cx.memory(), ptr, len),
+            encoding => {
+                count_before_lifting(cx.memory(), ptr, len, encoding)?;
+                Vec::<wit::Outcome>::linear_lift_from_flat(cx, ty, src).map(from_wit)
+            }
+        }
     }
 
     fn linear_lift_from_memory(
@@ -157,13 +162,17 @@ unsafe impl Lift for Outcomes {
         ty: InterfaceType,
         bytes: &[u8],
     ) -> wasmtime::Result<Self> {
-        if !utf8(cx) {
-            return Vec::<wit::Outcome>::linear_lift_from_memory(cx, ty, bytes).map(from_wit);
-        }
         let pair: &[u8; 8] = bytes
             .first_chunk()
             .ok_or_else(|| malformed("the outcome list's pointer is cut short"))?;
-        lift_list(cx.memory(), u32_at(pair, 0), u32_at(pair, 4))
+        let (ptr, len) = (u32_at(pair, 0), u32_at(pair, 4));
+        match Encoding::of(cx) {
+            Encoding::Utf8 => lift_list(cx.memory(), ptr, len),
+            encoding => {
+                count_before_lifting(cx.memory(), ptr, len, encoding)?;
+                Vec::<wit::Outcome>::linear_lift_from_memory(cx, ty, bytes).map(from_wit)
+            }
+        }
     }
 }
 
@@ -176,8 +185,73 @@ fn from_wit(outcomes: Vec<wit::Outcome>) -> Outcomes {
     Outcomes { outcomes, attrs }
 }
 
-fn utf8(cx: &LiftContext<'_>) -> bool {
-    matches!(cx.options().string_encoding, StringEncoding::Utf8)
+/// How a plugin's strings are encoded (its component chooses), for what the
+/// host's UTF-8 copy of one can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Utf8,
+    Utf16,
+    /// Latin-1, or UTF-16 when the length has [`UTF16_TAG`] set.
+    CompactUtf16,
+}
+
+/// The bit of a `latin1+utf16` string's length that says it is UTF-16.
+const UTF16_TAG: u32 = 1 << 31;
+
+impl Encoding {
+    fn of(cx: &LiftContext<'_>) -> Encoding {
+        match cx.options().string_encoding {
+            StringEncoding::Utf8 => Encoding::Utf8,
+            StringEncoding::Utf16 => Encoding::Utf16,
+            StringEncoding::CompactUtf16 => Encoding::CompactUtf16,
+        }
+    }
+
+    /// The most bytes the host's UTF-8 copy of a string whose length field
+    /// is `len` can take: a UTF-16 code unit makes at most 3 bytes of UTF-8,
+    /// a Latin-1 character at most 2.
+    fn host_bytes(self, len: u32) -> usize {
+        let len = len as usize;
+        match self {
+            Encoding::Utf8 => len,
+            Encoding::Utf16 => len.saturating_mul(3),
+            Encoding::CompactUtf16 if len & UTF16_TAG as usize != 0 => {
+                (len & !(UTF16_TAG as usize)).saturating_mul(3)
+            }
+            Encoding::CompactUtf16 => len.saturating_mul(2),
+        }
+    }
+}
+
+/// For a plugin whose strings wasmtime lifts (not UTF-8): checks the limits
+/// on the outcomes' bytes first, as for any plugin, and counts what they
+/// carry. wasmtime lifts a list whole, so one post past its limit fails the
+/// call, and the batch's retry post by post fails only that post.
+fn count_before_lifting(
+    memory: &[u8],
+    ptr: u32,
+    len: u32,
+    encoding: Encoding,
+) -> wasmtime::Result<()> {
+    let limits = LIMITS.get();
+    let (sizes, total) = measure(memory, ptr, len, limits, encoding)?;
+    if let Some(size) = sizes.into_iter().find(|size| *size > limits.post_bytes) {
+        return Err(wasmtime::Error::msg(post_limit(size, limits)));
+    }
+    LIMITS.set(ResultLimits {
+        spent: limits.spent + total,
+        ..limits
+    });
+    Ok(())
+}
+
+/// The reason a post past `limits.post_bytes` fails with.
+fn post_limit(size: usize, limits: ResultLimits) -> String {
+    format!(
+        "returned {} KiB for one post, past the limit of {} KiB on one post's changes (`max_post_kb` of its [[plugins]] entry)",
+        size / 1024,
+        limits.post_bytes / 1024
+    )
 }
 
 fn malformed(what: &str) -> wasmtime::Error {
@@ -185,8 +259,9 @@ fn malformed(what: &str) -> wasmtime::Error {
 }
 
 /// What one `process` call may hand the host, checked on the guest's bytes
-/// before anything is allocated: a string referenced by several outcomes
-/// counts each time, since each becomes its own copy.
+/// before anything is allocated: a string or list referenced by several
+/// outcomes counts each time, since each becomes its own copy, and an item
+/// of a list counts what the host spends on it even when it is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ResultLimits {
     /// The strings of all outcomes together, for one batch: when a batch is
@@ -221,13 +296,51 @@ pub(crate) fn with_limits<R>(limits: &mut ResultLimits, call: impl FnOnce() -> R
     result
 }
 
-/// The bytes of strings one outcome carries, read without allocating.
-fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result<usize> {
+/// What the host spends on an item of a `list<string>` besides its bytes: a
+/// list of empty strings costs nothing in the plugin's strings, and a
+/// `String` each on the host.
+const STRING_ITEM_COST: usize = std::mem::size_of::<String>();
+/// What the host spends on an attribute besides its strings' bytes.
+const ATTR_ITEM_COST: usize = std::mem::size_of::<(AttrName, AttrValue)>();
+
+/// What the host spends on the `list<string>` of `len` items at `ptr`; once
+/// the items alone are past `limit`, their bytes are not read.
+fn strings_cost(
+    memory: &[u8],
+    ptr: u32,
+    len: u32,
+    limit: usize,
+    encoding: Encoding,
+) -> wasmtime::Result<usize> {
+    let items = list::<STRING_SIZE>(memory, ptr, len, 4)?;
+    let cost = items.len().saturating_mul(STRING_ITEM_COST);
+    if cost > limit {
+        return Ok(cost);
+    }
+    Ok(items
+        .map(|item| encoding.host_bytes(u32_at(item, 4)))
+        .fold(cost, usize::saturating_add))
+}
+
+/// The bytes one outcome makes the host allocate (its strings, and its lists'
+/// items), read without allocating. Once past `limit` (the most one post may
+/// carry) it may stop counting: the answer is then only more than `limit`.
+fn outcome_bytes(
+    memory: &[u8],
+    record: &[u8; OUTCOME.size],
+    limit: usize,
+    encoding: Encoding,
+) -> wasmtime::Result<usize> {
     let at = OUTCOME.payload;
-    let string_len = |at: usize| u32_at(record, at + 4) as usize;
-    let strings_len = |at: usize| -> wasmtime::Result<usize> {
-        let items = list::<STRING_SIZE>(memory, u32_at(record, at), u32_at(record, at + 4), 4)?;
-        Ok(items.map(|item| u32_at(item, 4) as usize).sum())
+    let string_len = |at: usize| encoding.host_bytes(u32_at(record, at + 4));
+    let strings_len = |at: usize| {
+        strings_cost(
+            memory,
+            u32_at(record, at),
+            u32_at(record, at + 4),
+            limit,
+            encoding,
+        )
     };
     match record[0] {
         1 | 2 => Ok(string_len(at)),
@@ -253,10 +366,10 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
             }
             for field in [CHANGES.mentions, CHANGES.urls] {
                 if record[at + field] == 1 {
-                    total += strings_len(at + field + OPTION_STRINGS_PAYLOAD)?;
+                    total = total.saturating_add(strings_len(at + field + OPTION_STRINGS_PAYLOAD)?);
                 }
             }
-            total += strings_len(at + CHANGES.remove_attrs)?;
+            total = total.saturating_add(strings_len(at + CHANGES.remove_attrs)?);
             let set = at + CHANGES.set_attrs;
             let items = list::<{ ATTR.size }>(
                 memory,
@@ -264,22 +377,24 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
                 u32_at(record, set + 4),
                 ATTR.align,
             )?;
+            total = total.saturating_add(items.len().saturating_mul(ATTR_ITEM_COST));
             for item in items {
-                total += u32_at(item, ATTR.name + 4) as usize;
+                if total > limit {
+                    break;
+                }
+                total = total.saturating_add(encoding.host_bytes(u32_at(item, ATTR.name + 4)));
                 let value = ATTR.value + ATTR_VALUE.payload;
-                total += match item[ATTR.value] {
-                    3 => u32_at(item, value + 4) as usize,
-                    4 => {
-                        let texts = list::<STRING_SIZE>(
-                            memory,
-                            u32_at(item, value),
-                            u32_at(item, value + 4),
-                            4,
-                        )?;
-                        texts.map(|text| u32_at(text, 4) as usize).sum()
-                    }
+                total = total.saturating_add(match item[ATTR.value] {
+                    3 => encoding.host_bytes(u32_at(item, value + 4)),
+                    4 => strings_cost(
+                        memory,
+                        u32_at(item, value),
+                        u32_at(item, value + 4),
+                        limit,
+                        encoding,
+                    )?,
                     _ => 0,
-                };
+                });
             }
             Ok(total)
         }
@@ -287,13 +402,21 @@ fn outcome_bytes(memory: &[u8], record: &[u8; OUTCOME.size]) -> wasmtime::Result
     }
 }
 
-fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
-    let limits = LIMITS.get();
+/// What each outcome of the list at `ptr` costs the host, and what those
+/// within the post limit cost together; an error when that is past what is
+/// left of the batch's budget.
+fn measure(
+    memory: &[u8],
+    ptr: u32,
+    len: u32,
+    limits: ResultLimits,
+    encoding: Encoding,
+) -> wasmtime::Result<(Vec<usize>, usize)> {
     let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
     let mut sizes = Vec::with_capacity(items.len());
     let mut total = 0usize;
-    for item in list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)? {
-        let size = outcome_bytes(memory, item)?;
+    for item in items {
+        let size = outcome_bytes(memory, item, limits.post_bytes, encoding)?;
         if size <= limits.post_bytes {
             total = total.saturating_add(size);
         }
@@ -308,26 +431,29 @@ fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
             ),
         };
         return Err(wasmtime::Error::msg(format!(
-            "returned {} KiB of strings in one call, past its limit of {} KiB per batch{earlier} (`max_result_mb` of its [[plugins]] entry)",
+            "returned {} KiB of strings and lists in one call, past its limit of {} KiB per batch{earlier} (`max_result_mb` of its [[plugins]] entry)",
             total / 1024,
             limits.call_bytes / 1024
         )));
     }
+    Ok((sizes, total))
+}
+
+fn lift_list(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<Outcomes> {
+    let limits = LIMITS.get();
+    let (sizes, total) = measure(memory, ptr, len, limits, Encoding::Utf8)?;
     LIMITS.set(ResultLimits {
         spent: limits.spent + total,
         ..limits
     });
+    let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
     let mut lifted = Outcomes {
         outcomes: Vec::with_capacity(items.len()),
         attrs: Vec::new(),
     };
     for (item, size) in items.zip(sizes) {
         let outcome = if size > limits.post_bytes {
-            Outcome::Fail(format!(
-                "returned {} KiB for one post, past the limit of {} KiB on one post's changes (`max_post_kb` of its [[plugins]] entry)",
-                size / 1024,
-                limits.post_bytes / 1024
-            ))
+            Outcome::Fail(post_limit(size, limits))
         } else {
             outcome(memory, item, &mut lifted.attrs)?
         };
@@ -755,6 +881,47 @@ mod tests {
             lifted.outcomes.iter().all(
                 |outcome| matches!(outcome, Outcome::Fail(reason) if reason.contains("one post"))
             ),
+            "{lifted:?}"
+        );
+    }
+
+    /// Issue 19: one guest list of empty strings returned as every post's
+    /// `mentions` cost the host a `String` per item per post while counting
+    /// nothing against the limits; each item now counts what it costs.
+    #[test]
+    fn one_list_of_empty_strings_for_every_post_counts_its_items() {
+        let mut memory = vec![0; 8192];
+        let mentions = OUTCOME.payload + OPTION_CHANGES_PAYLOAD + CHANGES.mentions;
+        for index in 0..3 {
+            let at = index * OUTCOME.size;
+            memory[at + OUTCOME.payload] = 1;
+            memory[at + mentions] = 1;
+            // 500 items of 8 zero bytes (empty strings) at 2048.
+            put(&mut memory, at + mentions + OPTION_STRINGS_PAYLOAD, 2048);
+            put(&mut memory, at + mentions + OPTION_STRINGS_PAYLOAD + 4, 500);
+        }
+        let per_post = 500 * STRING_ITEM_COST;
+        let limited = |call_bytes, post_bytes| {
+            with_limits(
+                &mut ResultLimits {
+                    call_bytes,
+                    post_bytes,
+                    spent: 0,
+                },
+                || lift_list(&memory, 0, 3),
+            )
+        };
+        let lifted = limited(3 * per_post, per_post).unwrap();
+        assert!(matches!(&lifted.outcomes[2], Outcome::Keep(Some(changes))
+            if changes.mentions.as_ref().is_some_and(|mentions| mentions.len() == 500)));
+        let error = limited(3 * per_post - 1, per_post).unwrap_err().to_string();
+        assert!(error.contains("in one call"), "{error}");
+        let lifted = limited(3 * per_post, per_post - 1).unwrap();
+        assert!(
+            lifted
+                .outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, Outcome::Fail(_))),
             "{lifted:?}"
         );
     }

@@ -19,7 +19,8 @@
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
 //! - `convert` lowers posts into the contract's batch and applies plugins' changes.
 //! - `lowering` writes the batch's posts into a plugin's memory in one piece each.
-//! - `cli` is `tweetpipe plugin run|check`, for plugin authors.
+//! - `cli` is `tweetpipe plugin run|check`, for plugin authors; `new` writes a plugin
+//!   project and `producers` reads which language and toolchain built a component.
 //! - `reload` builds new chain generations and swaps them in between batches.
 //! - `watch` notices changed plugin files and asks `reload` to swap them.
 
@@ -32,6 +33,7 @@ mod lifting;
 mod load;
 mod lowering;
 pub mod new;
+mod producers;
 mod reload;
 mod watch;
 

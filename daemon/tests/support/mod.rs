@@ -7,4 +7,5 @@ pub mod daemon;
 pub mod fake_bigquery;
 pub mod fake_x;
 pub mod pubsub_emulator;
+pub mod utf16;
 pub mod wasm;

@@ -318,8 +318,8 @@ class Post:
             return None
         return float(value)
 
-    def attr_int(self, name):
-        """Attribute ``name`` when it is an integer."""
+    def attr_i64(self, name):
+        """Attribute ``name`` when it is an integer (a float, even a whole one, is ``None``)."""
         value = self.attrs.get(name)
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
