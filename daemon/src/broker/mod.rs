@@ -144,8 +144,10 @@ impl Publisher {
         }
     }
 
-    /// Publishes a message whose ack settles `receipt`. Only the embedded queue
-    /// carries receipts ([`Publisher::settles_receipts`]); Pub/Sub drops them.
+    /// Publishes a message whose ack settles `receipt`: the embedded queue
+    /// settles it once the message is committed downstream (or to its spool),
+    /// Pub/Sub once it is committed to the spool in front of the topic;
+    /// without one, Pub/Sub drops it ([`Publisher::settles_receipts`]).
     pub async fn publish_with_receipt(
         &self,
         payload: Arc<str>,
@@ -155,7 +157,9 @@ impl Publisher {
             Publisher::Embedded(publisher) => {
                 publisher.publish_with_receipt(payload, receipt).await
             }
-            Publisher::Pubsub(publisher) => publisher.publish(payload).await,
+            Publisher::Pubsub(publisher) => {
+                publisher.publish_with_receipt(payload, Some(receipt)).await
+            }
         }
     }
 
@@ -172,7 +176,10 @@ impl Publisher {
 
     /// Whether this broker settles the receipts messages are published with.
     pub fn settles_receipts(&self) -> bool {
-        matches!(self, Publisher::Embedded(_))
+        match self {
+            Publisher::Embedded(_) => true,
+            Publisher::Pubsub(publisher) => publisher.settles_receipts(),
+        }
     }
 
     /// The same publisher, labelling what it publishes with `source` where the

@@ -49,7 +49,7 @@ use super::spool::{
     self, Forward, Settler, SpoolCloser, SpoolError, SpoolOptions, SpoolStatus, SpoolWriter,
     Spooled,
 };
-use super::{AckToken, Acker, BrokerClosed, Delivery};
+use super::{AckToken, Acker, BrokerClosed, Delivery, Receipt};
 use crate::config::{DeadLetterTopic, PubsubConfig};
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::stats::Stats;
@@ -446,10 +446,17 @@ struct IngestRejects {
 struct RepublishOnNack {
     publisher: PubsubPublisher,
     payload: Arc<str>,
+    /// The source's receipt for the line, settled once the dead letter is
+    /// written (or the message confirmed by Pub/Sub).
+    receipt: Option<Receipt>,
 }
 
 impl Acker for RepublishOnNack {
-    fn ack(self: Box<Self>) {}
+    fn ack(self: Box<Self>) {
+        if let Some(receipt) = self.receipt {
+            receipt.settle();
+        }
+    }
 
     fn nack(self: Box<Self>, reason: &str) {
         log::warn!(
@@ -457,7 +464,11 @@ impl Acker for RepublishOnNack {
              publishing it to {} so a process daemon dead-letters it",
             self.publisher.shared.topic
         );
-        let RepublishOnNack { publisher, payload } = *self;
+        let RepublishOnNack {
+            publisher,
+            payload,
+            receipt,
+        } = *self;
         // Counted before this returns, so a `flush` that follows waits for it.
         let shared = publisher.shared.clone();
         shared.republishing.fetch_add(1, Ordering::SeqCst);
@@ -465,7 +476,11 @@ impl Acker for RepublishOnNack {
             if let Ok(permit) = shared.permits.clone().acquire_owned().await {
                 let message = publisher.message(&payload, None);
                 shared.in_flight.enter();
-                let _ = publish_until_confirmed(&shared, message).await;
+                if publish_until_confirmed(&shared, message).await
+                    && let Some(receipt) = receipt
+                {
+                    receipt.settle();
+                }
                 shared.in_flight.leave();
                 drop(permit);
             }
@@ -591,10 +606,22 @@ impl PubsubPublisher {
     /// published with its `post_id` attribute; anything else is dead-lettered
     /// here when a dead-letter stage is set, else published without one.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        self.publish_with_receipt(payload, None).await
+    }
+
+    /// [`PubsubPublisher::publish`], settling `receipt` once the message is
+    /// as safe as this publisher makes it: committed to the spool, or its
+    /// dead letter written. Without a spool the receipt is dropped unsettled
+    /// ([`PubsubPublisher::settles_receipts`]).
+    pub async fn publish_with_receipt(
+        &self,
+        payload: Arc<str>,
+        receipt: Option<Receipt>,
+    ) -> Result<(), BrokerClosed> {
         let post_id = match post_id(&payload) {
             Ok(id) => Some(id),
             Err(error) => match &self.rejects {
-                Some(rejects) => return self.reject(rejects, payload, &error).await,
+                Some(rejects) => return self.reject(rejects, payload, &error, receipt).await,
                 None => None,
             },
         };
@@ -603,13 +630,20 @@ impl PubsubPublisher {
             // confirms: shutdown must not wait for that.
             return tokio::select! {
                 biased;
-                appended = spool.writer.append(payload, None, Some(self.source)) => {
+                appended = spool.writer.append(payload, receipt, Some(self.source)) => {
                     appended.map(drop).map_err(|_| BrokerClosed)
                 }
                 _ = self.shared.cancel.cancelled() => Err(BrokerClosed),
             };
         }
         self.publish_message(payload, post_id).await
+    }
+
+    /// Whether the receipts messages are published with are settled: only
+    /// with a spool, which keeps a message from its commit until Pub/Sub
+    /// confirmed it.
+    pub fn settles_receipts(&self) -> bool {
+        self.shared.spool.get().is_some()
     }
 
     /// Waits until every message handed over so far is committed to the
@@ -626,6 +660,7 @@ impl PubsubPublisher {
         rejects: &IngestRejects,
         payload: Arc<str>,
         error: &crate::post::DecodeError,
+        receipt: Option<Receipt>,
     ) -> Result<(), BrokerClosed> {
         Stats::add(&self.shared.stats.malformed, 1);
         let letter = DeadLetter::new(Stage::Decode, error.to_string(), payload.clone());
@@ -633,6 +668,7 @@ impl PubsubPublisher {
             Box::new(RepublishOnNack {
                 publisher: self.without_dead_letters(),
                 payload,
+                receipt,
             }),
             self.shared.stats.clone(),
         );

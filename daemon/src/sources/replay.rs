@@ -80,7 +80,7 @@ impl ReplaySource {
         };
         if !settles_receipts {
             log::warn!(
-                "replay: positions are recorded only with broker.kind = \"embedded\"; a restart of this replay reads {} from line one",
+                "replay: positions are recorded only with broker.kind = \"embedded\" or a spool in front of Pub/Sub ([broker.spool] enabled = true); a restart of this replay reads {} from line one",
                 self.config.path.display()
             );
             return Ok(None);
