@@ -569,8 +569,11 @@ impl Attempt<'_> {
 }
 
 /// Bytes of the stream read ahead while a commit syncs, at most; past this
-/// the socket buffers the rest.
-const READ_AHEAD_BYTES: usize = 4 * 1024 * 1024;
+/// the socket buffers the rest. Everything read ahead was received, so at
+/// SIGTERM it is published before the source stops: with a small or full
+/// spool that takes as long as the sink needs for it, so this stays at a few
+/// commits' worth (about 180 posts) rather than megabytes.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// Why a connection (or a rules request) ended.
 #[derive(Debug, Clone)]
