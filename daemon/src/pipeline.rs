@@ -346,6 +346,8 @@ pub async fn run_switched(
     if let Some(publisher) = pubsub_publisher {
         // An ingest dead letter that could not be written went to the topic instead.
         publisher.flush().await;
+        // The spool's last removals reach the disk before the run ends.
+        publisher.close_spool().await;
     }
     if let Some(control) = &pubsub_control {
         // Sends the acks given during the drain before the streams close.
@@ -468,8 +470,18 @@ async fn build_broker(
                 broker::pubsub::ensure_resources(pubsub).await?;
             }
             let publisher = if config.broker.ingest() {
-                let publisher =
+                let mut publisher =
                     broker::PubsubPublisher::connect(pubsub, stats.clone(), cancel.clone()).await?;
+                let spool = &config.broker.spool;
+                if spool.enabled {
+                    let options = broker::spool::SpoolOptions {
+                        dir: config.spool_dir(),
+                        max_bytes: spool.max_bytes,
+                        when_full: spool.when_full,
+                    };
+                    publisher = publisher.spooled(&options, metrics.spool_status()).await?;
+                    metrics.spool_active();
+                }
                 Some(Publisher::Pubsub(publisher))
             } else {
                 None

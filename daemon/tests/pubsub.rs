@@ -18,6 +18,7 @@ use tweetpipe::stats::Stats;
 mod support;
 
 use support::pubsub_emulator::PubsubEmulator;
+use support::relay::Relay;
 
 /// Writes `count` distinct well-formed posts and returns their ids.
 fn write_posts(dir: &Path, count: usize, seed: u64) -> BTreeSet<String> {
@@ -1238,4 +1239,184 @@ async fn a_message_that_is_not_utf8_is_dead_lettered_with_its_exact_bytes() {
         .decode(letter["message"].as_str().unwrap())
         .unwrap();
     assert_eq!(bytes, original, "the exact bytes are recoverable");
+}
+
+/// Receives from a subscription on a thread of its own, acking each message
+/// and keeping its post id, until dropped; it subscribes again after an error.
+struct Collector {
+    ids: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    stop: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn start(endpoint: String, subscription: String) -> Collector {
+        let ids = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let stop = CancellationToken::new();
+        let (kept, stopped) = (ids.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let subscriber = google_cloud_pubsub::client::Subscriber::builder()
+                    .with_endpoint(endpoint)
+                    .with_credentials(
+                        google_cloud_auth::credentials::anonymous::Builder::new().build(),
+                    )
+                    .build()
+                    .await
+                    .unwrap();
+                while !stopped.is_cancelled() {
+                    let mut stream = subscriber.subscribe(subscription.clone()).build();
+                    loop {
+                        let next = tokio::select! {
+                            next = stream.next() => next,
+                            _ = stopped.cancelled() => return,
+                        };
+                        let Some(Ok((message, handler))) = next else {
+                            break;
+                        };
+                        handler.ack();
+                        kept.lock()
+                            .unwrap()
+                            .insert(message.attributes["post_id"].clone());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            });
+        });
+        Collector {
+            ids,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn ids(&self) -> BTreeSet<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The post ids of the messages in the spool in `dir` (empty when it does not exist yet).
+fn spooled_ids(dir: &Path) -> BTreeSet<String> {
+    let file = dir.join(tweetpipe::broker::spool::SPOOL_FILE);
+    let Ok(db) = rusqlite::Connection::open_with_flags(
+        &file,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) else {
+        return BTreeSet::new();
+    };
+    let Ok(mut statement) = db.prepare("SELECT payload FROM spool") else {
+        return BTreeSet::new();
+    };
+    statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(|payload| tweetpipe::post::decode(&payload.unwrap()).unwrap().id)
+        .collect()
+}
+
+/// The ingest role with its spool, against the real emulator behind a relay
+/// the test cuts: while Pub/Sub is unreachable the replay keeps reading and
+/// every post it read is on disk; a `kill -9` in the outage loses none of
+/// them, and the next start, with Pub/Sub back, publishes them all.
+#[test]
+fn ingest_spools_through_a_pubsub_outage_and_a_restart_publishes_the_rest() {
+    const POSTS: usize = 3_000;
+    let emulator = PubsubEmulator::start();
+    let relay = Relay::start(&emulator.host());
+    let dir = tempfile::tempdir().unwrap();
+    let ids = write_posts(dir.path(), POSTS, 29);
+    let path = write_config(
+        dir.path(),
+        &emulator,
+        "outage",
+        r#"["ingest"]"#,
+        "ingest.db",
+        "max_in_flight = 100",
+        "[metrics]\nenabled = false\n\n[broker.spool]\npath = \"spool\"",
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(&emulator.endpoint(), &relay.endpoint())
+        .replace(
+            "path = \"posts.jsonl\"",
+            "path = \"posts.jsonl\"\nrate = 600.0",
+        );
+    std::fs::write(&path, text).unwrap();
+    let pubsub = Config::load(&path).unwrap().broker.pubsub.unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(tweetpipe::broker::pubsub::ensure_resources(&pubsub))
+        .unwrap();
+    let collector = Collector::start(
+        emulator.endpoint(),
+        tweetpipe::broker::pubsub::subscription_name(&pubsub),
+    );
+    let spool = dir.path().join("spool");
+
+    let first = Daemon::start(&path, &dir.path().join("first.log"));
+    wait_until("the first publishes", Duration::from_secs(60), || {
+        collector.ids().len() >= 300
+    });
+    relay.cut();
+    // Pub/Sub is unreachable, yet the source reads on: every post is either
+    // confirmed (before the cut) or on disk.
+    wait_until(
+        "every post published or spooled",
+        Duration::from_secs(60),
+        || {
+            let mut seen = collector.ids();
+            seen.extend(spooled_ids(&spool));
+            seen == ids
+        },
+    );
+    let published_before = collector.ids().len();
+    assert!(
+        published_before < POSTS,
+        "the outage came mid-run ({published_before} published)"
+    );
+    first.sigkill();
+    let left = spooled_ids(&spool);
+    assert!(
+        left.len() >= POSTS - published_before,
+        "the kill lost nothing on disk: {} spooled, {published_before} published",
+        left.len()
+    );
+
+    relay.restore();
+    let status =
+        Daemon::start(&path, &dir.path().join("second.log")).wait(Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "ingest after the restart: {status}\n{}",
+        std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default()
+    );
+    wait_until(
+        "every post received from Pub/Sub",
+        Duration::from_secs(60),
+        || collector.ids() == ids,
+    );
+    assert!(
+        spooled_ids(&spool).is_empty(),
+        "the spool is empty once everything is confirmed"
+    );
+    for run in ["first.log", "second.log"] {
+        let log = std::fs::read_to_string(dir.path().join(run)).unwrap_or_default();
+        assert!(
+            !log.contains("line one"),
+            "the replay records its position with the spool ({run}):\n{log}"
+        );
+    }
 }

@@ -188,13 +188,22 @@ impl EmbeddedPublisher {
         self.publish_envelope(payload, Some(receipt)).await
     }
 
+    /// Waits until every message published so far is on disk (at once
+    /// without a spool: the in-memory queue has nothing to wait for).
+    pub async fn sync(&self) -> Result<(), BrokerClosed> {
+        match &self.spool {
+            Some(spool) => spool.writer.sync().await.map_err(|_| BrokerClosed),
+            None => Ok(()),
+        }
+    }
+
     async fn publish_envelope(
         &self,
         payload: Arc<str>,
         receipt: Option<Receipt>,
     ) -> Result<(), BrokerClosed> {
         if let Some(spool) = &self.spool {
-            match spool.writer.append(payload, receipt).await {
+            match spool.writer.append(payload, receipt, None).await {
                 Ok(Appended::Queued) => Stats::add(&self.stats.published, 1),
                 // Dropped unsettled: a replay's position stays before it.
                 Ok(Appended::Dropped) => {}

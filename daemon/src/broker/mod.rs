@@ -144,8 +144,10 @@ impl Publisher {
         }
     }
 
-    /// Publishes a message whose ack settles `receipt`. Only the embedded queue
-    /// carries receipts ([`Publisher::settles_receipts`]); Pub/Sub drops them.
+    /// Publishes a message whose ack settles `receipt`: the embedded queue
+    /// settles it once the message is committed downstream (or to its spool),
+    /// Pub/Sub once it is committed to the spool in front of the topic;
+    /// without one, Pub/Sub drops it ([`Publisher::settles_receipts`]).
     pub async fn publish_with_receipt(
         &self,
         payload: Arc<str>,
@@ -155,13 +157,29 @@ impl Publisher {
             Publisher::Embedded(publisher) => {
                 publisher.publish_with_receipt(payload, receipt).await
             }
-            Publisher::Pubsub(publisher) => publisher.publish(payload).await,
+            Publisher::Pubsub(publisher) => {
+                publisher.publish_with_receipt(payload, Some(receipt)).await
+            }
+        }
+    }
+
+    /// Waits until every message published so far is as durable as this
+    /// broker makes it before the source reads on: with a spool, committed to
+    /// disk (one group commit for everything handed over meanwhile); without
+    /// one, at once. Sources call it once per chunk they read, not per message.
+    pub async fn sync(&self) -> Result<(), BrokerClosed> {
+        match self {
+            Publisher::Embedded(publisher) => publisher.sync().await,
+            Publisher::Pubsub(publisher) => publisher.sync().await,
         }
     }
 
     /// Whether this broker settles the receipts messages are published with.
     pub fn settles_receipts(&self) -> bool {
-        matches!(self, Publisher::Embedded(_))
+        match self {
+            Publisher::Embedded(_) => true,
+            Publisher::Pubsub(publisher) => publisher.settles_receipts(),
+        }
     }
 
     /// The same publisher, labelling what it publishes with `source` where the

@@ -7,6 +7,14 @@
 //! succeeds or the daemon stops; the outage is logged once when it starts and once
 //! when it ends. Each message carries the post id and the source in its attributes.
 //!
+//! With a spool ([`PubsubPublisher::spooled`], `[broker.spool]`), the same
+//! durable spool the embedded broker uses sits in front of the topic: every
+//! message is committed to disk first, published from there within the
+//! `max_in_flight` window, and removed only once Pub/Sub confirmed its publish.
+//! While Pub/Sub is slow or unreachable, messages wait on disk (bounded by
+//! `max_bytes`) instead of holding the source back; a restart publishes what
+//! the previous run left, oldest first, before anything new.
+//!
 //! Processing opens one or more streaming pulls with flow control (outstanding
 //! messages and bytes). A message's [`AckToken`] acks it only after the sink
 //! committed its row or the dead-letter file holds it; a nack (or a dropped token)
@@ -25,7 +33,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -34,10 +42,14 @@ use google_cloud_auth::credentials::{self, Credentials};
 use google_cloud_pubsub::client::{Publisher, Subscriber, SubscriptionAdmin, TopicAdmin};
 use google_cloud_pubsub::model::Message;
 use google_cloud_pubsub::subscriber::handler::Handler;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{AckToken, Acker, BrokerClosed, Delivery};
+use super::spool::{
+    self, Forward, Settler, SpoolCloser, SpoolError, SpoolOptions, SpoolStatus, SpoolWriter,
+    Spooled,
+};
+use super::{AckToken, Acker, BrokerClosed, Delivery, Receipt};
 use crate::config::{DeadLetterTopic, PubsubConfig};
 use crate::dead_letter::{DeadLetter, Stage};
 use crate::stats::Stats;
@@ -352,6 +364,64 @@ struct PublisherShared {
     republishing: AtomicUsize,
     stats: Arc<Stats>,
     cancel: CancellationToken,
+    /// The disk spool in front of the topic, once [`PubsubPublisher::spooled`] opened it.
+    spool: OnceLock<TopicSpool>,
+}
+
+/// The spool in front of the topic.
+#[derive(Debug)]
+struct TopicSpool {
+    writer: SpoolWriter,
+    closer: SpoolCloser,
+    status: Arc<SpoolStatus>,
+    dir: std::path::PathBuf,
+}
+
+/// Publishes the spool's committed messages, within the `max_in_flight`
+/// window: each is removed from the spool once Pub/Sub confirmed it.
+struct TopicForward {
+    shared: Arc<PublisherShared>,
+    settler: Settler,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Forward for TopicForward {
+    fn try_slot(&self) -> Option<OwnedSemaphorePermit> {
+        // Once shutdown is requested, what is on disk waits for the next run.
+        if self.shared.cancel.is_cancelled() {
+            return None;
+        }
+        self.shared.permits.clone().try_acquire_owned().ok()
+    }
+
+    fn free_slots(&self) -> usize {
+        if self.shared.cancel.is_cancelled() {
+            return 0;
+        }
+        self.shared.permits.available_permits()
+    }
+
+    fn forward(&self, message: Spooled, slot: OwnedSemaphorePermit) {
+        let shared = self.shared.clone();
+        let settler = self.settler.clone();
+        shared.in_flight.enter();
+        self.runtime.spawn(async move {
+            let Spooled {
+                id,
+                payload,
+                source,
+            } = message;
+            let post_id = post_id(&payload).ok();
+            let message = topic_message(&payload, post_id, source.as_deref().unwrap_or("unknown"));
+            let confirmed = publish_until_confirmed(&shared, message).await;
+            // The free slot wakes the writer for its backlog; the settle follows.
+            drop(slot);
+            if confirmed {
+                settler.settle(id, payload.len() as u64);
+            }
+            shared.in_flight.leave();
+        });
+    }
 }
 
 /// The ingest side: a batching publisher with a bounded in-flight queue.
@@ -376,10 +446,17 @@ struct IngestRejects {
 struct RepublishOnNack {
     publisher: PubsubPublisher,
     payload: Arc<str>,
+    /// The source's receipt for the line, settled once the dead letter is
+    /// written (or the message confirmed by Pub/Sub).
+    receipt: Option<Receipt>,
 }
 
 impl Acker for RepublishOnNack {
-    fn ack(self: Box<Self>) {}
+    fn ack(self: Box<Self>) {
+        if let Some(receipt) = self.receipt {
+            receipt.settle();
+        }
+    }
 
     fn nack(self: Box<Self>, reason: &str) {
         log::warn!(
@@ -387,7 +464,11 @@ impl Acker for RepublishOnNack {
              publishing it to {} so a process daemon dead-letters it",
             self.publisher.shared.topic
         );
-        let RepublishOnNack { publisher, payload } = *self;
+        let RepublishOnNack {
+            publisher,
+            payload,
+            receipt,
+        } = *self;
         // Counted before this returns, so a `flush` that follows waits for it.
         let shared = publisher.shared.clone();
         shared.republishing.fetch_add(1, Ordering::SeqCst);
@@ -395,7 +476,11 @@ impl Acker for RepublishOnNack {
             if let Ok(permit) = shared.permits.clone().acquire_owned().await {
                 let message = publisher.message(&payload, None);
                 shared.in_flight.enter();
-                publish_until_confirmed(&shared, message).await;
+                if publish_until_confirmed(&shared, message).await
+                    && let Some(receipt) = receipt
+                {
+                    receipt.settle();
+                }
                 shared.in_flight.leave();
                 drop(permit);
             }
@@ -439,10 +524,47 @@ impl PubsubPublisher {
                 republishing: AtomicUsize::new(0),
                 stats,
                 cancel,
+                spool: OnceLock::new(),
             }),
             source: "unknown",
             rejects: None,
         })
+    }
+
+    /// Puts the durable spool in `options.dir` in front of the topic (see the
+    /// module docs): from now on a message is published once it is on disk,
+    /// and what an earlier run left there is published first.
+    pub async fn spooled(
+        self,
+        options: &SpoolOptions,
+        status: Arc<SpoolStatus>,
+    ) -> Result<PubsubPublisher, SpoolError> {
+        let runtime = tokio::runtime::Handle::current();
+        let shared = self.shared.clone();
+        let (opening, opened_status) = (options.clone(), status.clone());
+        // Opening checks (and may repair) the file: off the runtime's threads.
+        let (writer, closer) = tokio::task::spawn_blocking(move || {
+            spool::start(
+                &opening,
+                move |settler| {
+                    Box::new(TopicForward {
+                        shared,
+                        settler,
+                        runtime,
+                    })
+                },
+                opened_status,
+            )
+        })
+        .await
+        .map_err(|error| SpoolError::Thread(std::io::Error::other(error.to_string())))??;
+        let _ = self.shared.spool.set(TopicSpool {
+            writer,
+            closer,
+            status,
+            dir: options.dir.clone(),
+        });
+        Ok(self)
     }
 
     /// The same publisher, labelling its messages with `source` (a message attribute).
@@ -477,19 +599,60 @@ impl PubsubPublisher {
 
     /// Hands a message to the batching publisher, waiting while `max_in_flight`
     /// publishes are unconfirmed. Confirmation (and retries) happen in the background.
+    /// With a spool, hands it to the spool instead (waiting only while the spool
+    /// is full); [`PubsubPublisher::sync`] waits for its commit.
     ///
     /// The message is decoded as the process stage decodes it: a post is
     /// published with its `post_id` attribute; anything else is dead-lettered
     /// here when a dead-letter stage is set, else published without one.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
+        self.publish_with_receipt(payload, None).await
+    }
+
+    /// [`PubsubPublisher::publish`], settling `receipt` once the message is
+    /// as safe as this publisher makes it: committed to the spool, or its
+    /// dead letter written. Without a spool the receipt is dropped unsettled
+    /// ([`PubsubPublisher::settles_receipts`]).
+    pub async fn publish_with_receipt(
+        &self,
+        payload: Arc<str>,
+        receipt: Option<Receipt>,
+    ) -> Result<(), BrokerClosed> {
         let post_id = match post_id(&payload) {
             Ok(id) => Some(id),
             Err(error) => match &self.rejects {
-                Some(rejects) => return self.reject(rejects, payload, &error).await,
+                Some(rejects) => return self.reject(rejects, payload, &error, receipt).await,
                 None => None,
             },
         };
+        if let Some(spool) = self.shared.spool.get() {
+            // A full spool (`when_full = "block"`) frees up only as Pub/Sub
+            // confirms: shutdown must not wait for that.
+            return tokio::select! {
+                biased;
+                appended = spool.writer.append(payload, receipt, Some(self.source)) => {
+                    appended.map(drop).map_err(|_| BrokerClosed)
+                }
+                _ = self.shared.cancel.cancelled() => Err(BrokerClosed),
+            };
+        }
         self.publish_message(payload, post_id).await
+    }
+
+    /// Whether the receipts messages are published with are settled: only
+    /// with a spool, which keeps a message from its commit until Pub/Sub
+    /// confirmed it.
+    pub fn settles_receipts(&self) -> bool {
+        self.shared.spool.get().is_some()
+    }
+
+    /// Waits until every message handed over so far is committed to the
+    /// spool (at once without one).
+    pub async fn sync(&self) -> Result<(), BrokerClosed> {
+        match self.shared.spool.get() {
+            Some(spool) => spool.writer.sync().await.map_err(|_| BrokerClosed),
+            None => Ok(()),
+        }
     }
 
     async fn reject(
@@ -497,6 +660,7 @@ impl PubsubPublisher {
         rejects: &IngestRejects,
         payload: Arc<str>,
         error: &crate::post::DecodeError,
+        receipt: Option<Receipt>,
     ) -> Result<(), BrokerClosed> {
         Stats::add(&self.shared.stats.malformed, 1);
         let letter = DeadLetter::new(Stage::Decode, error.to_string(), payload.clone());
@@ -504,6 +668,7 @@ impl PubsubPublisher {
             Box::new(RepublishOnNack {
                 publisher: self.without_dead_letters(),
                 payload,
+                receipt,
             }),
             self.shared.stats.clone(),
         );
@@ -530,7 +695,7 @@ impl PubsubPublisher {
         let shared = self.shared.clone();
         shared.in_flight.enter();
         tokio::spawn(async move {
-            publish_until_confirmed(&shared, message).await;
+            let _ = publish_until_confirmed(&shared, message).await;
             shared.in_flight.leave();
             drop(permit);
         });
@@ -539,33 +704,70 @@ impl PubsubPublisher {
 
     /// The Pub/Sub message for `payload`, with its attributes.
     fn message(&self, payload: &str, post_id: Option<String>) -> Message {
-        let mut attributes = HashMap::with_capacity(2);
-        if let Some(id) = post_id {
-            attributes.insert("post_id".to_owned(), id);
-        }
-        attributes.insert("source".to_owned(), self.source.to_owned());
-        Message::new()
-            .set_data(bytes::Bytes::copy_from_slice(payload.as_bytes()))
-            .set_attributes(attributes)
+        topic_message(payload, post_id, self.source)
     }
 
-    /// Waits until every message handed over so far is confirmed (or given up at shutdown).
+    /// Waits until every message handed over so far is confirmed (or given up
+    /// at shutdown). With a spool: until the spool is empty, or until shutdown
+    /// is requested, when what is not confirmed stays on disk for the next run.
     pub async fn flush(&self) {
+        let spool = self.shared.spool.get();
+        if let Some(spool) = spool {
+            let _ = spool.writer.sync().await;
+            while spool.status.messages.load(Ordering::SeqCst) > 0
+                && !self.shared.cancel.is_cancelled()
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = self.shared.cancel.cancelled() => {}
+                }
+            }
+        }
         let all = u32::try_from(self.shared.max_in_flight).unwrap_or(u32::MAX);
         loop {
             if let Ok(permits) = self.shared.permits.acquire_many(all).await {
                 drop(permits);
             }
-            if self.shared.republishing.load(Ordering::SeqCst) == 0 {
+            // A spooled publish settles after it frees its slot: wait for it too.
+            if self.shared.republishing.load(Ordering::SeqCst) == 0
+                && (spool.is_none() || self.in_flight() == 0)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let given_up = self.shared.given_up.swap(0, Ordering::SeqCst);
-        if given_up > 0 {
+        if let Some(spool) = spool {
+            // The settles of what was confirmed reach the writer before it closes.
+            let _ = spool.writer.sync().await;
+            if given_up > 0 {
+                log::warn!(
+                    "pubsub: {given_up} messages were not confirmed by {} before shutdown; they stay in the spool ({}) and the next start publishes them first",
+                    self.shared.topic,
+                    spool.dir.display()
+                );
+            }
+        } else if given_up > 0 {
             log::error!(
                 "pubsub: {given_up} messages were read but not confirmed by {} before shutdown; \
                  read them again from the source (replay the file; X does not resend them, but `[source.x] gap_recovery = \"search\"` searches again from `gap_overlap_secs` before the last post received)",
+                self.shared.topic
+            );
+        }
+    }
+
+    /// Once the last [`PubsubPublisher::flush`] is done: commits the spool's
+    /// last removals and stops its writer (nothing without a spool).
+    pub async fn close_spool(&self) {
+        let Some(spool) = self.shared.spool.get() else {
+            return;
+        };
+        spool.closer.close().await;
+        let left = spool.status.messages.load(Ordering::SeqCst);
+        if left > 0 {
+            log::info!(
+                "pubsub: {left} messages wait in the spool ({}) for {}; the next start publishes them first",
+                spool.dir.display(),
                 self.shared.topic
             );
         }
@@ -582,7 +784,20 @@ impl PubsubPublisher {
     }
 }
 
-async fn publish_until_confirmed(shared: &PublisherShared, message: Message) {
+/// The Pub/Sub message for `payload`, with its attributes.
+fn topic_message(payload: &str, post_id: Option<String>, source: &str) -> Message {
+    let mut attributes = HashMap::with_capacity(2);
+    if let Some(id) = post_id {
+        attributes.insert("post_id".to_owned(), id);
+    }
+    attributes.insert("source".to_owned(), source.to_owned());
+    Message::new()
+        .set_data(bytes::Bytes::copy_from_slice(payload.as_bytes()))
+        .set_attributes(attributes)
+}
+
+/// Publishes `message` until Pub/Sub confirms it (true) or shutdown gives it up (false).
+async fn publish_until_confirmed(shared: &PublisherShared, message: Message) -> bool {
     let mut attempt = 0u32;
     loop {
         let started = shared.health.epoch();
@@ -592,7 +807,7 @@ async fn publish_until_confirmed(shared: &PublisherShared, message: Message) {
                 if shared.health.succeeded(started) {
                     log::info!("pubsub: publishing to {} works again", shared.topic);
                 }
-                return;
+                return true;
             }
             Err(error) => {
                 attempt += 1;
@@ -608,7 +823,7 @@ async fn publish_until_confirmed(shared: &PublisherShared, message: Message) {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shared.cancel.cancelled() => {
                         shared.given_up.fetch_add(1, Ordering::SeqCst);
-                        return;
+                        return false;
                     }
                 }
             }

@@ -14,10 +14,13 @@
 //! messages left over, the writer reads them back from disk in id order as
 //! room frees up, so a backlog never sits in memory and old messages go first.
 //!
-//! A publisher moves on once its message is handed to the writer; at most
-//! [`MAX_UNSYNCED`] messages are waiting for their commit at any time (in practice
-//! those of the commit in progress, a few milliseconds' worth), so the sources
-//! keep reading while a commit syncs instead of leaving posts in socket buffers.
+//! A publisher hands messages to the writer without waiting, then waits once
+//! for the commit covering all of them ([`SpoolWriter::sync`]) before it reads
+//! more: the X source does so for each chunk it read from the socket, the
+//! replay for each buffer it read from the file. A post is so on disk before
+//! the source takes the next one, and the wait batches itself: while a commit
+//! syncs, the socket buffers what X sends, and the next chunk holds more lines.
+//! At most [`MAX_UNSYNCED`] messages wait for their commit at any time.
 //!
 //! A damaged database (a power cut that tore a page, a truncated or overwritten
 //! file) is found at open by SQLite's `quick_check`; the messages that can still
@@ -96,6 +99,8 @@ pub struct SpoolStatus {
     pub dropped: AtomicU64,
     /// Messages found at open (left by the previous run).
     pub recovered: AtomicU64,
+    /// Messages appended and committed (synced to disk) by this run.
+    pub appended: AtomicU64,
     /// Messages of a damaged file that could not be read at open.
     pub lost_at_open: AtomicU64,
 }
@@ -120,6 +125,9 @@ fn now_ms() -> u64 {
 pub(super) struct Spooled {
     pub id: i64,
     pub payload: Arc<str>,
+    /// The label the message was published with (Pub/Sub's `source`
+    /// attribute); `None` for messages that were published without one.
+    pub source: Option<Arc<str>>,
 }
 
 /// Where the writer hands committed messages: the embedded queue.
@@ -139,7 +147,11 @@ pub(super) enum Op {
         _unsynced: OwnedSemaphorePermit,
         /// Settled at the commit: from then on a restart delivers the message.
         receipt: Option<Receipt>,
+        /// Kept with the message (see [`Spooled::source`]).
+        source: Option<&'static str>,
     },
+    /// Answered once every operation sent before it is committed.
+    Sync(tokio::sync::oneshot::Sender<()>),
     Settle {
         id: i64,
         len: u64,
@@ -239,6 +251,7 @@ impl SpoolWriter {
         &self,
         payload: Arc<str>,
         receipt: Option<Receipt>,
+        source: Option<&'static str>,
     ) -> Result<Appended, WriterGone> {
         let len = payload.len() as u64;
         loop {
@@ -275,12 +288,21 @@ impl SpoolWriter {
                 payload,
                 _unsynced: unsynced,
                 receipt,
+                source,
             })
             .map_err(|_| {
                 self.room.give_back(len);
                 WriterGone
             })?;
         Ok(Appended::Queued)
+    }
+
+    /// Waits until every message this writer (or a clone) handed over before
+    /// the call is committed to disk: what a source calls before it reads on.
+    pub async fn sync(&self) -> Result<(), WriterGone> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.ops.send(Op::Sync(done)).map_err(|_| WriterGone)?;
+        committed.await.map_err(|_| WriterGone)
     }
 
     /// Tells the writer no publisher is left.
@@ -400,7 +422,8 @@ struct Opened {
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY,
     appended_ms INTEGER NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    source TEXT
 )";
 
 fn configure(db: &Connection) -> rusqlite::Result<()> {
@@ -417,6 +440,15 @@ fn configure(db: &Connection) -> rusqlite::Result<()> {
          PRAGMA journal_size_limit = 67108864;",
     )?;
     db.execute_batch(SCHEMA)?;
+    // A spool written before messages kept their source label.
+    let has_source: i64 = db.query_row(
+        "SELECT count(*) FROM pragma_table_info('spool') WHERE name = 'source'",
+        [],
+        |row| row.get(0),
+    )?;
+    if has_source == 0 {
+        db.execute_batch("ALTER TABLE spool ADD COLUMN source TEXT")?;
+    }
     Ok(())
 }
 
@@ -737,7 +769,9 @@ struct Writer {
 /// One transaction's worth of operations.
 #[derive(Default)]
 struct Batch {
-    appends: Vec<(Arc<str>, OwnedSemaphorePermit)>,
+    appends: Vec<(Arc<str>, Option<&'static str>, OwnedSemaphorePermit)>,
+    /// Answered once the batch (and so everything before it) is committed.
+    synced: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The appends' receipts, settled once they are committed.
     receipts: Vec<Receipt>,
     settles: Vec<(i64, u64)>,
@@ -781,11 +815,13 @@ impl Writer {
                         payload,
                         _unsynced,
                         receipt,
+                        source,
                     } => {
                         bytes += payload.len();
-                        batch.appends.push((payload, _unsynced));
+                        batch.appends.push((payload, source, _unsynced));
                         batch.receipts.extend(receipt);
                     }
+                    Op::Sync(done) => batch.synced.push(done),
                     Op::Settle { id, len } => batch.settles.push((id, len)),
                     Op::PublishersGone => self.publishers_gone = true,
                     Op::Shutdown(done) => {
@@ -798,8 +834,14 @@ impl Writer {
                 }
             }
             let shutdown = batch.shutdown.take();
+            let synced = std::mem::take(&mut batch.synced);
             if !batch.is_empty() {
                 self.commit(batch);
+            }
+            // Whatever came before a sync is committed now (earlier batches
+            // committed first).
+            for done in synced {
+                let _ = done.send(());
             }
             self.load_from_disk();
             self.end_queue_when_done();
@@ -846,9 +888,10 @@ impl Writer {
         let appended_bytes: u64 = batch
             .appends
             .iter()
-            .map(|(payload, _)| payload.len() as u64)
+            .map(|(payload, _, _)| payload.len() as u64)
             .sum();
         let status = &self.status;
+        status.appended.fetch_add(appended, Ordering::Relaxed);
         let messages = status
             .messages
             .load(Ordering::Relaxed)
@@ -888,13 +931,20 @@ impl Writer {
         let Some(forward) = &self.forward else {
             return;
         };
-        for (offset, (payload, _unsynced)) in batch.appends.into_iter().enumerate() {
+        for (offset, (payload, source, _unsynced)) in batch.appends.into_iter().enumerate() {
             let id = first_id + offset as i64;
             if self.disk_from.is_some() {
                 break;
             }
             match forward.try_slot() {
-                Some(slot) => forward.forward(Spooled { id, payload }, slot),
+                Some(slot) => forward.forward(
+                    Spooled {
+                        id,
+                        payload,
+                        source: source.map(Arc::from),
+                    },
+                    slot,
+                ),
                 // The queue is full: this one and later ones wait on disk.
                 None => self.disk_from = Some(id),
             }
@@ -905,10 +955,15 @@ impl Writer {
         let tx = self.db.unchecked_transaction()?;
         if !batch.appends.is_empty() {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)",
+                "INSERT INTO spool (id, appended_ms, payload, source) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (offset, (payload, _)) in batch.appends.iter().enumerate() {
-                insert.execute(params![first_id + offset as i64, appended_ms, &**payload])?;
+            for (offset, (payload, source, _)) in batch.appends.iter().enumerate() {
+                insert.execute(params![
+                    first_id + offset as i64,
+                    appended_ms,
+                    &**payload,
+                    source
+                ])?;
             }
         }
         if !batch.settles.is_empty() {
@@ -942,13 +997,13 @@ impl Writer {
             if room == 0 {
                 return;
             }
-            let rows = (|| -> rusqlite::Result<Vec<(i64, String)>> {
+            let rows = (|| -> rusqlite::Result<Vec<(i64, String, Option<String>)>> {
                 let mut statement = self.db.prepare_cached(
-                    "SELECT id, payload FROM spool WHERE id >= ?1 ORDER BY id LIMIT ?2",
+                    "SELECT id, payload, source FROM spool WHERE id >= ?1 ORDER BY id LIMIT ?2",
                 )?;
                 statement
                     .query_map(params![from, room as i64], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
                     })?
                     .collect()
             })();
@@ -965,7 +1020,7 @@ impl Writer {
             };
             let complete = rows.len() < room;
             let mut next = from;
-            for (id, payload) in rows {
+            for (id, payload, source) in rows {
                 let Some(slot) = forward.try_slot() else {
                     self.disk_from = Some(id);
                     return;
@@ -974,6 +1029,7 @@ impl Writer {
                     Spooled {
                         id,
                         payload: Arc::from(payload),
+                        source: source.map(Arc::from),
                     },
                     slot,
                 );

@@ -1013,7 +1013,7 @@ impl Collector for PipelineCollector {
             gauge(
                 &mut encoder,
                 "spool_messages",
-                "Messages on disk in the embedded broker's spool, not yet committed or dead-lettered.",
+                "Messages on disk in the spool, not yet settled (embedded: committed or dead-lettered; Pub/Sub: confirmed).",
                 &[(&[], spool.messages.load(Ordering::Relaxed) as i64)],
             )?;
             gauge(
@@ -1029,6 +1029,12 @@ impl Collector for PipelineCollector {
                 prometheus_client::metrics::MetricType::Gauge,
             )?;
             ConstGauge::new(spool.oldest_age_seconds()).encode(metric)?;
+            counter(
+                &mut encoder,
+                "spool_appended",
+                "Messages this run committed to the spool (synced to disk); a source reads on only once its posts are.",
+                &[(&[], spool.appended.load(Ordering::Relaxed))],
+            )?;
             counter(
                 &mut encoder,
                 "spool_dropped",

@@ -80,7 +80,7 @@ impl ReplaySource {
         };
         if !settles_receipts {
             log::warn!(
-                "replay: positions are recorded only with broker.kind = \"embedded\"; a restart of this replay reads {} from line one",
+                "replay: positions are recorded only with broker.kind = \"embedded\" or a spool in front of Pub/Sub ([broker.spool] enabled = true); a restart of this replay reads {} from line one",
                 self.config.path.display()
             );
             return Ok(None);
@@ -243,8 +243,18 @@ async fn publish_lines(
     let mut at = lines.from;
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut line = Vec::with_capacity(4096);
+    // Lines published since the last wait for the spool's commit.
+    let mut unsynced = false;
     loop {
         line.clear();
+        // The next read goes to the file (or stdin, which cannot be read
+        // again): what this buffer held is on disk first, one wait per buffer.
+        if unsynced && reader.buffer().is_empty() {
+            unsynced = false;
+            if publisher.sync().await.is_err() {
+                return broker_closed(path, cancel);
+            }
+        }
         let read = tokio::select! {
             biased;
             _ = cancel.cancelled() => return Ok(ReplayEnd::Cancelled),
@@ -290,16 +300,22 @@ async fn publish_lines(
             None => publisher.publish(Arc::from(text)).await,
         };
         if published.is_err() {
-            if cancel.is_cancelled() {
-                log::error!(
-                    "replay: a line of {} was read but the broker had closed at shutdown; it was not processed",
-                    path.display()
-                );
-                return Ok(ReplayEnd::Cancelled);
-            }
-            return Err(SourceError::BrokerClosed);
+            return broker_closed(path, cancel);
         }
+        unsynced = true;
     }
+}
+
+/// The broker refused a line: expected only at shutdown.
+fn broker_closed(path: &Path, cancel: &CancellationToken) -> Result<ReplayEnd, SourceError> {
+    if cancel.is_cancelled() {
+        log::error!(
+            "replay: a line of {} was read but the broker had closed at shutdown; it was not processed",
+            path.display()
+        );
+        return Ok(ReplayEnd::Cancelled);
+    }
+    Err(SourceError::BrokerClosed)
 }
 
 /// Spaces posts evenly at a fixed rate, catching up after a slow stretch.

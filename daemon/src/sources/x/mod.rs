@@ -437,20 +437,29 @@ impl Attempt<'_> {
         let answered = Utc::now();
         let stall = self.source.config.stall_timeout;
         let mut healthy = false;
+        // Chunks read while the last posts' commit synced, not yet published.
+        let mut pending: Vec<bytes::Bytes> = Vec::new();
+        // How the body ended, once it did (behind what `pending` holds).
+        let mut body_end: Option<Failure> = None;
         loop {
-            let chunk = tokio::select! {
-                biased;
-                _ = self.cancel.cancelled() => return Ok(None),
-                chunk = tokio::time::timeout(stall, response.chunk()) => chunk,
-            };
-            let chunk = match chunk {
-                Err(_) => return Ok(Some(Failure::Stalled(stall))),
-                Ok(Err(error)) => {
-                    return Ok(Some(Failure::Network(client::error_chain(&error))));
+            if pending.is_empty() {
+                if let Some(failure) = body_end.take() {
+                    return Ok(Some(failure));
                 }
-                Ok(Ok(None)) => return Ok(Some(Failure::Ended)),
-                Ok(Ok(Some(chunk))) => chunk,
-            };
+                let chunk = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return Ok(None),
+                    chunk = tokio::time::timeout(stall, response.chunk()) => chunk,
+                };
+                match chunk {
+                    Err(_) => return Ok(Some(Failure::Stalled(stall))),
+                    Ok(Err(error)) => {
+                        return Ok(Some(Failure::Network(client::error_chain(&error))));
+                    }
+                    Ok(Ok(None)) => return Ok(Some(Failure::Ended)),
+                    Ok(Ok(Some(chunk))) => pending.push(chunk),
+                }
+            }
             let now = Utc::now();
             self.tracker.seen(now);
             if !healthy {
@@ -466,43 +475,105 @@ impl Attempt<'_> {
                     self.source.gap_closed(gap, self.backfill, self.tracker);
                 }
             }
-            let complete = match lines.push(&chunk) {
-                Ok(complete) => complete,
-                Err(error) => return Ok(Some(Failure::Network(error.to_string()))),
-            };
-            for line in complete {
-                match classify(&line) {
-                    Line::KeepAlive => {}
-                    // X never sends a post again: once received, it is published
-                    // even when shutdown comes meanwhile (with the rest of the
-                    // chunk's lines); cancellation is looked at before the next chunk.
-                    Line::Post => {
-                        Stats::add(&self.stats.read, 1);
-                        self.source.status.received();
-                        self.tracker.post(now);
-                        if self.publisher.publish(Arc::from(line)).await.is_err() {
-                            if self.cancel.is_cancelled() {
-                                log::error!(
-                                    "X stream: a post was received but the broker had closed at shutdown; it was not processed"
-                                );
-                                return Ok(None);
+            let mut posts = 0usize;
+            let mut failure = None;
+            'chunks: for chunk in pending.drain(..) {
+                let complete = match lines.push(&chunk) {
+                    Ok(complete) => complete,
+                    Err(error) => {
+                        failure = Some(Failure::Network(error.to_string()));
+                        break;
+                    }
+                };
+                for line in complete {
+                    match classify(&line) {
+                        Line::KeepAlive => {}
+                        // X never sends a post again: once received, it is published
+                        // even when shutdown comes meanwhile (with the rest of the
+                        // chunk's lines); cancellation is looked at before the next read.
+                        Line::Post => {
+                            Stats::add(&self.stats.read, 1);
+                            self.source.status.received();
+                            self.tracker.post(now);
+                            posts += 1;
+                            if self.publisher.publish(Arc::from(line)).await.is_err() {
+                                return self.broker_closed();
                             }
-                            return Err(XSourceError::BrokerClosed);
+                        }
+                        Line::Error {
+                            disconnect: true,
+                            message,
+                        } => {
+                            failure = Some(Failure::Operational(message));
+                            break 'chunks;
+                        }
+                        Line::Error {
+                            disconnect: false,
+                            message,
+                        } => log::warn!("X stream: X reported an error in the stream: {message}"),
+                    }
+                }
+            }
+            pending.clear();
+            let mut pending_bytes = 0usize;
+            // X never sends these posts again: they are on disk (with a spool)
+            // before any later one is published. One commit covers everything
+            // published since the last; while it syncs, the body is read on
+            // into `pending`, so the next round publishes more at once and the
+            // waits batch themselves instead of capping the stream.
+            if posts > 0 {
+                let synced = self.publisher.sync();
+                tokio::pin!(synced);
+                loop {
+                    tokio::select! {
+                        biased;
+                        synced = &mut synced => {
+                            if synced.is_err() {
+                                return self.broker_closed();
+                            }
+                            break;
+                        }
+                        chunk = response.chunk(),
+                            if failure.is_none() && body_end.is_none() && pending_bytes < READ_AHEAD_BYTES =>
+                        {
+                            match chunk {
+                                Ok(Some(chunk)) => {
+                                    pending_bytes += chunk.len();
+                                    pending.push(chunk);
+                                }
+                                Ok(None) => body_end = Some(Failure::Ended),
+                                Err(error) => {
+                                    body_end = Some(Failure::Network(client::error_chain(&error)));
+                                }
+                            }
                         }
                     }
-                    Line::Error {
-                        disconnect: true,
-                        message,
-                    } => return Ok(Some(Failure::Operational(message))),
-                    Line::Error {
-                        disconnect: false,
-                        message,
-                    } => log::warn!("X stream: X reported an error in the stream: {message}"),
                 }
+            }
+            if let Some(failure) = failure {
+                return Ok(Some(failure));
             }
         }
     }
+
+    /// The broker refused a post: expected only at shutdown.
+    fn broker_closed(&self) -> Result<Option<Failure>, XSourceError> {
+        if self.cancel.is_cancelled() {
+            log::error!(
+                "X stream: a post was received but the broker had closed at shutdown; it was not processed"
+            );
+            return Ok(None);
+        }
+        Err(XSourceError::BrokerClosed)
+    }
 }
+
+/// Bytes of the stream read ahead while a commit syncs, at most; past this
+/// the socket buffers the rest. Everything read ahead was received, so at
+/// SIGTERM it is published before the source stops: with a small or full
+/// spool that takes as long as the sink needs for it, so this stays at a few
+/// commits' worth (about 180 posts) rather than megabytes.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// Why a connection (or a rules request) ended.
 #[derive(Debug, Clone)]

@@ -423,6 +423,10 @@ impl Recovery {
             self.status.recovered(1);
             published += 1;
         }
+        // On disk (with a spool) before the next page is asked for.
+        if published > 0 {
+            self.publisher.sync().await.ok()?;
+        }
         Some(published)
     }
 }
