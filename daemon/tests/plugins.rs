@@ -1171,6 +1171,38 @@ fn one_list_of_empty_strings_returned_for_every_post_is_counted() {
     }
 }
 
+/// Issue 19: 300,000 outcomes (42 MB of the plugin's memory, each an empty
+/// text, so within every byte limit) for a batch of 8 were lifted whole, a
+/// host `Vec` of them allocated, before their count was checked. The count is
+/// now checked first, and every post fails with it after the retry post by post.
+#[test]
+fn a_list_of_outcomes_longer_than_the_batch_fails_on_its_count() {
+    let config = serde_json::json!({ "text": "", "outcomes": 300_000 });
+    for verdict in run_hostile_alias(config.clone(), None, 8) {
+        match verdict {
+            Verdict::Fail { plugin, error, .. } => {
+                assert_eq!(plugin, "hostile_alias");
+                assert!(
+                    error.contains("returned 300000 outcomes for 1 posts"),
+                    "{error}"
+                );
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+    let (code, stdout, stderr) =
+        plugin_run_hostile_alias(&["--plugin-config", &config.to_string()], 3);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("0 kept, 0 dropped, 3 failed"), "{stderr}");
+    assert_eq!(
+        stdout
+            .matches("returned 300000 outcomes for 1 posts")
+            .count(),
+        3,
+        "{stdout}"
+    );
+}
+
 /// `count` posts through the UTF-16 plugin of `support::utf16` whose every
 /// outcome is `text`, with a 64 MiB memory cap and the default result limits.
 fn run_utf16(text: &support::utf16::Text, count: usize) -> Vec<Verdict> {

@@ -245,6 +245,11 @@ fn count_before_lifting(
     Ok(())
 }
 
+/// The reason a call that returned `returned` outcomes for `posts` posts fails with.
+pub(crate) fn wrong_count(returned: usize, posts: usize) -> String {
+    format!("returned {returned} outcomes for {posts} posts")
+}
+
 /// The reason a post past `limits.post_bytes` fails with.
 fn post_limit(size: usize, limits: ResultLimits) -> String {
     format!(
@@ -272,6 +277,10 @@ pub(crate) struct ResultLimits {
     pub(crate) post_bytes: usize,
     /// What earlier calls for the same batch returned.
     pub(crate) spent: usize,
+    /// How many outcomes the call must return (one per post of its batch),
+    /// checked before anything is read or allocated for them; `None` when
+    /// any number will do.
+    pub(crate) outcomes: Option<usize>,
 }
 
 impl ResultLimits {
@@ -279,6 +288,7 @@ impl ResultLimits {
         call_bytes: usize::MAX,
         post_bytes: usize::MAX,
         spent: 0,
+        outcomes: None,
     };
 }
 
@@ -412,6 +422,13 @@ fn measure(
     limits: ResultLimits,
     encoding: Encoding,
 ) -> wasmtime::Result<(Vec<usize>, usize)> {
+    // A wrong count fails the call before the host sizes anything by it: a
+    // list of millions of outcomes for a batch of 100 costs nothing.
+    if let Some(expected) = limits.outcomes
+        && len as usize != expected
+    {
+        return Err(wasmtime::Error::msg(wrong_count(len as usize, expected)));
+    }
     let items = list::<{ OUTCOME.size }>(memory, ptr, len, OUTCOME.align)?;
     let mut sizes = Vec::with_capacity(items.len());
     let mut total = 0usize;
@@ -856,6 +873,7 @@ mod tests {
                     call_bytes,
                     post_bytes,
                     spent: 0,
+                    outcomes: None,
                 },
                 || lift_list(&memory, 0, 3),
             )
@@ -868,6 +886,7 @@ mod tests {
             call_bytes: 5000,
             post_bytes: 1000,
             spent: 0,
+            outcomes: None,
         };
         assert!(with_limits(&mut budget, || lift_list(&memory, 0, 3)).is_ok());
         assert_eq!(budget.spent, 3000);
@@ -883,6 +902,28 @@ mod tests {
             ),
             "{lifted:?}"
         );
+    }
+
+    /// Issue 19: a list of outcomes far longer than the batch (here every
+    /// byte of a 16 MiB memory) was measured, and a `Vec` sized by its length
+    /// allocated, before its count was checked; the count is checked first.
+    #[test]
+    fn a_wrong_outcome_count_fails_before_anything_is_sized_by_it() {
+        let memory = vec![0; 16 << 20];
+        let len = u32::try_from(memory.len() / OUTCOME.size).unwrap();
+        let counted = |outcomes| {
+            with_limits(
+                &mut ResultLimits {
+                    outcomes,
+                    ..ResultLimits::UNLIMITED
+                },
+                || lift_list(&memory, 0, len),
+            )
+        };
+        let error = counted(Some(3)).unwrap_err().to_string();
+        assert_eq!(error, format!("returned {len} outcomes for 3 posts"));
+        // Without an expected count the same list is lifted whole.
+        assert_eq!(counted(None).unwrap().outcomes.len(), len as usize);
     }
 
     /// Issue 19: one guest list of empty strings returned as every post's
@@ -907,6 +948,7 @@ mod tests {
                     call_bytes,
                     post_bytes,
                     spent: 0,
+                    outcomes: None,
                 },
                 || lift_list(&memory, 0, 3),
             )

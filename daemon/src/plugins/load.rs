@@ -193,6 +193,7 @@ fn load_plugin_now(
             .map(|kib| usize::try_from(kib.saturating_mul(1024)).unwrap_or(usize::MAX))
             .unwrap_or(DEFAULT_MAX_POST_BYTES),
         spent: 0,
+        outcomes: None,
     };
     let mut plugin = LoadedPlugin {
         name: name.clone(),
@@ -311,6 +312,7 @@ impl Live {
         limits: &mut ResultLimits,
     ) -> Result<Outcomes, String> {
         let process = self.process;
+        limits.outcomes = Some(batch.posts.len());
         self.call(plugin, |_, store| {
             let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
             let (outcomes,) =

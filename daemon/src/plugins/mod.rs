@@ -452,10 +452,9 @@ impl PluginRunner {
         };
         match live.process(&self.plugin, batch, limits) {
             Ok(lifted) if lifted.outcomes.len() == batch.posts.len() => Ok(lifted),
-            Ok(lifted) => Err(format!(
-                "returned {} outcomes for {} posts",
+            Ok(lifted) => Err(lifting::wrong_count(
                 lifted.outcomes.len(),
-                batch.posts.len()
+                batch.posts.len(),
             )),
             Err(reason) => {
                 // The store is unusable after a trap: start over on the next call.
