@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -207,8 +207,9 @@ pub async fn run_switched(
     let row_chunks = (config.batch.max_rows.max(64) * 4)
         .div_ceil(config.process.chain_batch.max(1))
         .max(2);
-    let (row_tx, row_rx) = mpsc::channel::<Vec<Row>>(row_chunks);
+    let (row_tx, row_rx) = mpsc::channel::<RowChunk>(row_chunks);
     let rows_waiting = Arc::new(AtomicU64::new(0));
+    let row_budget = RowBudget::new(config.batch.max_bytes.saturating_mul(ROW_BUDGET_BATCHES));
     let (letter_tx, letter_rx) = mpsc::channel::<Letter>(1024);
     metrics.watch_queue("sink", {
         let waiting = rows_waiting.clone();
@@ -259,6 +260,7 @@ pub async fn run_switched(
             max_deliveries: config.broker.max_deliveries,
             rows: row_tx.clone(),
             rows_waiting: rows_waiting.clone(),
+            row_budget: row_budget.clone(),
             letters: letter_tx.clone(),
             stats: stats.clone(),
             metrics: metrics.clone(),
@@ -534,9 +536,11 @@ struct ProcessWorker {
     preparing: Option<Preparing>,
     chain_batch: usize,
     max_deliveries: u32,
-    rows: mpsc::Sender<Vec<Row>>,
+    rows: mpsc::Sender<RowChunk>,
     /// Rows sent to the sink stage and not yet taken by it.
     rows_waiting: Arc<AtomicU64>,
+    /// Bounds those rows in bytes.
+    row_budget: RowBudget,
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
@@ -598,10 +602,16 @@ async fn process_worker(mut worker: ProcessWorker) -> Result<(), PipelineError> 
             continue;
         }
         let count = rows.len() as u64;
+        let bytes = rows.iter().map(|row| row.bytes).sum();
+        let budget = worker.row_budget.reserve(bytes).await;
         worker.rows_waiting.fetch_add(count, Ordering::Relaxed);
-        if let Err(unsent) = worker.rows.send(rows).await {
+        let chunk = RowChunk {
+            rows,
+            _budget: Some(budget),
+        };
+        if let Err(unsent) = worker.rows.send(chunk).await {
             worker.rows_waiting.fetch_sub(count, Ordering::Relaxed);
-            for row in unsent.0 {
+            for row in unsent.0.rows {
                 row.token.nack("the sink stage stopped");
             }
             return Err(PipelineError::Task("the sink stage stopped".to_owned()));
@@ -811,6 +821,47 @@ fn process_batch(
     out
 }
 
+/// The rows of one processed batch on their way to the sink stage, holding
+/// their bytes of the [`RowBudget`] until the sink takes them.
+struct RowChunk {
+    rows: Vec<Row>,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// How many times `batch.max_bytes` the rows waiting for the sink may hold.
+const ROW_BUDGET_BATCHES: usize = 4;
+
+/// The bytes the rows waiting for the sink (besides its open batch) may hold:
+/// a chain returning the largest post its limits allow for every post fills
+/// this, and the process stage waits for the sink, instead of the daemon
+/// holding the channel's row count times that size.
+#[derive(Clone)]
+struct RowBudget {
+    bytes: Arc<Semaphore>,
+    total: u32,
+}
+
+impl RowBudget {
+    fn new(bytes: usize) -> RowBudget {
+        let total = u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        RowBudget {
+            bytes: Arc::new(Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` of the budget are free and takes them; a chunk
+    /// larger than the whole budget waits for all of it.
+    async fn reserve(&self, bytes: usize) -> OwnedSemaphorePermit {
+        let wanted = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.total);
+        self.bytes
+            .clone()
+            .acquire_many_owned(wanted)
+            .await
+            .expect("the row budget is never closed")
+    }
+}
+
 /// A cheap estimate of a row's size for the batcher's byte limit.
 fn row_bytes(post: &Post) -> usize {
     256 + post.text.len()
@@ -822,7 +873,7 @@ fn row_bytes(post: &Post) -> usize {
 struct SinkStage {
     sink: Box<dyn Sink>,
     batcher: Batcher<Row>,
-    rows: mpsc::Receiver<Vec<Row>>,
+    rows: mpsc::Receiver<RowChunk>,
     rows_waiting: Arc<AtomicU64>,
     letters: mpsc::Sender<Letter>,
     stats: Arc<Stats>,
@@ -874,9 +925,9 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
                 // A batch that becomes due takes the rest of what was received
                 // (group commit), as far as the batcher lets it grow.
                 let mut due = None;
-                for rows in received.drain(..) {
-                    stage.rows_waiting.fetch_sub(rows.len() as u64, Ordering::Relaxed);
-                    for row in rows {
+                for chunk in received.drain(..) {
+                    stage.rows_waiting.fetch_sub(chunk.rows.len() as u64, Ordering::Relaxed);
+                    for row in chunk.rows {
                         if !stage.batcher.can_grow()
                             && let Some(cause) = due.take()
                         {
@@ -947,13 +998,13 @@ const MAX_SINK_BACKOFF: Duration = Duration::from_secs(30);
 /// larger batches rather than falling behind.
 async fn flush(stage: &mut SinkStage, cause: FlushCause) {
     while stage.batcher.can_grow() {
-        let Ok(rows) = stage.rows.try_recv() else {
+        let Ok(chunk) = stage.rows.try_recv() else {
             break;
         };
         stage
             .rows_waiting
-            .fetch_sub(rows.len() as u64, Ordering::Relaxed);
-        for row in rows {
+            .fetch_sub(chunk.rows.len() as u64, Ordering::Relaxed);
+        for row in chunk.rows {
             let bytes = row.bytes;
             stage.batcher.push(row, bytes);
         }
@@ -1160,7 +1211,7 @@ mod tests {
             Arc::new(tokio::sync::Notify::new()),
             Arc::new(tokio::sync::Notify::new()),
         );
-        let (row_tx, row_rx) = mpsc::channel::<Vec<Row>>(100);
+        let (row_tx, row_rx) = mpsc::channel::<RowChunk>(100);
         let (letter_tx, _letter_rx) = mpsc::channel::<Letter>(10);
         let stage = tokio::spawn(sink_stage(SinkStage {
             sink: Box::new(HeldSink {
@@ -1184,14 +1235,15 @@ mod tests {
             heartbeat: None,
             metrics: metrics.sink("held"),
         }));
-        let chunk = |rows: usize| -> Vec<Row> {
-            (0..rows)
+        let chunk = |rows: usize| RowChunk {
+            rows: (0..rows)
                 .map(|_| Row {
                     post: Post::default(),
                     token: AckToken::new(Box::new(Settled), stats.clone()),
                     bytes: 1,
                 })
-                .collect()
+                .collect(),
+            _budget: None,
         };
         row_tx.send(chunk(10)).await.unwrap();
         started.notified().await;
@@ -1206,6 +1258,37 @@ mod tests {
         assert_eq!(*sizes.lock().unwrap(), [10, group, 130 - 10 - group]);
         assert_eq!(stats.snapshot().written, 130);
         assert_eq!(stats.snapshot().batches, 3);
+    }
+
+    /// Issue 19: the rows waiting for the sink were bounded in count only, so
+    /// a chain returning 256 KiB posts could hold thousands of them.
+    #[tokio::test]
+    async fn rows_waiting_for_the_sink_are_bounded_in_bytes() {
+        let budget = RowBudget::new(25);
+        let first = budget.reserve(10).await;
+        let second = budget.reserve(10).await;
+        let wait = Duration::from_millis(50);
+        assert!(
+            tokio::time::timeout(wait, budget.reserve(10))
+                .await
+                .is_err(),
+            "a third chunk waits for the sink"
+        );
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(5), budget.reserve(10))
+            .await
+            .expect("a chunk the sink took frees its bytes");
+        assert!(
+            tokio::time::timeout(wait, budget.reserve(1000))
+                .await
+                .is_err(),
+            "a chunk larger than the budget waits for all of it"
+        );
+        drop((second, third));
+        let whole = tokio::time::timeout(Duration::from_secs(5), budget.reserve(1000))
+            .await
+            .unwrap();
+        assert_eq!(whole.num_permits(), 25);
     }
 
     #[test]
