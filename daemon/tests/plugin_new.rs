@@ -50,6 +50,11 @@ fn run(dir: &Path, command: &mut Command) -> String {
 
 /// `plugin new NAME --lang LANG --kind filter-map` in a temp dir: (the dir, the project).
 fn new_project(name: &str, lang: &str) -> (tempfile::TempDir, PathBuf) {
+    new_project_with(name, lang, &sdk())
+}
+
+/// [`new_project`] against the SDK folder `sdk`.
+fn new_project_with(name: &str, lang: &str, sdk: &Path) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let printed = run(
         dir.path(),
@@ -64,7 +69,7 @@ fn new_project(name: &str, lang: &str) -> (tempfile::TempDir, PathBuf) {
                 "filter-map",
                 "--sdk",
             ])
-            .arg(sdk()),
+            .arg(sdk),
     );
     let project = dir.path().join(name);
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
@@ -135,6 +140,116 @@ fn a_new_javascript_plugin_builds_and_passes_its_test() {
 #[test]
 fn a_new_rust_plugin_builds_and_passes_its_tests() {
     let (_dir, project) = new_project("only-portuguese", "rust");
+    build_and_check_rust(&project);
+}
+
+/// The files the package installs under `/usr/share/tweetpipe/sdk/`, copied
+/// by the `.deb`'s asset list (daemon/Cargo.toml) into `root`; returns the SDK
+/// folder there.
+fn packaged_sdk(root: &Path) -> PathBuf {
+    const SDK: &str = "usr/share/tweetpipe/sdk/";
+    let daemon = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table =
+        toml::from_str(&std::fs::read_to_string(daemon.join("Cargo.toml")).unwrap()).unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    for asset in assets {
+        let asset = asset.as_array().unwrap();
+        let (source, dest) = (asset[0].as_str().unwrap(), asset[1].as_str().unwrap());
+        if !dest.starts_with(SDK) {
+            continue;
+        }
+        let sources: Vec<PathBuf> = match source.strip_suffix("*.rs") {
+            Some(dir) => std::fs::read_dir(daemon.join(dir))
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+                .collect(),
+            None => vec![daemon.join(source)],
+        };
+        for source in sources {
+            let target = match dest.ends_with('/') {
+                true => root.join(dest).join(source.file_name().unwrap()),
+                false => root.join(dest),
+            };
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(&source, &target)
+                .unwrap_or_else(|error| panic!("{}: {error}", source.display()));
+        }
+    }
+    root.join(SDK)
+}
+
+/// Issue 21: the package shipped no Rust SDK crate, so `plugin new --lang
+/// rust` on an installed machine had nothing to build against. The package's
+/// SDK folder, as its asset list lays it out, now builds a Rust plugin
+/// outside any source tree.
+#[test]
+fn a_new_rust_plugin_builds_against_the_packaged_sdk() {
+    let root = tempfile::tempdir().unwrap();
+    let sdk = packaged_sdk(root.path());
+    let (_dir, project) = new_project_with("only-portuguese", "rust", &sdk);
+    let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&sdk.join("rust/tweetpipe-plugin").display().to_string()),
+        "{manifest}"
+    );
+    build_and_check_rust(&project);
+}
+
+/// The workspace the packaged SDK inherits from says what the source tree's
+/// Cargo.toml says for every key its crates inherit.
+#[test]
+fn the_packaged_rust_sdk_inherits_what_the_source_tree_sets() {
+    let read = |path: &Path| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tree = read(&repo.join("Cargo.toml"))["workspace"].clone();
+    let shipped = read(&repo.join("packaging/sdk-rust-workspace.toml"))["workspace"].clone();
+    for (key, value) in shipped["package"].as_table().unwrap() {
+        assert_eq!(
+            Some(value),
+            tree["package"].get(key),
+            "workspace.package.{key}"
+        );
+    }
+    for (name, value) in shipped["dependencies"].as_table().unwrap() {
+        let ours = &tree["dependencies"][name];
+        match name.as_str() {
+            // The same crate at its place in the package.
+            "tweetpipe-plugin-macros" => assert_eq!(value["version"], ours["version"]),
+            _ => assert_eq!(value, ours, "workspace.dependencies.{name}"),
+        }
+    }
+    assert_eq!(shipped["lints"], tree["lints"], "workspace.lints");
+    // Every workspace key the SDK's crates inherit is there.
+    for crate_manifest in ["plugin-sdk/Cargo.toml", "plugin-sdk/macros/Cargo.toml"] {
+        let manifest = read(&repo.join(crate_manifest));
+        for (name, value) in manifest["dependencies"].as_table().unwrap() {
+            if value.get("workspace").is_some() {
+                assert!(
+                    shipped["dependencies"].get(name).is_some(),
+                    "{crate_manifest}: {name} is not in packaging/sdk-rust-workspace.toml"
+                );
+            }
+        }
+        for (key, value) in manifest["package"].as_table().unwrap() {
+            if value.get("workspace").is_some() {
+                assert!(
+                    shipped["package"].get(key).is_some(),
+                    "{crate_manifest}: package.{key} is not in packaging/sdk-rust-workspace.toml"
+                );
+            }
+        }
+    }
+}
+
+/// Builds the Rust project with the command its README gives, runs its tests
+/// and its `test.sh`, and checks its verdicts.
+fn build_and_check_rust(project: &Path) {
+    let project = project.to_owned();
     // Its own target directory, kept between runs; the build and the host
     // test share the release profile (so the proc-macros are built once),
     // with LTO off and opt-level 1 here: the template's size settings are for

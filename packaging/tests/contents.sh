@@ -27,6 +27,14 @@ entry -rw-r--r-- 0/0 var/lib/tweetpipe/plugins/README
 for file in wit/plugin.wit python/tweetpipe_plugin/__init__.py js/tweetpipe_plugin.js js/package.json README.md; do
     entry -rw-r--r-- 0/0 "usr/share/tweetpipe/sdk/$file"
 done
+# ... and `--lang rust`: the SDK crate, its macros and the workspace they inherit from.
+for file in Cargo.toml tweetpipe-plugin/Cargo.toml tweetpipe-plugin/README.md tweetpipe-plugin/src/lib.rs tweetpipe-plugin/wit/plugin.wit \
+    tweetpipe-plugin/macros/Cargo.toml tweetpipe-plugin/macros/src/lib.rs; do
+    entry -rw-r--r-- 0/0 "usr/share/tweetpipe/sdk/rust/$file"
+done
+for source in "$(dirname "$0")"/../../plugin-sdk/src/*.rs; do
+    entry -rw-r--r-- 0/0 "usr/share/tweetpipe/sdk/rust/tweetpipe-plugin/src/$(basename "$source")"
+done
 entry -rw-r--r-- 0/0 usr/share/lintian/overrides/tweetpipe
 for plugin in filter sentiment pii_scrub drop_retweets keep_lang keyword_filter noop only_english_with_links; do
     entry -rw-r--r-- 0/0 "usr/lib/tweetpipe/plugins/$plugin.wasm"

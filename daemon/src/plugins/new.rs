@@ -48,7 +48,7 @@ pub enum NewError {
     #[error("--sdk {0}: it holds no wit/plugin.wit, so it is not a tweetpipe SDK folder")]
     NotAnSdk(PathBuf),
     #[error(
-        "{0} has the contract but not the Rust SDK crate (the package ships the Python and JavaScript SDKs): pass --sdk with the plugin-sdk folder of a tweetpipe source tree, or write the plugin with --lang python or --lang js"
+        "{0} has the contract but not the Rust SDK crate (neither Cargo.toml nor rust/tweetpipe-plugin/ in it): reinstall the tweetpipe package, which ships it under /usr/share/tweetpipe/sdk/rust/, or pass --sdk with the plugin-sdk folder of a tweetpipe source tree"
     )]
     NoRustSdk(PathBuf),
     #[error("writing {path}: {source}")]
@@ -90,6 +90,14 @@ pub fn find_sdk(explicit: Option<&Path>) -> Result<PathBuf, NewError> {
         .ok_or(NewError::NoSdk)
 }
 
+/// The Rust SDK crate of the SDK folder `sdk`: the folder itself in a source
+/// tree (`plugin-sdk/`), `rust/tweetpipe-plugin` in the package's.
+pub fn rust_crate(sdk: &Path) -> Option<PathBuf> {
+    [sdk.to_owned(), sdk.join("rust/tweetpipe-plugin")]
+        .into_iter()
+        .find(|dir| dir.join("Cargo.toml").is_file() && dir.join("src/lib.rs").is_file())
+}
+
 /// Writes the project `name` under `parent`.
 pub fn create(
     parent: &Path,
@@ -105,9 +113,10 @@ pub fn create(
     if !valid {
         return Err(NewError::Name(name.to_owned()));
     }
-    if lang == Lang::Rust && !sdk.join("Cargo.toml").is_file() {
-        return Err(NewError::NoRustSdk(sdk.to_owned()));
-    }
+    let rust_crate = match lang {
+        Lang::Rust => Some(rust_crate(sdk).ok_or_else(|| NewError::NoRustSdk(sdk.to_owned()))?),
+        Lang::Python | Lang::Js => None,
+    };
     let dir = parent.join(name);
     if dir.exists() {
         return Err(NewError::Exists(dir));
@@ -132,7 +141,8 @@ pub fn create(
     let mut files: Vec<(String, String)> = Vec::new();
     match lang {
         Lang::Rust => {
-            files.push(("Cargo.toml".into(), rust_manifest(name, &sdk_text)));
+            let crate_dir = rust_crate.as_deref().unwrap_or(sdk).display().to_string();
+            files.push(("Cargo.toml".into(), rust_manifest(name, &crate_dir)));
             files.push(("src/lib.rs".into(), rust_source(name, kind)));
             files.push((".gitignore".into(), "target/\n".into()));
         }
@@ -520,7 +530,8 @@ mod tests {
     }
 
     #[test]
-    fn the_package_sdk_writes_python_and_javascript_projects_and_refuses_rust_clearly() {
+    fn an_sdk_without_the_rust_crate_writes_python_and_javascript_projects_and_refuses_rust_clearly()
+     {
         let dir = tempfile::tempdir().unwrap();
         let sdk = packaged_sdk(dir.path());
         assert_eq!(find_sdk(Some(&sdk)).unwrap(), sdk);
@@ -537,5 +548,25 @@ mod tests {
         let error = create(dir.path(), "r-one", Lang::Rust, Kind::Filter, &sdk).unwrap_err();
         assert!(matches!(error, NewError::NoRustSdk(_)), "{error}");
         assert!(!dir.path().join("r-one").exists());
+    }
+
+    /// The package's layout: the Rust project depends on `rust/tweetpipe-plugin`.
+    #[test]
+    fn the_package_sdk_writes_a_rust_project_against_its_crate() {
+        let dir = tempfile::tempdir().unwrap();
+        let sdk = packaged_sdk(dir.path());
+        for file in [
+            "rust/tweetpipe-plugin/Cargo.toml",
+            "rust/tweetpipe-plugin/src/lib.rs",
+        ] {
+            write(&sdk.join(file), b"").unwrap();
+        }
+        let project = create(dir.path(), "r-two", Lang::Rust, Kind::Filter, &sdk).unwrap();
+        let manifest = std::fs::read_to_string(project.dir.join("Cargo.toml")).unwrap();
+        let crate_dir = sdk.join("rust/tweetpipe-plugin");
+        assert!(
+            manifest.contains(&format!("path = \"{}\"", crate_dir.display())),
+            "{manifest}"
+        );
     }
 }
