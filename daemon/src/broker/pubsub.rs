@@ -489,6 +489,9 @@ impl Acker for RepublishOnNack {
     }
 }
 
+/// How long a publish may stay unconfirmed before the log calls it an outage.
+const SLOW_PUBLISH: Duration = Duration::from_secs(10);
+
 /// Longest wait between two attempts at one publish.
 const MAX_PUBLISH_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -800,8 +803,41 @@ fn topic_message(payload: &str, post_id: Option<String>, source: &str) -> Messag
 async fn publish_until_confirmed(shared: &PublisherShared, message: Message) -> bool {
     let mut attempt = 0u32;
     loop {
-        let started = shared.health.epoch();
-        match shared.client.publish(message.clone()).await {
+        let mut started = shared.health.epoch();
+        let publish = shared.client.publish(message.clone());
+        tokio::pin!(publish);
+        let slow = tokio::time::sleep(SLOW_PUBLISH);
+        tokio::pin!(slow);
+        let mut is_slow = false;
+        // Unreachable Pub/Sub often fails no call: the client library retries
+        // the connection underneath. A publish unconfirmed for SLOW_PUBLISH
+        // counts as the start of an outage, so the log says so.
+        let result = loop {
+            tokio::select! {
+                biased;
+                result = &mut publish => break result,
+                _ = &mut slow, if !is_slow => {
+                    is_slow = true;
+                    if shared.health.failed(started) {
+                        log::warn!(
+                            "pubsub: publishing to {} failed, retrying until it works: no confirmation for {} s (Pub/Sub is slow or unreachable)",
+                            shared.topic,
+                            SLOW_PUBLISH.as_secs()
+                        );
+                    }
+                    // Its success now ends the outage it started (or joined).
+                    started = shared.health.epoch();
+                }
+                // A healthy publish finishes at shutdown; one already waiting
+                // for an unreachable Pub/Sub is given up (with a spool, it
+                // stays on disk for the next run).
+                _ = shared.cancel.cancelled(), if is_slow => {
+                    shared.given_up.fetch_add(1, Ordering::SeqCst);
+                    return false;
+                }
+            }
+        };
+        match result {
             Ok(_) => {
                 Stats::add(&shared.stats.published, 1);
                 if shared.health.succeeded(started) {
