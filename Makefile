@@ -153,7 +153,7 @@ BENCH_RUNS   ?= 3
 BENCH_DIR    := $(TARGET_DIR)/bench
 BENCH_PIN    := $(if $(shell command -v taskset),taskset -c $(BENCH_CPU))
 CRITERION_BENCHES := $(filter-out report,$(basename $(notdir $(wildcard daemon/benches/*.rs))))
-bench: setup plugins build bench-reference
+bench: setup plugin-tools plugins build bench-reference
 	@mkdir -p $(BENCH_DIR) && touch $(BENCH_DIR)/started
 	$(CARGO) bench --locked -p tweetpipe --no-run
 	$(BENCH_PIN) $(CARGO) bench --locked -p tweetpipe $(addprefix --bench ,$(CRITERION_BENCHES))
