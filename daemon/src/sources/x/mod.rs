@@ -533,8 +533,14 @@ impl Attempt<'_> {
                             }
                             break;
                         }
+                        // After SIGTERM nothing more is read: what is read
+                        // must be published, and a stream faster than the
+                        // sink would otherwise keep `pending` full forever.
                         chunk = response.chunk(),
-                            if failure.is_none() && body_end.is_none() && pending_bytes < READ_AHEAD_BYTES =>
+                            if failure.is_none()
+                                && body_end.is_none()
+                                && pending_bytes < READ_AHEAD_BYTES
+                                && !self.cancel.is_cancelled() =>
                         {
                             match chunk {
                                 Ok(Some(chunk)) => {
