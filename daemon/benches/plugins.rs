@@ -288,6 +288,7 @@ fn bench_shipped_chain(criterion: &mut Criterion) {
 /// compiled-module cache (compilation) and from it.
 fn bench_languages(criterion: &mut Criterion) {
     let config = serde_json::json!({ "keywords": ["golaço", "#covid19", "lisboa"] });
+    let mut rows = String::new();
     for name in ["keyword_filter", "keyword_filter_py", "keyword_filter_js"] {
         let plugin = entry(name, config.clone());
         let size = std::fs::metadata(&plugin.path).map_or(0, |meta| meta.len());
@@ -308,7 +309,19 @@ fn bench_languages(criterion: &mut Criterion) {
             loads[0].as_secs_f64(),
             loads[1].as_secs_f64() * 1e3
         );
+        rows.push_str(&format!(
+            "{name}\t{size}\t{}\t{}\n",
+            loads[0].as_secs_f64(),
+            loads[1].as_secs_f64()
+        ));
         bench_chain_on_samples(criterion, &format!("language/{name}"), &[plugin]);
+    }
+    // For the report's load table (`report.rs`).
+    let saved = support::results_dir().join(support::PLUGIN_LOADS);
+    if let Err(error) =
+        std::fs::create_dir_all(support::results_dir()).and_then(|()| std::fs::write(&saved, rows))
+    {
+        eprintln!("writing {}: {error}", saved.display());
     }
 }
 

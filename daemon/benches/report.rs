@@ -249,6 +249,7 @@ fn main() -> Result<()> {
     });
 
     let mut table = render(&lines, &settings);
+    table.push_str(&plugin_loads(&results));
     table.push_str(&criterion.others());
     let _ = write!(table, "\n{machine}\n");
     println!("\n{table}");
@@ -424,6 +425,47 @@ fn render(lines: &[Line], settings: &Settings) -> String {
          Python: the same texts as the sentiment case, median of 5 passes. Everything {pinned}.\n",
         thousands(settings.posts as f64),
         settings.runs,
+    );
+    out
+}
+
+/// The load table of the keyword filter in each language, from what the
+/// language benchmark saved ([`support::PLUGIN_LOADS`]).
+fn plugin_loads(results: &Path) -> String {
+    let path = results.join(support::PLUGIN_LOADS);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return format!(
+            "\nPlugin load: not measured ({} is missing).\n",
+            path.display()
+        );
+    };
+    let mut out = String::from(
+        "\n| plugin load (keyword filter) | .wasm | compiling (empty cache) | from the cache |\n\
+         |---|--:|--:|--:|\n",
+    );
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [name, size, compiling, cached] = fields[..] else {
+            continue;
+        };
+        let language = match name {
+            "keyword_filter" => "Rust",
+            "keyword_filter_py" => "Python",
+            "keyword_filter_js" => "JavaScript",
+            other => other,
+        };
+        let size = size.parse::<f64>().unwrap_or(0.0) / 1e6;
+        let compiling = compiling.parse::<f64>().unwrap_or(f64::NAN);
+        let cached = cached.parse::<f64>().unwrap_or(f64::NAN) * 1e3;
+        let _ = writeln!(
+            out,
+            "| {language} | {size:.1} MB | {compiling:.2} s | {cached:.0} ms |"
+        );
+    }
+    out.push_str(
+        "\nLoad: `LoadedChain::load_with` of the one plugin (compile or read the cache, \
+         contract check, instantiate, `init`), in the bench process; the compiled-module \
+         cache is a fresh directory for the first load.\n",
     );
     out
 }

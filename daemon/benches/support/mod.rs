@@ -31,6 +31,11 @@ pub fn results_dir() -> PathBuf {
     target_dir().join("bench")
 }
 
+/// What the language benchmark measured of each component's load, one line
+/// each in the results directory: name, `.wasm` bytes, seconds compiling,
+/// seconds from the compiled-module cache (tab-separated).
+pub const PLUGIN_LOADS: &str = "plugin-loads.tsv";
+
 /// The committed sample posts (X API v2 stream messages), one per line.
 pub fn sample_lines() -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples/posts.jsonl");
