@@ -1173,17 +1173,19 @@ fn one_list_of_empty_strings_returned_for_every_post_is_counted() {
 
 /// Issue 19: 300,000 outcomes (42 MB of the plugin's memory, each an empty
 /// text, so within every byte limit) for a batch of 8 were lifted whole, a
-/// host `Vec` of them allocated, before their count was checked. The count is
-/// now checked first, and every post fails with it after the retry post by post.
+/// host `Vec` of them allocated, before their count was checked. Their
+/// records alone are past the batch's budget, so lifting stops there, and
+/// every post fails with it after the retry post by post.
 #[test]
-fn a_list_of_outcomes_longer_than_the_batch_fails_on_its_count() {
+fn a_list_of_outcomes_longer_than_the_batch_fails_at_its_budget() {
     let config = serde_json::json!({ "text": "", "outcomes": 300_000 });
     for verdict in run_hostile_alias(config.clone(), None, 8) {
         match verdict {
             Verdict::Fail { plugin, error, .. } => {
                 assert_eq!(plugin, "hostile_alias");
                 assert!(
-                    error.contains("returned 300000 outcomes for 1 posts"),
+                    error.contains("returned more than the 16384 KiB left")
+                        && error.contains("max_result_mb"),
                     "{error}"
                 );
             }
@@ -1196,7 +1198,7 @@ fn a_list_of_outcomes_longer_than_the_batch_fails_on_its_count() {
     assert!(stderr.contains("0 kept, 0 dropped, 3 failed"), "{stderr}");
     assert_eq!(
         stdout
-            .matches("returned 300000 outcomes for 1 posts")
+            .matches("returned more than the 16384 KiB left")
             .count(),
         3,
         "{stdout}"

@@ -9,7 +9,7 @@
 
 use super::bindings as wit;
 use super::lifting::Changes;
-use super::lowering::{Batch, PostRecord, SpanItem};
+use super::lowering::Batch;
 use crate::post::{AttrName, AttrValue, Author, Post};
 
 /// A batch's strings passed the 4 GiB a span can address.
@@ -30,7 +30,7 @@ pub(crate) fn lower(
     batch.clear();
     for post in posts {
         let record = lower_post(post, reads, batch);
-        batch.posts.push(PostRecord(record));
+        batch.posts.push(record);
     }
     // Every span was computed with `as u32`: all of them are right exactly
     // when the buffer's length fits.
@@ -67,7 +67,7 @@ fn strings(batch: &mut Batch, values: &[String]) -> wit::Range {
     let start = batch.strings.len() as u32;
     for value in values {
         let item = span(&mut batch.text, value);
-        batch.strings.push(SpanItem(item));
+        batch.strings.push(item);
     }
     wit::Range {
         start,
@@ -345,7 +345,7 @@ mod tests {
         let start = range.start as usize;
         batch.strings[start..start + range.len as usize]
             .iter()
-            .map(|item| at(batch, item.0))
+            .map(|item| at(batch, *item))
             .collect()
     }
 
@@ -355,7 +355,7 @@ mod tests {
         let posts = [full_post(), Post::default(), full_post()];
         lower(&posts, all_fields(), &mut batch).unwrap();
         assert_eq!(batch.posts.len(), 3);
-        for (post, PostRecord(record)) in posts.iter().zip(&batch.posts) {
+        for (post, record) in posts.iter().zip(&batch.posts) {
             assert_eq!(at(&batch, record.id), post.id);
             assert_eq!(at(&batch, record.text), post.text);
             assert_eq!(at(&batch, record.lang), post.lang);
@@ -430,7 +430,7 @@ mod tests {
         let mut batch = Batch::new();
         for reads in groups {
             lower(&[full_post()], reads, &mut batch).unwrap();
-            let record = &batch.posts[0].0;
+            let record = &batch.posts[0];
             let has = |flag| reads.contains(flag);
             assert_eq!(at(&batch, record.id), "1861000000000000001");
             assert_eq!(record.text.len > 0, has(wit::Fields::TEXT));

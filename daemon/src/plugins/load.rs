@@ -267,9 +267,9 @@ impl LoadedPlugin {
             let error = wasmtime::Error::msg("its `process` export is not a function");
             return Err(contract(&mut store, error));
         };
-        // The hand-lowered batch and hand-lifted outcomes type-check as the
-        // contract's `batch` record and `list<outcome>`.
-        if let Err(error) = process.typed::<(&Batch,), (Outcomes,)>(&store) {
+        // The batch and the outcomes type-check as the contract's `batch`
+        // record and `list<outcome>`.
+        if let Err(error) = process.typed::<(&Batch,), (Vec<wit::Outcome>,)>(&store) {
             return Err(contract(&mut store, error));
         }
         Ok(Live {
@@ -314,10 +314,10 @@ impl Live {
         let process = self.process;
         limits.outcomes = Some(batch.posts.len());
         self.call(plugin, |_, store| {
-            let process = process.typed::<(&Batch,), (Outcomes,)>(&*store)?;
-            let (outcomes,) =
-                super::lifting::with_limits(limits, || process.call(store, (batch,)))?;
-            Ok(outcomes)
+            let process = process.typed::<(&Batch,), (Vec<wit::Outcome>,)>(&*store)?;
+            super::lifting::lift_within(store, limits, |store| {
+                process.call(store, (batch,)).map(|(outcomes,)| outcomes)
+            })
         })
     }
 
@@ -495,7 +495,8 @@ fn mistyped_export(store: &mut Store<HostState>, instance: &Instance) -> Option<
                 .map(drop)
         }),
         ("process", |func, store| {
-            func.typed::<(&Batch,), (Outcomes,)>(store).map(drop)
+            func.typed::<(&Batch,), (Vec<wit::Outcome>,)>(store)
+                .map(drop)
         }),
     ];
     for (name, check) in checks {
