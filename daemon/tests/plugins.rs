@@ -1069,7 +1069,7 @@ fn plugin_run_hostile_alias(args: &[&str], count: usize) -> (i32, String, String
     tweetpipe(&command, &posts)
 }
 
-/// The hand-lowered outcomes are well formed: a short text shared by every
+/// The outcomes, lowered by hand in the fixture, are well formed: a short text shared by every
 /// outcome, and a shared list of mentions, are lifted and applied to each
 /// post, in-process and through `plugin run`. (Without this, the tests below
 /// could pass on a fixture that is simply broken.)

@@ -22,7 +22,7 @@ pub(crate) struct LoadedPlugin {
     pub(crate) name: String,
     pub(crate) path: PathBuf,
     pub(crate) pre: PluginPre<HostState>,
-    /// The contract's `process`, called with the hand-lowered [`Batch`].
+    /// The contract's `process`, called with a [`Batch`].
     process: ComponentExportIndex,
     pub(crate) info: wit::PluginInfo,
     pub(crate) config_json: String,

@@ -18,7 +18,8 @@
 //! - `cache` keeps compiled plugins on disk across restarts.
 //! - `load` validates and compiles a `.wasm` file into a [`LoadedChain`] member.
 //! - `convert` lowers posts into the contract's batch and applies plugins' changes.
-//! - `lowering` writes the batch's posts into a plugin's memory in one piece each.
+//! - `lowering` is the batch record a `process` call takes; `lifting` bounds and converts
+//!   the outcomes it returns.
 //! - `cli` is `tweetpipe plugin run|check`, for plugin authors; `new` writes a plugin
 //!   project and `producers` reads which language and toolchain built a component.
 //! - `reload` builds new chain generations and swaps them in between batches.
