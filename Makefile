@@ -7,7 +7,7 @@ CONFIG      ?= config/tweetpipe.toml
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),target)
 BIN         := $(TARGET_DIR)/release/tweetpipe
 
-.PHONY: all build plugins plugin-tools poly-plugins plugin-link run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb
+.PHONY: all build plugins plugin-tools poly-plugins plugin-link run test test-only test-tools lint setup bench bench-reference sample clean deb deb-tools test-deb miri
 
 all: build plugins
 
@@ -138,6 +138,15 @@ deb-tools:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked -p tweetpipe --all-targets -- -D warnings
+
+## The one unsafe code in the workspace, the plugin SDK's small-block allocator,
+## under Miri (nightly): its tests then fail on any out-of-bounds access, use
+## after free, double free or lost block. Installs nightly's miri when missing.
+MIRI_TOOLCHAIN ?= nightly
+miri:
+	@rustup +$(MIRI_TOOLCHAIN) component list --installed 2>/dev/null | grep -q '^miri' \
+	  || rustup toolchain install $(MIRI_TOOLCHAIN) --profile minimal --component miri,rust-src
+	$(CARGO) +$(MIRI_TOOLCHAIN) miri test -p tweetpipe-plugin --lib small_blocks
 
 ## Toolchain pieces the build and tests need.
 setup:

@@ -39,12 +39,12 @@ fn class_layout(class: usize) -> Layout {
 /// Free lists of small blocks in front of an allocator `A` (the system
 /// allocator in plugins; another one in tests). Each free block holds the
 /// pointer to the next one.
-pub struct SmallBlockCache<A = System> {
+pub struct SmallBlockCache<A: GlobalAlloc = System> {
     inner: A,
     free: UnsafeCell<[Option<NonNull<u8>>; CLASSES]>,
 }
 
-impl<A> std::fmt::Debug for SmallBlockCache<A> {
+impl<A: GlobalAlloc> std::fmt::Debug for SmallBlockCache<A> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("SmallBlockCache")
@@ -55,9 +55,9 @@ impl<A> std::fmt::Debug for SmallBlockCache<A> {
 // SAFETY: the cache is only installed as the global allocator of
 // single-threaded WebAssembly builds (see `lib.rs`), where no two calls can
 // overlap; tests use one instance per thread.
-unsafe impl<A: Sync> Sync for SmallBlockCache<A> {}
+unsafe impl<A: GlobalAlloc + Sync> Sync for SmallBlockCache<A> {}
 
-impl<A> SmallBlockCache<A> {
+impl<A: GlobalAlloc> SmallBlockCache<A> {
     /// An empty cache in front of `inner`.
     pub const fn new(inner: A) -> SmallBlockCache<A> {
         SmallBlockCache {
@@ -67,6 +67,12 @@ impl<A> SmallBlockCache<A> {
     }
 }
 
+// SAFETY: every block handed out is either `inner`'s own (large or
+// over-aligned layouts, forwarded unchanged) or a block of its size class,
+// which `inner` gave out with `class_layout` and which no caller holds: it is
+// on exactly one free list until `alloc` pops it, and goes back to `inner`
+// only with that same layout (see `Drop`). Blocks of a class are at least as
+// large and as aligned as any layout the class takes.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for SmallBlockCache<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(class) = class(layout) else {
@@ -129,6 +135,27 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SmallBlockCache<A> {
     }
 }
 
+/// Hands every cached block back to `inner`. The global allocator is a
+/// static and is never dropped; a cache in a test is, and this makes a block
+/// lost from (or listed twice on) a free list show as a leak (or a double
+/// free) under Miri.
+impl<A: GlobalAlloc> Drop for SmallBlockCache<A> {
+    fn drop(&mut self) {
+        for (class, head) in self.free.get_mut().iter_mut().enumerate() {
+            let mut next = head.take();
+            while let Some(block) = next {
+                // SAFETY: a listed block is `ALIGN`-aligned, at least `ALIGN`
+                // bytes, holds the next link in its first word (written by
+                // `dealloc`), and came from `inner` with its class's layout.
+                unsafe {
+                    next = block.as_ptr().cast::<Option<NonNull<u8>>>().read();
+                    self.inner.dealloc(block.as_ptr(), class_layout(class));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +176,8 @@ mod tests {
     fn freed_blocks_are_reused_by_size_class_and_keep_their_contents_apart() {
         let cache = SmallBlockCache::new(System);
         let layout = |size| Layout::from_size_align(size, 1).unwrap();
+        // SAFETY: each block is written within its own layout's size and
+        // freed once, with the layout it was last allocated with.
         unsafe {
             let a = cache.alloc(layout(20));
             let b = cache.alloc(layout(20));
@@ -176,6 +205,8 @@ mod tests {
     #[test]
     fn realloc_keeps_the_bytes_across_classes_and_into_large_blocks() {
         let cache = SmallBlockCache::new(System);
+        // SAFETY: the block is only read and written within the size it was
+        // last given, and released once, with that layout.
         unsafe {
             let mut layout = Layout::from_size_align(3, 1).unwrap();
             let mut block = cache.alloc(layout);
@@ -206,6 +237,7 @@ mod tests {
             let size = (round * 37) % 600 + 1;
             let layout = Layout::from_size_align(size, 1 << (round % 5)).unwrap();
             let fill = (round % 251) as u8;
+            // SAFETY: the block is written within the layout it was asked for.
             unsafe {
                 let block = local.0.alloc(layout);
                 ptr::write_bytes(block, fill, size);
@@ -213,6 +245,8 @@ mod tests {
             }
             if round % 3 == 0 {
                 let (block, layout, fill) = blocks.swap_remove(round % blocks.len());
+                // SAFETY: a live block, read within its layout, then freed
+                // once with that layout.
                 unsafe {
                     let bytes = std::slice::from_raw_parts(block, layout.size());
                     assert!(
@@ -224,6 +258,7 @@ mod tests {
             }
         }
         for (block, layout, fill) in blocks {
+            // SAFETY: as above, for the blocks still live.
             unsafe {
                 let bytes = std::slice::from_raw_parts(block, layout.size());
                 assert!(
