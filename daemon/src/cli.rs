@@ -101,6 +101,7 @@ const EXIT_USAGE: u8 = 2;
 
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
+    crate::stats::mark_process_start();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -1036,7 +1036,7 @@ async fn flush(stage: &mut SinkStage, cause: FlushCause) {
                 Stats::add(&stage.stats.written, report.written as u64);
                 Stats::add(&stage.stats.duplicates, report.duplicates as u64);
                 Stats::add(&stage.stats.rejected, report.rejected.len() as u64);
-                Stats::add(&stage.stats.batches, 1);
+                stage.stats.committed();
                 stage.metrics.committed(&posts, &report.rejected);
                 let mut tokens: Vec<Option<AckToken>> = tokens.into_iter().map(Some).collect();
                 for rejected in report.rejected {

@@ -55,6 +55,16 @@ pub fn render(outcome: &RunOutcome) -> String {
         "  {:<22} {:>10.2} s ({:.0} posts/s)",
         "elapsed", secs, rate
     );
+    // How long the start and the stop took (plugin loading, opening the
+    // sink and the spool; the final flush and checkpoints come after this).
+    for (label, at) in [
+        ("first post read", stats.first_read),
+        ("last commit", stats.last_commit),
+    ] {
+        if let Some(at) = at {
+            let _ = writeln!(out, "  {label:<22} {:>10} after start", since_start(at));
+        }
+    }
     let _ = writeln!(out, "  {:<22} {}", "sink", outcome.sink);
     if let Some(resumed) = &outcome.resumed {
         let _ = writeln!(out, "  {:<22} {resumed}", "replay");
@@ -68,6 +78,15 @@ pub fn render(outcome: &RunOutcome) -> String {
         }
     }
     out
+}
+
+/// `84 ms`, `9.91 s`.
+fn since_start(at: std::time::Duration) -> String {
+    if at < std::time::Duration::from_secs(1) {
+        format!("{} ms", at.as_millis())
+    } else {
+        format!("{:.2} s", at.as_secs_f64())
+    }
 }
 
 /// The seeds' classic questions, answered from the SQLite table.

@@ -411,6 +411,26 @@ fn run_prints_a_summary_with_the_classic_questions() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    // The timeline: when the first post was read and the sink last committed.
+    let after_start = |label: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"));
+        let mut words = line[line.find(label).unwrap() + label.len()..].split_whitespace();
+        let value: f64 = words.next().unwrap().parse().unwrap();
+        match words.next() {
+            Some("ms") => value / 1000.0,
+            Some("s") => value,
+            unit => panic!("{unit:?} in {line:?}"),
+        }
+    };
+    let first_read = after_start("first post read");
+    let last_commit = after_start("last commit");
+    assert!(
+        0.0 < first_read && first_read <= last_commit,
+        "first read at {first_read} s, last commit at {last_commit} s:\n{text}"
+    );
 }
 
 /// Sends SIGTERM to a child process.

@@ -290,7 +290,7 @@ async fn publish_lines(
                 _ = tokio::time::sleep_until(wait) => {}
             }
         }
-        Stats::add(&stats.read, 1);
+        stats.read_one();
         let published = match lines.progress {
             Some(progress) => {
                 publisher

@@ -492,7 +492,7 @@ impl Attempt<'_> {
                         // even when shutdown comes meanwhile (with the rest of the
                         // chunk's lines); cancellation is looked at before the next read.
                         Line::Post => {
-                            Stats::add(&self.stats.read, 1);
+                            self.stats.read_one();
                             self.source.status.received();
                             self.tracker.post(now);
                             posts += 1;

@@ -418,7 +418,7 @@ impl Recovery {
                 _ = self.cancel.cancelled() => return None,
                 sent = self.publisher.publish(line) => sent.ok()?,
             }
-            Stats::add(&self.stats.read, 1);
+            self.stats.read_one();
             self.status.received();
             self.status.recovered(1);
             published += 1;
