@@ -95,9 +95,9 @@ fn main() -> Result<()> {
 
     let end_to_end = EndToEnd::prepare(&settings);
     for (sink, target) in [
-        ("sqlite", Target::RateAndRss(100e3, 150 * 1024)),
+        ("sqlite", Target::RateAndRss(100e3, 100 * 1024)),
         ("jsonl", Target::None),
-        ("null", Target::None),
+        ("null", Target::Rate(150e3)),
     ] {
         let case = format!("end to end → {sink}, 1 process");
         let figures = end_to_end
@@ -128,10 +128,10 @@ fn main() -> Result<()> {
         .iter()
         .find(|line| line.case == "end to end → sqlite, 1 process")
         .and_then(|line| line.figures.as_ref().ok())
-        .map(|figures| figures.posts_per_sec);
+        .map(|figures| figures.value);
     let spool_ratio = match (&unspooled, spooled) {
         (Ok(without), Some(with)) => Ok(Figures {
-            posts_per_sec: with / without.posts_per_sec,
+            value: with / without.value,
             cpu_per_million: None,
             peak_rss_kib: None,
             note: String::new(),
@@ -148,6 +148,68 @@ fn main() -> Result<()> {
         case: "end to end → sqlite: spool on / spool off".to_owned(),
         figures: spool_ratio,
         target: Target::Ratio(0.8),
+    });
+
+    // Both cores and two workers against the one-core run above.
+    let two_cores = end_to_end
+        .as_ref()
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|end_to_end| {
+            end_to_end
+                .measure_two_cores()
+                .map_err(|error| format!("{error:#}"))
+        });
+    let one_core = lines
+        .iter()
+        .find(|line| line.case == "end to end → sqlite, 1 process")
+        .and_then(|line| line.figures.as_ref().ok())
+        .map(|figures| figures.value);
+    let cores_ratio = match (&two_cores, one_core) {
+        (Ok(two), Some(one)) => Ok(Figures {
+            value: two.value / one,
+            cpu_per_million: None,
+            peak_rss_kib: None,
+            note: String::new(),
+        }),
+        (Err(error), _) => Err(error.clone()),
+        (_, None) => Err("the end-to-end SQLite run has no result".to_owned()),
+    };
+    lines.push(Line {
+        case: "end to end → sqlite, 2 cores, workers = 2".to_owned(),
+        figures: two_cores,
+        target: Target::None,
+    });
+    lines.push(Line {
+        case: "end to end → sqlite: 2 cores / 1 core".to_owned(),
+        figures: cores_ratio,
+        target: Target::Ratio(1.7),
+    });
+
+    // Start and stop, from a small run's summary (plugins from the cache).
+    let (start, stop) = match end_to_end
+        .as_ref()
+        .map_err(|error| format!("{error:#}"))
+        .and_then(|end_to_end| {
+            end_to_end
+                .measure_start_stop()
+                .map_err(|error| format!("{error:#}"))
+        }) {
+        Ok((start, stop)) => (Ok(start), Ok(stop)),
+        Err(error) => (Err(error.clone()), Err(error)),
+    };
+    lines.push(Line {
+        case: format!(
+            "start: `tweetpipe run` to the first post read, plugins from the cache ({} posts → sqlite)",
+            thousands(START_STOP_POSTS as f64)
+        ),
+        figures: start,
+        target: Target::AtMostMs(150.0),
+    });
+    lines.push(Line {
+        case: "stop: the last commit to the process's exit (`--quiet`, as the service runs)"
+            .to_owned(),
+        figures: stop,
+        target: Target::AtMostMs(50.0),
     });
 
     // What three plugins at their default caps can make the daemon hold when
@@ -182,10 +244,10 @@ fn main() -> Result<()> {
         .iter()
         .find(|line| line.case == "end to end → sqlite, 1 process")
         .and_then(|line| line.figures.as_ref().ok())
-        .map(|figures| figures.posts_per_sec);
+        .map(|figures| figures.value);
     let peer_ratio = match (&peer, ours) {
         (Ok((_, peer)), Some(ours)) => Ok(Figures {
-            posts_per_sec: ours / peer.posts_per_sec,
+            value: ours / peer.value,
             cpu_per_million: None,
             peak_rss_kib: None,
             note: String::new(),
@@ -215,11 +277,11 @@ fn main() -> Result<()> {
             .iter()
             .find(|line| line.case == case)
             .and_then(|line| line.figures.as_ref().ok())
-            .map(|figures| figures.posts_per_sec)
+            .map(|figures| figures.value)
     };
     let ratio = |ours: Option<f64>| match (&python, ours) {
         (Ok((_, python)), Some(ours)) => Ok(Figures {
-            posts_per_sec: ours / python.posts_per_sec,
+            value: ours / python.value,
             cpu_per_million: None,
             peak_rss_kib: None,
             note: String::new(),
@@ -306,7 +368,8 @@ impl Settings {
 /// What one case measured.
 #[derive(Debug, Clone)]
 struct Figures {
-    posts_per_sec: f64,
+    /// Posts/s; or a ratio, or milliseconds, as the line's [`Target`] says.
+    value: f64,
     cpu_per_million: Option<f64>,
     peak_rss_kib: Option<u64>,
     note: String,
@@ -325,6 +388,8 @@ enum Target {
     Ratio(f64),
     /// A ratio shown for comparison, with no target.
     RatioOnly,
+    /// At most this many milliseconds (the value is a time).
+    AtMostMs(f64),
 }
 
 impl Target {
@@ -338,17 +403,19 @@ impl Target {
             Target::Rss(kib) => format!("≤ {} MiB", kib / 1024),
             Target::Ratio(ratio) if ratio.fract() == 0.0 => format!("≥ {ratio:.0}×"),
             Target::Ratio(ratio) => format!("≥ {ratio:.2}×"),
+            Target::AtMostMs(ms) => format!("< {ms:.0} ms"),
         }
     }
 
     fn met(self, figures: &Figures) -> Option<bool> {
         match self {
             Target::None | Target::RatioOnly => None,
-            Target::Rate(rate) | Target::Ratio(rate) => Some(figures.posts_per_sec >= rate),
-            Target::RateAndRss(rate, kib) => Some(
-                figures.posts_per_sec >= rate && figures.peak_rss_kib.is_some_and(|rss| rss <= kib),
-            ),
+            Target::Rate(rate) | Target::Ratio(rate) => Some(figures.value >= rate),
+            Target::RateAndRss(rate, kib) => {
+                Some(figures.value >= rate && figures.peak_rss_kib.is_some_and(|rss| rss <= kib))
+            }
             Target::Rss(kib) => Some(figures.peak_rss_kib.is_some_and(|rss| rss <= kib)),
+            Target::AtMostMs(ms) => Some(figures.value < ms),
         }
     }
 }
@@ -367,12 +434,14 @@ fn render(lines: &[Line], settings: &Settings) -> String {
         let target = line.target.describe();
         match &line.figures {
             Ok(figures) => {
-                let rate = if matches!(line.target, Target::Ratio(ratio) if ratio < 1.0) {
-                    format!("{:.2}×", figures.posts_per_sec)
+                let rate = if matches!(line.target, Target::AtMostMs(_)) {
+                    format!("{:.0} ms", figures.value)
+                } else if matches!(line.target, Target::Ratio(ratio) if ratio < 1.0) {
+                    format!("{:.2}×", figures.value)
                 } else if matches!(line.target, Target::Ratio(_) | Target::RatioOnly) {
-                    format!("{:.1}×", figures.posts_per_sec)
+                    format!("{:.1}×", figures.value)
                 } else {
-                    thousands(figures.posts_per_sec)
+                    thousands(figures.value)
                 };
                 let cpu = figures
                     .cpu_per_million
@@ -569,14 +638,14 @@ impl CriterionResults {
         let figures = match self.by_id.get(id) {
             None => Err(format!("no criterion result for `{id}`")),
             Some(result) => {
-                let posts_per_sec = result.elements * 1e9 / result.median_ns;
+                let value = result.elements * 1e9 / result.median_ns;
                 let group = id.rsplit_once('/').map_or(id, |(group, _)| group);
                 let peak_rss_kib = std::fs::read_to_string(support::rss_file(group))
                     .ok()
                     .and_then(|text| text.trim().parse().ok());
                 Ok(Figures {
-                    posts_per_sec,
-                    cpu_per_million: Some(1e6 / posts_per_sec),
+                    value,
+                    cpu_per_million: Some(1e6 / value),
                     peak_rss_kib,
                     note: if self.stale(result) {
                         "stale: not run by this `make bench`".to_owned()
@@ -674,19 +743,7 @@ impl<'s> EndToEnd<'s> {
             eprintln!("end to end → {sink}: run {run} of {}", self.settings.runs);
             runs.push(self.run_once(sink, &self.replay)?);
         }
-        let median = |mut values: Vec<f64>| {
-            values.sort_by(f64::total_cmp);
-            values[values.len() / 2]
-        };
-        let wall = median(runs.iter().map(|run| run.wall.as_secs_f64()).collect());
-        let cpu = median(runs.iter().map(|run| run.cpu.as_secs_f64()).collect());
-        let posts = self.settings.posts as f64;
-        Ok(Figures {
-            posts_per_sec: posts / wall,
-            cpu_per_million: Some(cpu / posts * 1e6),
-            peak_rss_kib: runs.iter().map(|run| run.peak_rss_kib).max(),
-            note: format!("{wall:.1} s wall, {cpu:.1} s CPU"),
-        })
+        Ok(self.figures(&runs))
     }
 
     /// The peak RSS of `tweetpipe run` with three plugins returning their most
@@ -707,11 +764,92 @@ impl<'s> EndToEnd<'s> {
         walls.sort_by(f64::total_cmp);
         let wall = walls[walls.len() / 2];
         Ok(Figures {
-            posts_per_sec: HOSTILE_POSTS as f64 / wall,
+            value: HOSTILE_POSTS as f64 / wall,
             cpu_per_million: None,
             peak_rss_kib: runs.iter().map(|run| run.peak_rss_kib).max(),
             note: format!("{wall:.1} s wall"),
         })
+    }
+
+    /// The SQLite case on every core the bench may use (two), with two workers.
+    fn measure_two_cores(&self) -> Result<Figures> {
+        let cpus = match &self.settings.pin {
+            Some(cpu) => {
+                let other = std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .min(2);
+                if other < 2 {
+                    bail!("this machine has one core");
+                }
+                // The pinned core and the one next to it.
+                let first: usize = cpu.parse().context("TWEETPIPE_BENCH_CPU is not one core")?;
+                let second = if first == 0 { 1 } else { first - 1 };
+                Some(format!("{first},{second}"))
+            }
+            None => None,
+        };
+        let config = config_text(&self.replay, "sqlite").replace("workers = 1", "workers = 2");
+        let mut runs = Vec::new();
+        for run in 1..=self.settings.runs {
+            eprintln!(
+                "end to end → sqlite, 2 cores: run {run} of {}",
+                self.settings.runs
+            );
+            runs.push(self.run_config_on("sqlite-2-cores", &config, cpus.as_deref())?);
+        }
+        Ok(self.figures(&runs))
+    }
+
+    /// Medians of the start (to the first post read) and stop (last commit to
+    /// exit) times of runs on [`START_STOP_POSTS`] posts, in milliseconds.
+    fn measure_start_stop(&self) -> Result<(Figures, Figures)> {
+        let replay = replay_file(&self.binary, START_STOP_POSTS)?;
+        // As the service runs: `--quiet` (no summary); the timeline is logged at `info`.
+        let config = config_text(&replay, "sqlite").replace("level = \"warn\"", "level = \"info\"");
+        let mut starts = Vec::new();
+        let mut stops = Vec::new();
+        for run in 1..=self.settings.runs.max(5) {
+            eprintln!("start and stop: run {run}");
+            let usage = self.run_config("start-stop", &config)?;
+            let (Some(first_read), Some(last_commit)) = (usage.first_read, usage.last_commit)
+            else {
+                bail!("the run's log has no \"first post read\" or \"last commit\"");
+            };
+            starts.push(first_read.as_secs_f64() * 1e3);
+            stops.push(usage.wall.saturating_sub(last_commit).as_secs_f64() * 1e3);
+        }
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let figures = |value: f64, note: String| Figures {
+            value,
+            cpu_per_million: None,
+            peak_rss_kib: None,
+            note,
+        };
+        let runs = starts.len();
+        Ok((
+            figures(median(starts), format!("median of {runs}")),
+            figures(median(stops), format!("median of {runs}")),
+        ))
+    }
+
+    /// Posts/s, CPU and peak RSS of whole-replay runs.
+    fn figures(&self, runs: &[Usage]) -> Figures {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let wall = median(runs.iter().map(|run| run.wall.as_secs_f64()).collect());
+        let cpu = median(runs.iter().map(|run| run.cpu.as_secs_f64()).collect());
+        let posts = self.settings.posts as f64;
+        Figures {
+            value: posts / wall,
+            cpu_per_million: Some(cpu / posts * 1e6),
+            peak_rss_kib: runs.iter().map(|run| run.peak_rss_kib).max(),
+            note: format!("{wall:.1} s wall, {cpu:.1} s CPU"),
+        }
     }
 
     /// One `tweetpipe run` from a clean output directory; removes its output after.
@@ -722,22 +860,35 @@ impl<'s> EndToEnd<'s> {
     /// One `tweetpipe run` of `config` in the clean directory `name`; removes
     /// its output after.
     fn run_config(&self, name: &str, config_text: &str) -> Result<Usage> {
+        self.run_config_on(name, config_text, self.settings.pin.as_deref())
+    }
+
+    /// [`EndToEnd::run_config`] on the cores `cpus` (`taskset -c` syntax; `None`:
+    /// unpinned).
+    fn run_config_on(&self, name: &str, config_text: &str, cpus: Option<&str>) -> Result<Usage> {
         let dir = self.work.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("tweetpipe.toml");
         std::fs::write(&config, config_text)?;
         let log = std::fs::File::create(dir.join("stderr.log"))?;
+        let summary = std::fs::File::create(dir.join("stdout.log"))?;
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut command = Command::new("taskset");
+                command.arg("-c").arg(cpus).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
         let started = Instant::now();
-        let child = self
-            .settings
-            .command(&self.binary)
+        let child = command
             .args(["run", "--quiet", "--config"])
             .arg(&config)
             .env("XDG_CACHE_HOME", self.work.join("cache"))
             .env_remove("CACHE_DIRECTORY")
             .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
+            .stdout(summary)
             .stderr(log)
             .spawn()
             .context("starting `tweetpipe run`")?;
@@ -747,8 +898,16 @@ impl<'s> EndToEnd<'s> {
             let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
             bail!("`tweetpipe run` ({name}) failed: {status}: {}", log.trim());
         }
+        // The timeline is in the summary, and in the log's last line at `info`.
+        let mut said = std::fs::read_to_string(dir.join("stdout.log")).unwrap_or_default();
+        said.push_str(&std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default());
         let _ = std::fs::remove_dir_all(dir.join("out"));
-        Ok(Usage { wall, ..usage })
+        Ok(Usage {
+            wall,
+            first_read: after_start(&said, "first post read"),
+            last_commit: after_start(&said, "last commit"),
+            ..usage
+        })
     }
 }
 
@@ -818,9 +977,29 @@ enabled = false
     )
 }
 
+/// Posts in the replay of the start and stop case: a run of about a second.
+const START_STOP_POSTS: u64 = 20_000;
+
+/// The time after `label` in a run's log or summary, as in
+/// `first post read 84 ms after start`.
+fn after_start(text: &str, label: &str) -> Option<Duration> {
+    let at = text.find(label)?;
+    let mut words = text[at + label.len()..].split_whitespace();
+    let value: f64 = words.next()?.parse().ok()?;
+    let secs = match words.next()?.trim_end_matches(',') {
+        "ms" => value / 1e3,
+        "s" => value,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
 /// A whole-process run's cost.
 struct Usage {
     wall: Duration,
+    /// From the summary's timeline (runs without `--quiet`).
+    first_read: Option<Duration>,
+    last_commit: Option<Duration>,
     /// User plus system CPU time.
     cpu: Duration,
     peak_rss_kib: u64,
@@ -936,6 +1115,8 @@ fn wait_with_usage(child: std::process::Child) -> Result<(ExitStatus, Usage)> {
         ExitStatus::from_raw(status),
         Usage {
             wall: Duration::ZERO,
+            first_read: None,
+            last_commit: None,
             cpu: time(usage.ru_utime) + time(usage.ru_stime),
             peak_rss_kib: usage.ru_maxrss as u64,
         },
@@ -996,7 +1177,7 @@ fn python_script(settings: &Settings, script: &str, input: &Path) -> Result<(Str
     Ok((
         result["version"].as_str().unwrap_or("?").to_owned(),
         Figures {
-            posts_per_sec: number("posts_per_sec")?,
+            value: number("value")?,
             cpu_per_million: Some(number("cpu_seconds_per_million")?),
             peak_rss_kib: Some(number("peak_rss_kib")? as u64),
             note: String::new(),

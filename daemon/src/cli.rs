@@ -394,10 +394,11 @@ fn run(config_path: &Path, quiet: bool, from_start: bool) -> ExitCode {
     match outcome {
         Ok(outcome) => {
             log::info!(
-                "pipeline drained: {} read, {} written, {} dead-lettered",
+                "pipeline drained: {} read, {} written, {} dead-lettered{}",
                 outcome.stats.read,
                 outcome.stats.written,
-                outcome.stats.dead_lettered
+                outcome.stats.dead_lettered,
+                summary::timeline(&outcome.stats)
             );
             if !quiet {
                 let report = summary::render(&outcome);

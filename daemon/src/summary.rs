@@ -80,6 +80,26 @@ pub fn render(outcome: &RunOutcome) -> String {
     out
 }
 
+/// `; first post read 84 ms after start, last commit 9.91 s after start`
+/// (what of it is known), for the log line that ends a run.
+pub fn timeline(stats: &crate::stats::StatsSnapshot) -> String {
+    let mut out = String::new();
+    for (label, at) in [
+        ("first post read", stats.first_read),
+        ("last commit", stats.last_commit),
+    ] {
+        if let Some(at) = at {
+            let _ = write!(
+                out,
+                "{} {label} {} after start",
+                if out.is_empty() { ";" } else { "," },
+                since_start(at)
+            );
+        }
+    }
+    out
+}
+
 /// `84 ms`, `9.91 s`.
 fn since_start(at: std::time::Duration) -> String {
     if at < std::time::Duration::from_secs(1) {
