@@ -445,6 +445,90 @@ fn check_recovery(dir: &Path, lines: &[String], damaged: &Path) {
 }
 
 #[test]
+fn a_spool_whose_messages_are_only_in_its_wal_keeps_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = posts(300, 10);
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    // Written as the daemon writes it (WAL mode, the messages still in the
+    // WAL, not checkpointed) and copied while the connection is open: the
+    // files a `kill -9` leaves behind.
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("spool.db");
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute_batch(
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;
+         CREATE TABLE spool (id INTEGER PRIMARY KEY, appended_ms INTEGER NOT NULL,
+                             payload TEXT NOT NULL, source TEXT);",
+    )
+    .unwrap();
+    for (index, line) in lines.iter().enumerate() {
+        db.execute(
+            "INSERT INTO spool (id, appended_ms, payload, source) VALUES (?1, ?2, ?3, 'replay')",
+            rusqlite::params![index as i64 + 1, 1_772_352_000_000i64, line],
+        )
+        .unwrap();
+    }
+    let wal = scratch.path().join("spool.db-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "the messages are not in the WAL"
+    );
+    std::fs::copy(&path, spool.join("spool.db")).unwrap();
+    std::fs::copy(&wal, spool.join("spool.db-wal")).unwrap();
+    drop(db);
+    let (ok, stderr, committed) = run_on_spool(dir.path());
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("damaged"), "{stderr}");
+    let committed: BTreeSet<String> = committed.into_iter().collect();
+    let sent: BTreeSet<String> = lines.iter().map(|line| post_id(line)).collect();
+    assert_eq!(committed, sent, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_on_the_same_spool_stops_and_names_the_first() {
+    const SENT: usize = 50;
+    let fake = FakeX::start(posts(SENT, 11)).await;
+    fake.plan([Step::serve(SENT, End::Stall)]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = x_config(dir.path(), "tweetpipe.toml", &fake, "max_age_ms = 50");
+    let db = dir.path().join("posts.db");
+    let first = Daemon::start(&config, dir.path().join("first.log"));
+    assert!(
+        wait_until(Duration::from_secs(30), || committed_ids(&db).len() >= SENT),
+        "the first daemon did not commit: {}",
+        first.log()
+    );
+    let mut second = Daemon::start(&config, dir.path().join("second.log"));
+    let status = second.wait_exit(Duration::from_secs(20));
+    let stderr = second.log();
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "the second daemon ran beside the first:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("in use by another tweetpipe process")
+            && stderr.contains(&format!("(pid {})", first.pid())),
+        "{stderr}"
+    );
+    // The first one's spool was not taken for damage and moved aside, and it
+    // goes on: it stops cleanly with every post committed once.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("spool"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|name| name.starts_with("spool.corrupt-")),
+        "{names:?}"
+    );
+    let (status, log) = first.terminate(Duration::from_secs(20));
+    assert!(status.is_some_and(|status| status.success()), "{log}");
+    let committed = committed_ids(&db);
+    let unique: BTreeSet<String> = committed.iter().cloned().collect();
+    assert_eq!((committed.len(), unique.len()), (SENT, SENT), "{log}");
+}
+
+#[test]
 fn a_spool_truncated_mid_record_keeps_every_whole_record_and_says_what_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let lines = posts(600, 8);

@@ -8,6 +8,10 @@
 //! `NORMAL` a WAL commit is only written, not synced, and a power cut may roll it
 //! back; a post X will not send again must survive that.
 //!
+//! One process owns a spool at a time: `spool.lock` in the directory is locked
+//! (`flock`) for the writer's life, and a second daemon pointed at the same
+//! directory stops at start with an error instead of writing beside the first.
+//!
 //! A message reaches the process stage only after its commit, so nothing is
 //! settled that is not on disk. Delivery is from memory while the in-memory
 //! queue (`broker.capacity`) has room; when it is full, or after a restart with
@@ -29,6 +33,7 @@
 //! crash loop.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
@@ -51,6 +56,8 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 const LOAD_PAGE: usize = 1024;
 /// The database file in the spool directory.
 pub const SPOOL_FILE: &str = "spool.db";
+/// The lock file that keeps a second process off the spool.
+pub const LOCK_FILE: &str = "spool.lock";
 
 /// Why the spool could not be opened or used.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,21 @@ pub enum SpoolError {
     },
     #[error("spool: cannot move the damaged {path} aside: {source}")]
     MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "spool: {dir} is in use by another tweetpipe process{holder} (two daemons cannot share a spool: stop the other one, or give this one its own broker.spool.path)"
+    )]
+    InUse {
+        dir: PathBuf,
+        /// " (pid N)" when the lock file names it.
+        holder: String,
+    },
+    #[error(
+        "spool: cannot lock {path}: {source} (check that broker.spool.path is writable by the service user)"
+    )]
+    Lock {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -376,6 +398,7 @@ pub(super) fn start(
     });
     let writer = Writer {
         db: opened.db,
+        _lock: opened.lock,
         inbox,
         forward: Some(forward),
         next_id: opened.next_id,
@@ -410,6 +433,8 @@ pub(super) fn start(
 /// The spool as found at open.
 struct Opened {
     db: Connection,
+    /// Held (locked) while the spool is open.
+    lock: std::fs::File,
     messages: u64,
     bytes: u64,
     oldest_ms: u64,
@@ -457,13 +482,32 @@ fn configure(db: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Opens the database and checks it; an error means it is damaged (or not one).
-fn open_checked(path: &Path) -> rusqlite::Result<(Connection, u64, u64, u64, i64, i64)> {
+/// Why a spool database could not be opened.
+enum OpenFailure {
+    /// The file is damaged or not a database: what can be read is salvaged.
+    Damaged(String),
+    /// Anything else (permissions, a full or failing disk): nothing is moved.
+    Failed(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for OpenFailure {
+    fn from(error: rusqlite::Error) -> Self {
+        match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                OpenFailure::Damaged(error.to_string())
+            }
+            _ => OpenFailure::Failed(error),
+        }
+    }
+}
+
+/// Opens the database and checks it.
+fn open_checked(path: &Path) -> Result<(Connection, u64, u64, u64, i64, i64), OpenFailure> {
     let db = Connection::open(path)?;
     configure(&db)?;
     let check: String = db.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
     if check != "ok" {
-        return Err(rusqlite::Error::InvalidParameterName(check));
+        return Err(OpenFailure::Damaged(check));
     }
     let (messages, bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = db.query_row(
         "SELECT count(*), coalesce(sum(length(CAST(payload AS BLOB))), 0), min(id), max(id) FROM spool",
@@ -492,11 +536,13 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
         path: dir.to_owned(),
         source,
     })?;
+    let lock = lock(dir)?;
     let path = dir.join(SPOOL_FILE);
     let damage = match open_checked(&path) {
         Ok((db, messages, bytes, oldest_ms, first_id, next_id)) => {
             return Ok(Opened {
                 db,
+                lock,
                 messages,
                 bytes,
                 oldest_ms,
@@ -505,7 +551,8 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
                 lost: 0,
             });
         }
-        Err(error) => error,
+        Err(OpenFailure::Damaged(damage)) => damage,
+        Err(OpenFailure::Failed(source)) => return Err(SpoolError::Open { path, source }),
     };
     log::error!(
         "spool: {} is damaged ({damage}); keeping the messages that can still be read",
@@ -596,6 +643,7 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
     let lost = at_most;
     Ok(Opened {
         db,
+        lock,
         messages: kept,
         bytes,
         oldest_ms,
@@ -727,6 +775,41 @@ fn salvage(path: &Path) -> Salvage {
     salvage
 }
 
+/// Takes the spool directory's lock, or says which process holds it.
+fn lock(dir: &Path) -> Result<std::fs::File, SpoolError> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| SpoolError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => {
+            // The holder's pid, for the error a second process prints.
+            let mut file = file;
+            let _ = file
+                .set_len(0)
+                .and_then(|()| writeln!(file, "{}", std::process::id()));
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| text.trim().parse::<u32>().ok())
+                .map_or_else(String::new, |pid| format!(" (pid {pid})"));
+            Err(SpoolError::InUse {
+                dir: dir.to_owned(),
+                holder,
+            })
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(SpoolError::Lock { path, source }),
+    }
+}
+
 /// Renames the damaged database (and its WAL) to `spool.corrupt-<time>.db`.
 fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf, SpoolError> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
@@ -755,6 +838,8 @@ fn move_aside(dir: &Path, path: &Path) -> Result<PathBuf, SpoolError> {
 /// The writer thread's state.
 struct Writer {
     db: Connection,
+    /// Keeps the spool's lock until the writer ends.
+    _lock: std::fs::File,
     inbox: std_mpsc::Receiver<Op>,
     /// Dropped once every publisher is gone and the backlog is queued, which
     /// lets the in-memory queue end.
@@ -1067,6 +1152,59 @@ mod tests {
         assert_eq!(opened.messages, 0);
         assert_eq!(opened.next_id, 1);
         assert_eq!(opened.lost, 0);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_spool_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let first = open(&spool).unwrap();
+        let error = match open(&spool) {
+            Ok(_) => panic!("a second open of a spool in use succeeded"),
+            Err(error) => error,
+        };
+        assert!(matches!(error, SpoolError::InUse { .. }), "{error}");
+        assert!(error.to_string().contains("broker.spool.path"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("(pid {})", std::process::id())),
+            "{error}"
+        );
+        // Nothing was taken for damage and moved aside.
+        let names: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|name| name.starts_with("spool.corrupt-")),
+            "{names:?}"
+        );
+        drop(first);
+        open(&spool).unwrap();
+    }
+
+    #[test]
+    fn a_spool_that_cannot_be_opened_is_an_error_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        // A directory where the database should be: SQLite cannot open it,
+        // and it is not a damaged database to move aside.
+        std::fs::create_dir_all(spool.join(SPOOL_FILE)).unwrap();
+        let error = match open(&spool) {
+            Ok(_) => panic!("opened a directory as the spool database"),
+            Err(error) => error,
+        };
+        assert!(matches!(error, SpoolError::Open { .. }), "{error}");
+        assert!(spool.join(SPOOL_FILE).is_dir());
+        let names: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !names.iter().any(|name| name.starts_with("spool.corrupt-")),
+            "{names:?}"
+        );
     }
 
     #[test]
