@@ -938,6 +938,9 @@ impl Writer {
             if let Some(done) = shutdown {
                 self.unsynced.close();
                 let _ = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+                // Closed (the database and its lock) before the closer hears
+                // of it, so the spool can be opened again at once.
+                drop(self);
                 let _ = done.send(());
                 return;
             }
