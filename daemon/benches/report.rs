@@ -1177,7 +1177,7 @@ fn python_script(settings: &Settings, script: &str, input: &Path) -> Result<(Str
     Ok((
         result["version"].as_str().unwrap_or("?").to_owned(),
         Figures {
-            value: number("value")?,
+            value: number("posts_per_sec")?,
             cpu_per_million: Some(number("cpu_seconds_per_million")?),
             peak_rss_kib: Some(number("peak_rss_kib")? as u64),
             note: String::new(),
