@@ -390,6 +390,15 @@ fn whole_records<'a>(file: &Path, lines: &'a [String]) -> BTreeSet<&'a str> {
         .collect()
 }
 
+/// The files in `spool` that were moved aside as damaged.
+fn moved_aside(spool: &Path) -> Vec<String> {
+    std::fs::read_dir(spool)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("spool.corrupt-"))
+        .collect()
+}
+
 fn check_recovery(dir: &Path, lines: &[String], damaged: &Path) {
     let whole: BTreeSet<String> = whole_records(damaged, lines)
         .into_iter()
@@ -429,16 +438,10 @@ fn check_recovery(dir: &Path, lines: &[String], damaged: &Path) {
         said.contains(&format!("recovered {} whole", whole.len())),
         "{said}"
     );
-    let aside = std::fs::read_dir(dir.join("spool"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .any(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("spool.corrupt-")
-        });
-    assert!(aside, "the damaged file was not kept aside");
+    assert!(
+        !moved_aside(&dir.join("spool")).is_empty(),
+        "the damaged file was not kept aside"
+    );
     // The next start finds a sound, empty spool and says nothing about damage.
     let (ok, stderr, _) = run_on_spool(dir);
     assert!(ok && !stderr.contains("damaged"), "{stderr}");
@@ -513,14 +516,7 @@ async fn a_second_daemon_on_the_same_spool_stops_and_names_the_first() {
     );
     // The first one's spool was not taken for damage and moved aside, and it
     // goes on: it stops cleanly with every post committed once.
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("spool"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert!(
-        !names.iter().any(|name| name.starts_with("spool.corrupt-")),
-        "{names:?}"
-    );
+    assert_eq!(moved_aside(&dir.path().join("spool")), Vec::<String>::new());
     let (status, log) = first.terminate(Duration::from_secs(20));
     assert!(status.is_some_and(|status| status.success()), "{log}");
     let committed = committed_ids(&db);

@@ -1148,6 +1148,15 @@ impl Writer {
 mod tests {
     use super::*;
 
+    /// The files in `spool` that were moved aside as damaged.
+    fn moved_aside(spool: &Path) -> Vec<String> {
+        std::fs::read_dir(spool)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("spool.corrupt-"))
+            .collect()
+    }
+
     #[test]
     fn an_empty_directory_opens_as_an_empty_spool() {
         let dir = tempfile::tempdir().unwrap();
@@ -1175,14 +1184,7 @@ mod tests {
             "{error}"
         );
         // Nothing was taken for damage and moved aside.
-        let names: Vec<String> = std::fs::read_dir(&spool)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|name| name.starts_with("spool.corrupt-")),
-            "{names:?}"
-        );
+        assert_eq!(moved_aside(&spool), Vec::<String>::new());
         drop(first);
         open(&spool).unwrap();
     }
@@ -1200,14 +1202,7 @@ mod tests {
         };
         assert!(matches!(error, SpoolError::Open { .. }), "{error}");
         assert!(spool.join(SPOOL_FILE).is_dir());
-        let names: Vec<String> = std::fs::read_dir(&spool)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            !names.iter().any(|name| name.starts_with("spool.corrupt-")),
-            "{names:?}"
-        );
+        assert_eq!(moved_aside(&spool), Vec::<String>::new());
     }
 
     #[test]
@@ -1218,13 +1213,6 @@ mod tests {
         std::fs::write(spool.join(SPOOL_FILE), vec![0xa5u8; 10_000]).unwrap();
         let opened = open(&spool).unwrap();
         assert_eq!(opened.messages, 0);
-        let names: Vec<String> = std::fs::read_dir(&spool)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(
-            names.iter().any(|name| name.starts_with("spool.corrupt-")),
-            "{names:?}"
-        );
+        assert_eq!(moved_aside(&spool).len(), 1);
     }
 }
