@@ -325,9 +325,22 @@ pub async fn run_switched(
             first_error.get_or_insert(error);
         }
     }
-    if let Err(error) = flatten(sink_task.await) {
-        first_error.get_or_insert(error);
-    }
+    // The sink closes (SQLite's final checkpoint, say) while the letters, the
+    // replay position and the spool record the end of the run: the last
+    // settles came with the last commit, and none of them waits for the other.
+    let closing_sink = match sink_task.await {
+        Ok(Ok(mut sink)) => Some(tokio::spawn(async move {
+            sink.close().await.map_err(PipelineError::from)
+        })),
+        Ok(Err(error)) => {
+            first_error.get_or_insert(error);
+            None
+        }
+        Err(error) => {
+            first_error.get_or_insert(PipelineError::Task(error.to_string()));
+            None
+        }
+    };
     if let Err(error) = flatten(letters_task.await) {
         first_error.get_or_insert(error);
     }
@@ -360,6 +373,11 @@ pub async fn run_switched(
     if let Some(control) = &broker_control {
         // The last settles reach the disk before the run ends.
         control.close_spool().await;
+    }
+    if let Some(closing) = closing_sink
+        && let Err(error) = flatten(closing.await)
+    {
+        first_error.get_or_insert(error);
     }
     metrics.pipeline_stopped();
 
@@ -908,7 +926,9 @@ async fn beat(timer: &mut Option<tokio::time::Interval>, observer: &dyn Observer
 /// then do not wait `max_age` (their messages stay unacknowledged, and the run
 /// open, until they are written), while the queue still draining behind them
 /// keeps filling full batches.
-async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
+///
+/// Returns the sink, written and still open, for the caller to close.
+async fn sink_stage(mut stage: SinkStage) -> Result<Box<dyn Sink>, PipelineError> {
     let mut ended = false;
     let mut last_row = Instant::now();
     // Rows come a processed batch at a time, and as many batches as are waiting
@@ -957,8 +977,7 @@ async fn sink_stage(mut stage: SinkStage) -> Result<(), PipelineError> {
     if !stage.batcher.is_empty() {
         flush(&mut stage, FlushCause::Shutdown).await;
     }
-    stage.sink.close().await?;
-    Ok(())
+    Ok(stage.sink)
 }
 
 /// After the sources have ended, how long the sink waits for another row
@@ -1253,7 +1272,7 @@ mod tests {
         }
         release.notify_one();
         drop(row_tx);
-        stage.await.unwrap().unwrap();
+        stage.await.unwrap().unwrap().close().await.unwrap();
         let group = crate::batcher::GROUP_COMMIT_ROWS * 10;
         assert_eq!(*sizes.lock().unwrap(), [10, group, 130 - 10 - group]);
         assert_eq!(stats.snapshot().written, 130);
