@@ -411,7 +411,8 @@ async fn run_sources(
         };
         let ended = replay
             .run(
-                publisher.with_source("replay"),
+                // A file can wait for the pipeline: its posts need not queue on disk.
+                publisher.with_source("replay").paced(),
                 stats.clone(),
                 cancel.clone(),
             )

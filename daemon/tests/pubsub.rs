@@ -1317,13 +1317,20 @@ fn spooled_ids(dir: &Path) -> BTreeSet<String> {
     ) else {
         return BTreeSet::new();
     };
-    let Ok(mut statement) = db.prepare("SELECT payload FROM spool") else {
+    let Ok(mut statement) = db.prepare("SELECT first_id, count, body FROM chunk") else {
         return BTreeSet::new();
     };
-    statement
-        .query_map([], |row| row.get::<_, String>(0))
+    let chunks: Vec<(i64, i64, Vec<u8>)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .unwrap()
-        .map(|payload| tweetpipe::post::decode(&payload.unwrap()).unwrap().id)
+        .map(Result::unwrap)
+        .collect();
+    chunks
+        .iter()
+        .flat_map(|(first, count, body)| {
+            tweetpipe::broker::spool::chunk::decode(*first, *count, body).records
+        })
+        .map(|record| tweetpipe::post::decode(&record.payload).unwrap().id)
         .collect()
 }
 

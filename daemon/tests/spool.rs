@@ -228,7 +228,7 @@ async fn sigkill_at_random_moments_loses_no_post_the_daemon_had_received() {
     // Settled means removed: after the clean stop the spool is empty.
     let left: i64 = rusqlite::Connection::open(dir.path().join("spool/spool.db"))
         .unwrap()
-        .query_row("select count(*) from spool", [], |row| row.get(0))
+        .query_row("select count(*) from chunk", [], |row| row.get(0))
         .unwrap();
     assert_eq!(left, 0);
 }
@@ -327,26 +327,80 @@ async fn an_unpaced_stream_through_the_spool_loses_nothing() {
     );
 }
 
-/// A spool file with `n` distinct posts, written as the daemon writes it, all
-/// in the database file itself (no WAL), as after a checkpoint.
-fn write_spool(dir: &Path, lines: &[String]) -> PathBuf {
+/// How a spool file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// As this version writes it: chunks of consecutive messages on 16 KiB
+    /// pages (the layout `tweetpipe::broker::spool::chunk` documents).
+    Chunks,
+    /// As versions before chunks wrote it: a row per message, 4 KiB pages.
+    RowPerMessage,
+}
+
+/// A spool file with `lines` as distinct posts, laid out as `format` says,
+/// all in the database file itself (no WAL), as after a checkpoint.
+fn write_spool(dir: &Path, lines: &[String], format: Format) -> PathBuf {
+    use tweetpipe::broker::spool::chunk;
     let spool = dir.join("spool");
     std::fs::create_dir_all(&spool).unwrap();
     let path = spool.join("spool.db");
     let db = rusqlite::Connection::open(&path).unwrap();
-    db.execute_batch(
-        "CREATE TABLE spool (id INTEGER PRIMARY KEY, appended_ms INTEGER NOT NULL, payload TEXT NOT NULL);",
-    )
-    .unwrap();
-    let tx = db.unchecked_transaction().unwrap();
-    for (index, line) in lines.iter().enumerate() {
-        tx.execute(
-            "INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)",
-            rusqlite::params![index as i64 + 1, 1_772_352_000_000i64, line],
-        )
-        .unwrap();
+    let appended_ms = 1_772_352_000_000i64;
+    match format {
+        Format::RowPerMessage => {
+            db.execute_batch(
+                "CREATE TABLE spool (id INTEGER PRIMARY KEY, appended_ms INTEGER NOT NULL, payload TEXT NOT NULL);",
+            )
+            .unwrap();
+            let tx = db.unchecked_transaction().unwrap();
+            for (index, line) in lines.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![index as i64 + 1, appended_ms, line],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        Format::Chunks => {
+            db.execute_batch(
+                "PRAGMA page_size = 16384;
+                 CREATE TABLE chunk (first_id INTEGER PRIMARY KEY, count INTEGER NOT NULL,
+                                     appended_ms INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                                     body BLOB NOT NULL);",
+            )
+            .unwrap();
+            let tx = db.unchecked_transaction().unwrap();
+            let mut first = 0;
+            while first < lines.len() {
+                let mut body = Vec::new();
+                let mut end = first;
+                while end < lines.len()
+                    && end - first < chunk::MAX_MESSAGES
+                    && (end == first
+                        || body.len() + chunk::record_len(&lines[end], Some("x"))
+                            <= chunk::MAX_BYTES)
+                {
+                    chunk::encode(&mut body, end as i64 + 1, Some("x"), &lines[end]);
+                    end += 1;
+                }
+                let bytes: usize = lines[first..end].iter().map(String::len).sum();
+                tx.execute(
+                    "INSERT INTO chunk (first_id, count, appended_ms, bytes, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    rusqlite::params![
+                        first as i64 + 1,
+                        (end - first) as i64,
+                        appended_ms,
+                        bytes as i64,
+                        body
+                    ],
+                )
+                .unwrap();
+                first = end;
+            }
+            tx.commit().unwrap();
+        }
     }
-    tx.commit().unwrap();
     drop(db);
     path
 }
@@ -524,13 +578,12 @@ async fn a_second_daemon_on_the_same_spool_stops_and_names_the_first() {
     assert_eq!((committed.len(), unique.len()), (SENT, SENT), "{log}");
 }
 
-#[test]
-fn a_spool_truncated_mid_record_keeps_every_whole_record_and_says_what_it_dropped() {
+/// A power cut that lost the file's tail, cutting a page (and a record) in two.
+fn truncated_mid_record(format: Format, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let lines = posts(600, 8);
-    let path = write_spool(dir.path(), &lines);
+    let lines = posts(600, seed);
+    let path = write_spool(dir.path(), &lines, format);
     let size = std::fs::metadata(&path).unwrap().len();
-    // A power cut that lost the file's tail, cutting a page (and a record) in two.
     let cut = size - 4096 * 3 - 1500;
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(cut).unwrap();
@@ -539,16 +592,120 @@ fn a_spool_truncated_mid_record_keeps_every_whole_record_and_says_what_it_droppe
 }
 
 #[test]
+fn a_spool_truncated_mid_record_keeps_every_whole_record_and_says_what_it_dropped() {
+    truncated_mid_record(Format::Chunks, 8);
+}
+
+#[test]
+fn a_spool_of_an_earlier_version_truncated_mid_record_keeps_every_whole_record() {
+    truncated_mid_record(Format::RowPerMessage, 8);
+}
+
+/// Garbage over `span` of the page at `page` bytes into the file.
+fn garbage_over(path: &Path, page: usize, span: std::ops::Range<usize>) {
+    let mut bytes = std::fs::read(path).unwrap();
+    for (offset, byte) in bytes[page + span.start..page + span.end]
+        .iter_mut()
+        .enumerate()
+    {
+        *byte = (offset as u8).wrapping_mul(37) ^ 0x5a;
+    }
+    std::fs::write(path, &bytes).unwrap();
+}
+
+#[test]
 fn a_spool_with_garbage_over_a_page_keeps_every_whole_record_and_says_what_it_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let lines = posts(600, 9);
-    let path = write_spool(dir.path(), &lines);
-    let mut bytes = std::fs::read(&path).unwrap();
+    let path = write_spool(dir.path(), &lines, Format::RowPerMessage);
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
     // Garbage over part of a page in the middle of the file.
-    let page = (bytes.len() / 4096 / 2) * 4096;
-    for (offset, byte) in bytes[page + 40..page + 3000].iter_mut().enumerate() {
-        *byte = (offset as u8).wrapping_mul(37) ^ 0x5a;
-    }
-    std::fs::write(&path, &bytes).unwrap();
+    garbage_over(&path, (size / 4096 / 2) * 4096, 40..3000);
     check_recovery(dir.path(), &lines, &path.clone());
+}
+
+#[test]
+fn garbage_inside_a_chunk_costs_only_the_records_it_touches() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = posts(600, 10);
+    let path = write_spool(dir.path(), &lines, Format::Chunks);
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    // The second quarter of a 16 KiB page in the middle: inside a chunk's
+    // records, past SQLite's own cell header, so SQLite finds nothing wrong
+    // and only the records' checksums tell what the garbage hit.
+    garbage_over(&path, (size / 16384 / 2) * 16384, 4096..7000);
+    let whole: BTreeSet<String> = whole_records(&path, &lines)
+        .into_iter()
+        .map(post_id)
+        .collect();
+    assert!(whole.len() < lines.len() && whole.len() + 10 > lines.len());
+    let (ok, stderr, committed) = run_on_spool(dir.path());
+    assert!(ok, "the daemon did not start on a damaged spool:\n{stderr}");
+    let committed: BTreeSet<String> = committed.into_iter().collect();
+    assert_eq!(committed, whole, "{stderr}");
+    let said = stderr
+        .lines()
+        .find(|line| line.contains("do not check"))
+        .unwrap_or_else(|| panic!("no line says what was dropped:\n{stderr}"));
+    assert!(said.contains("they are dropped"), "{said}");
+    // Dropped means settled: the next start finds the spool empty.
+    let (ok, stderr, _) = run_on_spool(dir.path());
+    assert!(ok && !stderr.contains("do not check"), "{stderr}");
+    assert!(!stderr.contains("left unsettled"), "{stderr}");
+}
+
+#[test]
+fn garbage_over_a_chunks_header_costs_at_most_that_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines = posts(600, 11);
+    let path = write_spool(dir.path(), &lines, Format::Chunks);
+    let size = std::fs::metadata(&path).unwrap().len() as usize;
+    let page = (size / 16384 / 2) * 16384;
+    let original = std::fs::read(&path).unwrap();
+    // The posts with any byte on that page.
+    let on_the_page: BTreeSet<String> = lines
+        .iter()
+        .filter(|line| {
+            let at = find(&original, line.as_bytes()).expect("every record is whole at first");
+            at < page + 16384 && at + line.len() > page
+        })
+        .map(|line| post_id(line))
+        .collect();
+    assert!(!on_the_page.is_empty() && on_the_page.len() <= chunk_capacity(&lines));
+    // Garbage over the page's start: its header and the chunk's cell header,
+    // so SQLite cannot say where the chunk's records are.
+    garbage_over(&path, page, 0..3000);
+    let (ok, stderr, committed) = run_on_spool(dir.path());
+    assert!(ok, "the daemon did not start on a damaged spool:\n{stderr}");
+    let committed: BTreeSet<String> = committed.into_iter().collect();
+    let sent: BTreeSet<String> = lines.iter().map(|line| post_id(line)).collect();
+    assert!(
+        committed.is_subset(&sent),
+        "a record came back changed:\n{stderr}"
+    );
+    let lost: BTreeSet<String> = sent.difference(&committed).cloned().collect();
+    assert!(
+        lost.is_subset(&on_the_page),
+        "lost {} records, {} of them off the damaged page:\n{stderr}",
+        lost.len(),
+        lost.difference(&on_the_page).count()
+    );
+    assert!(
+        stderr.contains("is damaged") && stderr.contains("dropped"),
+        "{stderr}"
+    );
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// The most sample posts one chunk holds.
+fn chunk_capacity(lines: &[String]) -> usize {
+    use tweetpipe::broker::spool::chunk;
+    let shortest = lines.iter().map(String::len).min().unwrap_or(1);
+    (chunk::MAX_BYTES / chunk::record_len(&"x".repeat(shortest), Some("x")))
+        .min(chunk::MAX_MESSAGES)
 }

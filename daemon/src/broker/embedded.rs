@@ -54,6 +54,7 @@ pub fn embedded(capacity: usize, stats: Arc<Stats>) -> (EmbeddedPublisher, Embed
             permits,
             spool: None,
             stats: stats.clone(),
+            paced: false,
         },
         EmbeddedSubscriber {
             rx,
@@ -93,6 +94,7 @@ pub fn embedded_spooled(
             permits,
             spool: Some(Arc::new(PublisherSpool { writer })),
             stats: stats.clone(),
+            paced: false,
         },
         EmbeddedSubscriber {
             rx,
@@ -153,6 +155,9 @@ pub struct EmbeddedPublisher {
     permits: Arc<Semaphore>,
     spool: Option<Arc<PublisherSpool>>,
     stats: Arc<Stats>,
+    /// Waits for a slot in the in-memory queue before appending to the spool
+    /// ([`EmbeddedPublisher::paced`]).
+    paced: bool,
 }
 
 impl std::fmt::Debug for EmbeddedPublisher {
@@ -176,6 +181,16 @@ impl EmbeddedPublisher {
     /// to the spool's writer, waiting while the spool is full.
     pub async fn publish(&self, payload: Arc<str>) -> Result<(), BrokerClosed> {
         self.publish_envelope(payload, None).await
+    }
+
+    /// The same publisher for a source that can wait, such as a file: with a
+    /// spool, each message still goes to disk before it is processed, but
+    /// only once the in-memory queue has a slot for it, as without a spool.
+    /// A live stream, which cannot wait, runs ahead into the spool instead,
+    /// and what waits there is read back from disk.
+    pub fn paced(mut self) -> Self {
+        self.paced = true;
+        self
     }
 
     /// Queues a message whose ack settles `receipt` (with a spool: whose
@@ -203,7 +218,8 @@ impl EmbeddedPublisher {
         receipt: Option<Receipt>,
     ) -> Result<(), BrokerClosed> {
         if let Some(spool) = &self.spool {
-            match spool.writer.append(payload, receipt, None).await {
+            let slots = self.paced.then_some(&self.permits);
+            match spool.writer.append(payload, receipt, None, slots).await {
                 Ok(Appended::Queued) => Stats::add(&self.stats.published, 1),
                 // Dropped unsettled: a replay's position stays before it.
                 Ok(Appended::Dropped) => {}
@@ -486,6 +502,48 @@ mod tests {
             max_bytes,
             when_full: crate::config::WhenFull::Block,
         }
+    }
+
+    #[tokio::test]
+    async fn a_paced_publisher_waits_for_the_queue_instead_of_filling_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = spool_options(dir.path(), 1 << 30);
+        let status = Arc::new(SpoolStatus::default());
+        let (publisher, mut subscriber) =
+            embedded_spooled(3, Arc::new(Stats::default()), &options, status.clone()).unwrap();
+        let publisher = publisher.paced();
+        let source = tokio::spawn(async move {
+            for n in 0..10 {
+                publisher.publish(format!("m{n}").into()).await.unwrap();
+                publisher.sync().await.unwrap();
+            }
+        });
+        let mut held = Vec::new();
+        while held.len() < 3 {
+            held.extend(subscriber.recv_many(10).await);
+        }
+        // Three in the queue, none more on disk: the publisher waits for a slot.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(status.appended.load(Ordering::Relaxed), 3);
+        assert_eq!(status.messages.load(Ordering::Relaxed), 3);
+        assert!(!source.is_finished());
+        let mut seen: Vec<String> = held.iter().map(|d| d.payload.to_string()).collect();
+        for delivery in held {
+            delivery.token.ack();
+        }
+        while seen.len() < 10 {
+            for delivery in subscriber.recv_many(10).await {
+                seen.push(delivery.payload.to_string());
+                delivery.token.ack();
+            }
+            assert!(status.messages.load(Ordering::Relaxed) <= 3);
+        }
+        source.await.unwrap();
+        let expected: Vec<String> = (0..10).map(|n| format!("m{n}")).collect();
+        assert_eq!(seen, expected);
+        subscriber.closer().close_spool().await;
+        assert_eq!(status.appended.load(Ordering::Relaxed), 10);
+        assert_eq!(status.messages.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -182,6 +182,15 @@ impl Publisher {
         }
     }
 
+    /// The same publisher for a source that can wait (a replay's file): see
+    /// [`EmbeddedPublisher::paced`]. Pub/Sub's publisher is unchanged.
+    pub fn paced(self) -> Publisher {
+        match self {
+            Publisher::Embedded(publisher) => Publisher::Embedded(publisher.paced()),
+            Publisher::Pubsub(publisher) => Publisher::Pubsub(publisher),
+        }
+    }
+
     /// The same publisher, labelling what it publishes with `source` where the
     /// broker keeps attributes (Pub/Sub).
     pub fn with_source(&self, source: &'static str) -> Publisher {

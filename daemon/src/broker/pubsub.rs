@@ -633,7 +633,7 @@ impl PubsubPublisher {
             // confirms: shutdown must not wait for that.
             return tokio::select! {
                 biased;
-                appended = spool.writer.append(payload, receipt, Some(self.source)) => {
+                appended = spool.writer.append(payload, receipt, Some(self.source), None) => {
                     appended.map(drop).map_err(|_| BrokerClosed)
                 }
                 _ = self.shared.cancel.cancelled() => Err(BrokerClosed),

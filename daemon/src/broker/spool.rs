@@ -1,7 +1,15 @@
 //! The durable spool: the embedded broker's messages on disk from publish until settled.
 //!
 //! One SQLite database in WAL mode (`spool.db` in the spool directory) holds
-//! every unsettled message. A single writer thread owns it: it takes every
+//! every unsettled message, packed with the messages appended beside it into
+//! chunks of up to [`chunk::MAX_MESSAGES`] (one row each, framed as [`chunk`]
+//! says): a row per message made SQLite's per-row work (the record, the
+//! b-tree cell, its delete) a third of the spool's time. A chunk's row is
+//! deleted once all its messages are settled; the writer keeps which are in
+//! memory, and at shutdown rewrites a chunk that is partly settled to hold
+//! only the rest. After a crash a partly settled chunk is delivered whole: its
+//! settled messages come again, and the sinks keep each post id once.
+//! A single writer thread owns the database: it takes every
 //! operation waiting (appends from the sources, settles from acks), applies them
 //! in one transaction and commits once, so many messages share one `fdatasync`
 //! (group commit). `synchronous = FULL` makes that commit sync the WAL: with
@@ -32,7 +40,9 @@
 //! and the log says what could not be read. The daemon then starts: never a
 //! crash loop.
 
-use std::collections::VecDeque;
+pub mod chunk;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -171,6 +181,9 @@ pub(super) enum Op {
         receipt: Option<Receipt>,
         /// Kept with the message (see [`Spooled::source`]).
         source: Option<&'static str>,
+        /// A slot in the in-memory queue taken before the append (a paced
+        /// publisher): the message goes to the queue from memory at its commit.
+        slot: Option<OwnedSemaphorePermit>,
     },
     /// Answered once every operation sent before it is committed.
     Sync(tokio::sync::oneshot::Sender<()>),
@@ -268,12 +281,16 @@ pub(super) struct WriterGone;
 
 impl SpoolWriter {
     /// Hands `payload` to the writer, waiting while the spool is full (`block`)
-    /// or while [`MAX_UNSYNCED`] messages wait for their commit.
+    /// or while [`MAX_UNSYNCED`] messages wait for their commit, and, with
+    /// `queue_slots`, until the in-memory queue has a slot for it: a source
+    /// that can wait (a file) so never builds a backlog on disk that has to be
+    /// read back, while one that cannot (X) leaves it out.
     pub async fn append(
         &self,
         payload: Arc<str>,
         receipt: Option<Receipt>,
         source: Option<&'static str>,
+        queue_slots: Option<&Arc<Semaphore>>,
     ) -> Result<Appended, WriterGone> {
         let len = payload.len() as u64;
         loop {
@@ -298,6 +315,18 @@ impl SpoolWriter {
                 }
             }
         }
+        // After the room: a slot frees up as the pipeline acks what it holds,
+        // which never waits for room, so holding room while waiting is safe.
+        let slot = match queue_slots {
+            Some(slots) => match slots.clone().acquire_owned().await {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    self.room.give_back(len);
+                    return Err(WriterGone);
+                }
+            },
+            None => None,
+        };
         let unsynced = match self.unsynced.clone().acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => {
@@ -311,6 +340,7 @@ impl SpoolWriter {
                 _unsynced: unsynced,
                 receipt,
                 source,
+                slot,
             })
             .map_err(|_| {
                 self.room.give_back(len);
@@ -402,6 +432,8 @@ pub(super) fn start(
         inbox,
         forward: Some(forward),
         next_id: opened.next_id,
+        chunks: opened.chunks,
+        lost: Vec::new(),
         // Left over messages are read back from disk first.
         disk_from: (opened.messages > 0).then_some(opened.first_id),
         publishers_gone: false,
@@ -440,16 +472,23 @@ struct Opened {
     oldest_ms: u64,
     first_id: i64,
     next_id: i64,
+    /// The chunks on disk, none of their messages settled yet.
+    chunks: BTreeMap<i64, ChunkState>,
     /// Messages of a damaged file that could not be read (0 when it was sound).
     lost: u64,
 }
 
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spool (
-    id INTEGER PRIMARY KEY,
+/// One row per chunk of consecutive messages (see [`chunk`]).
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS chunk (
+    first_id INTEGER PRIMARY KEY,
+    count INTEGER NOT NULL,
     appended_ms INTEGER NOT NULL,
-    payload TEXT NOT NULL,
-    source TEXT
+    bytes INTEGER NOT NULL,
+    body BLOB NOT NULL
 )";
+
+/// The table of a spool written before chunks: one row per message.
+const LEGACY_TABLE: &str = "spool";
 
 fn configure(db: &Connection) -> rusqlite::Result<()> {
     // 16 KiB pages (set when the file is made) and a 16 MiB page cache: a
@@ -474,17 +513,93 @@ fn configure(db: &Connection) -> rusqlite::Result<()> {
          PRAGMA wal_autocheckpoint = 1024;
          PRAGMA journal_size_limit = 16777216;",
     )?;
-    db.execute_batch(SCHEMA)?;
-    // A spool written before messages kept their source label.
-    let has_source: i64 = db.query_row(
-        "SELECT count(*) FROM pragma_table_info('spool') WHERE name = 'source'",
-        [],
-        |row| row.get(0),
+    db.execute_batch(SCHEMA)
+}
+
+/// Writes `records` (id, appended_ms, source, payload; ids ascending) as
+/// chunks of consecutive ids; returns each chunk's first id and count.
+fn insert_chunks<'a>(
+    db: &Connection,
+    records: impl IntoIterator<Item = (i64, i64, Option<&'a str>, &'a str)>,
+) -> rusqlite::Result<Vec<(i64, u32)>> {
+    let mut insert = db.prepare_cached(
+        "INSERT INTO chunk (first_id, count, appended_ms, bytes, body) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    if has_source == 0 {
-        db.execute_batch("ALTER TABLE spool ADD COLUMN source TEXT")?;
+    let mut written = Vec::new();
+    let mut body = Vec::with_capacity(chunk::MAX_BYTES);
+    // The chunk being filled: first id, count, appended_ms, payload bytes.
+    let mut open: Option<(i64, u32, i64, i64)> = None;
+    for (id, appended_ms, source, payload) in records {
+        let len = chunk::record_len(payload, source);
+        if let Some((first, count, ms, bytes)) = open {
+            let fits = id == first + i64::from(count)
+                && (count as usize) < chunk::MAX_MESSAGES
+                && body.len() + len <= chunk::MAX_BYTES;
+            if !fits {
+                insert.execute(params![first, count, ms, bytes, &body])?;
+                written.push((first, count));
+                body.clear();
+                open = None;
+            }
+        }
+        let (_, count, _, bytes) = open.get_or_insert((id, 0, appended_ms, 0));
+        chunk::encode(&mut body, id, source, payload);
+        *count += 1;
+        *bytes += payload.len() as i64;
     }
-    Ok(())
+    if let Some((first, count, ms, bytes)) = open {
+        insert.execute(params![first, count, ms, bytes, &body])?;
+        written.push((first, count));
+    }
+    Ok(written)
+}
+
+/// Moves the messages of a spool written before chunks (one row each) into
+/// chunks, in one transaction; returns how many.
+fn migrate_legacy(db: &Connection) -> rusqlite::Result<u64> {
+    let columns: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info(?1)")?
+        .query_map([LEGACY_TABLE], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if columns.is_empty() {
+        return Ok(0);
+    }
+    let source = if columns.iter().any(|column| column == "source") {
+        "source"
+    } else {
+        "NULL"
+    };
+    let tx = db.unchecked_transaction()?;
+    let mut moved = 0u64;
+    {
+        let mut select = tx.prepare(&format!(
+            "SELECT id, appended_ms, payload, {source} FROM {LEGACY_TABLE} ORDER BY id"
+        ))?;
+        let mut rows = select.query([])?;
+        let mut buffer: Vec<(i64, i64, Option<String>, String)> = Vec::new();
+        loop {
+            let row = rows.next()?;
+            if let Some(row) = row {
+                buffer.push((row.get(0)?, row.get(1)?, row.get(3)?, row.get(2)?));
+            }
+            if buffer.len() >= 4096 || (row.is_none() && !buffer.is_empty()) {
+                moved += buffer.len() as u64;
+                insert_chunks(
+                    &tx,
+                    buffer
+                        .iter()
+                        .map(|(id, ms, source, payload)| (*id, *ms, source.as_deref(), &**payload)),
+                )?;
+                buffer.clear();
+            }
+            if row.is_none() {
+                break;
+            }
+        }
+    }
+    tx.execute_batch(&format!("DROP TABLE {LEGACY_TABLE}"))?;
+    tx.commit()?;
+    Ok(moved)
 }
 
 /// Why a spool database could not be opened.
@@ -506,34 +621,69 @@ impl From<rusqlite::Error> for OpenFailure {
     }
 }
 
+/// A sound spool's contents, counted at open.
+struct Found {
+    messages: u64,
+    bytes: u64,
+    oldest_ms: u64,
+    first_id: i64,
+    next_id: i64,
+    chunks: BTreeMap<i64, ChunkState>,
+}
+
+/// Counts what `db` holds and indexes its chunks.
+fn found(db: &Connection) -> rusqlite::Result<Found> {
+    let mut chunks = BTreeMap::new();
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    let mut first: Option<(i64, i64)> = None;
+    let mut next_id = 1;
+    let mut statement =
+        db.prepare("SELECT first_id, count, bytes, appended_ms FROM chunk ORDER BY first_id")?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let (first_id, count, chunk_bytes, appended_ms): (i64, i64, i64, i64) =
+            (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+        let count = count.clamp(0, chunk::MAX_MESSAGES as i64);
+        chunks.insert(
+            first_id,
+            ChunkState {
+                count: count as u32,
+                settled: 0,
+            },
+        );
+        messages += count as u64;
+        bytes += chunk_bytes.max(0) as u64;
+        first.get_or_insert((first_id, appended_ms));
+        next_id = first_id + count;
+    }
+    Ok(Found {
+        messages,
+        bytes,
+        oldest_ms: first.map_or(0, |(_, ms)| ms.max(0) as u64),
+        first_id: first.map_or(1, |(id, _)| id),
+        next_id,
+        chunks,
+    })
+}
+
 /// Opens the database and checks it.
-fn open_checked(path: &Path) -> Result<(Connection, u64, u64, u64, i64, i64), OpenFailure> {
+fn open_checked(path: &Path) -> Result<(Connection, Found), OpenFailure> {
     let db = Connection::open(path)?;
     configure(&db)?;
     let check: String = db.query_row("PRAGMA quick_check(1)", [], |row| row.get(0))?;
     if check != "ok" {
         return Err(OpenFailure::Damaged(check));
     }
-    let (messages, bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = db.query_row(
-        "SELECT count(*), coalesce(sum(length(CAST(payload AS BLOB))), 0), min(id), max(id) FROM spool",
-        [],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-    )?;
-    let oldest: Option<i64> = db
-        .query_row(
-            "SELECT appended_ms FROM spool ORDER BY id LIMIT 1",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok((
-        db,
-        messages as u64,
-        bytes as u64,
-        oldest.unwrap_or(0) as u64,
-        first.unwrap_or(1),
-        last.map_or(1, |last| last + 1),
-    ))
+    let moved = migrate_legacy(&db)?;
+    if moved > 0 {
+        log::info!(
+            "spool: {moved} messages of {} moved to chunks of up to {} messages (this version's format)",
+            path.display(),
+            chunk::MAX_MESSAGES
+        );
+    }
+    let found = found(&db)?;
+    Ok((db, found))
 }
 
 fn open(dir: &Path) -> Result<Opened, SpoolError> {
@@ -544,15 +694,16 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
     let lock = lock(dir)?;
     let path = dir.join(SPOOL_FILE);
     let damage = match open_checked(&path) {
-        Ok((db, messages, bytes, oldest_ms, first_id, next_id)) => {
+        Ok((db, found)) => {
             return Ok(Opened {
                 db,
                 lock,
-                messages,
-                bytes,
-                oldest_ms,
-                first_id,
-                next_id,
+                messages: found.messages,
+                bytes: found.bytes,
+                oldest_ms: found.oldest_ms,
+                first_id: found.first_id,
+                next_id: found.next_id,
+                chunks: found.chunks,
                 lost: 0,
             });
         }
@@ -565,35 +716,28 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
     );
     let salvage = salvage(&path);
     let aside = move_aside(dir, &path)?;
-    let db = Connection::open(&path).map_err(|source| SpoolError::Open {
+    let failed = |source| SpoolError::Open {
         path: path.clone(),
         source,
-    })?;
-    configure(&db).map_err(|source| SpoolError::Open {
-        path: path.clone(),
-        source,
-    })?;
-    let mut bytes = 0u64;
-    {
-        let insert = || -> rusqlite::Result<()> {
-            let tx = db.unchecked_transaction()?;
-            {
-                let mut statement =
-                    tx.prepare("INSERT INTO spool (id, appended_ms, payload) VALUES (?1, ?2, ?3)")?;
-                for (id, appended_ms, payload) in &salvage.rows {
-                    statement.execute(params![id, appended_ms, payload])?;
-                }
-            }
-            tx.commit()
-        };
-        insert().map_err(|source| SpoolError::Open {
-            path: path.clone(),
-            source,
-        })?;
-    }
-    for (_, _, payload) in &salvage.rows {
-        bytes += payload.len() as u64;
-    }
+    };
+    let db = Connection::open(&path).map_err(failed)?;
+    configure(&db).map_err(failed)?;
+    let insert = || -> rusqlite::Result<()> {
+        let tx = db.unchecked_transaction()?;
+        insert_chunks(
+            &tx,
+            salvage.rows.iter().map(|row| {
+                (
+                    row.id,
+                    row.appended_ms,
+                    row.source.as_deref(),
+                    &*row.payload,
+                )
+            }),
+        )?;
+        tx.commit()
+    };
+    insert().map_err(failed)?;
     let kept = salvage.rows.len() as u64;
     let at_most: u64 = salvage
         .unreadable
@@ -638,28 +782,33 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
          the damaged file is kept as {} for inspection (delete it when done)",
         aside.display()
     );
-    let first_id = salvage.rows.first().map_or(1, |row| row.0);
-    let next_id = salvage
-        .rows
-        .last()
-        .map_or(1, |row| row.0 + 1)
-        .max(salvage.max_id.map_or(1, |id| id + 1));
-    let oldest_ms = salvage.rows.first().map_or(0, |row| row.1 as u64);
-    let lost = at_most;
+    let found = found(&db).map_err(failed)?;
     Ok(Opened {
         db,
         lock,
-        messages: kept,
-        bytes,
-        oldest_ms,
-        first_id,
-        next_id,
-        lost,
+        messages: found.messages,
+        bytes: found.bytes,
+        oldest_ms: found.oldest_ms,
+        first_id: found.first_id,
+        next_id: found
+            .next_id
+            .max(salvage.max_id.map_or(1, |id| id.saturating_add(1))),
+        chunks: found.chunks,
+        lost: at_most,
     })
 }
 
+/// A message read out of a damaged spool.
+struct SalvagedRow {
+    id: i64,
+    appended_ms: i64,
+    payload: Arc<str>,
+    source: Option<Arc<str>>,
+}
+
 struct Salvage {
-    rows: Vec<(i64, i64, String)>,
+    /// In id order, each id once.
+    rows: Vec<SalvagedRow>,
     /// Id ranges that could not be read (ids never used count too: at most).
     unreadable: Vec<(i64, i64)>,
     /// Nothing after this id could be read and the file's last id is lost too.
@@ -672,9 +821,68 @@ struct Salvage {
 /// Consecutive unreadable ids probed one by one before the probe strides grow.
 const LINEAR_PROBES: i64 = 4096;
 
-/// Reads what can be read from a damaged spool, in id order: after an id that
-/// cannot be read, it probes the following ids one by one (then in growing
-/// strides) for the next readable row.
+/// What one row of a damaged spool gave: the ids it stands for and the whole
+/// messages among them (`None`: the row itself is torn).
+struct Unit {
+    first: i64,
+    last: i64,
+    rows: Vec<SalvagedRow>,
+    missing: Vec<(i64, i64)>,
+}
+
+/// How one table of a spool is read when the file is damaged.
+struct Table {
+    /// Rows from a key on, in key order.
+    from: &'static str,
+    /// The greatest id, read from the b-tree's right edge only.
+    max_id: &'static str,
+    /// The least key.
+    min_key: &'static str,
+    read: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Option<Unit>>,
+}
+
+/// Row per message (before chunks). A page cut short reads as zeros past the
+/// cut: a message with a NUL in it is torn (JSON never has one).
+fn legacy_unit(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Unit>> {
+    let (id, appended_ms, payload, source): (i64, i64, String, Option<String>) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    Ok((!payload.contains('\0')).then(|| Unit {
+        first: id,
+        last: id,
+        rows: vec![SalvagedRow {
+            id,
+            appended_ms,
+            payload: Arc::from(payload),
+            source: source.map(Arc::from),
+        }],
+        missing: Vec::new(),
+    }))
+}
+
+fn chunk_unit(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Unit>> {
+    let (first, count, appended_ms, body): (i64, i64, i64, Vec<u8>) =
+        (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+    let count = count.clamp(1, chunk::MAX_MESSAGES as i64);
+    let decoded = chunk::decode(first, count, &body);
+    Ok(Some(Unit {
+        first,
+        last: first + count - 1,
+        rows: decoded
+            .records
+            .into_iter()
+            .map(|record| SalvagedRow {
+                id: record.id,
+                appended_ms,
+                payload: record.payload,
+                source: record.source,
+            })
+            .collect(),
+        missing: decoded.missing,
+    }))
+}
+
+/// Reads what can be read from a damaged spool, in id order: its chunks, and
+/// the rows of a spool written before chunks.
 fn salvage(path: &Path) -> Salvage {
     let mut salvage = Salvage {
         rows: Vec::new(),
@@ -692,22 +900,60 @@ fn salvage(path: &Path) -> Salvage {
     // Lets SQLite read a file shorter than its header says (a lost tail)
     // instead of refusing it whole.
     let _ = db.execute_batch("PRAGMA writable_schema = ON");
-    let max_id: Option<i64> = db
-        .query_row("SELECT max(id) FROM spool", [], |row| row.get(0))
-        .ok()
-        .flatten();
-    let min_id: Option<i64> = db
-        .query_row("SELECT min(id) FROM spool", [], |row| row.get(0))
-        .ok()
-        .flatten();
-    let Ok(mut statement) =
-        db.prepare("SELECT id, appended_ms, payload FROM spool WHERE id >= ?1 ORDER BY id")
-    else {
-        return salvage;
+    let tables = [
+        Table {
+            from: "SELECT id, appended_ms, payload, source FROM spool WHERE id >= ?1 ORDER BY id",
+            max_id: "SELECT max(id) FROM spool",
+            min_key: "SELECT min(id) FROM spool",
+            read: legacy_unit,
+        },
+        Table {
+            from: "SELECT id, appended_ms, payload, NULL FROM spool WHERE id >= ?1 ORDER BY id",
+            max_id: "SELECT max(id) FROM spool",
+            min_key: "SELECT min(id) FROM spool",
+            read: legacy_unit,
+        },
+        Table {
+            from: "SELECT first_id, count, appended_ms, body FROM chunk WHERE first_id >= ?1 ORDER BY first_id",
+            max_id: "SELECT first_id + count - 1 FROM chunk ORDER BY first_id DESC LIMIT 1",
+            min_key: "SELECT min(first_id) FROM chunk",
+            read: chunk_unit,
+        },
+    ];
+    let mut legacy_read = false;
+    for (index, table) in tables.iter().enumerate() {
+        // The second is the legacy table before it kept a source column.
+        if index == 1 && legacy_read {
+            continue;
+        }
+        if salvage_table(&db, table, &mut salvage) && index == 0 {
+            legacy_read = true;
+        }
+    }
+    salvage.rows.sort_by_key(|row| row.id);
+    salvage.rows.dedup_by_key(|row| row.id);
+    salvage
+}
+
+/// Reads one table into `salvage`: after a key that cannot be read, it probes
+/// the following keys one by one (then in growing strides) for the next
+/// readable row. False when the table is not there.
+fn salvage_table(db: &Connection, table: &Table, salvage: &mut Salvage) -> bool {
+    let Ok(mut statement) = db.prepare(table.from) else {
+        return false;
     };
     salvage.not_a_database = false;
-    salvage.max_id = max_id;
-    let mut from = min_id.unwrap_or(1);
+    let max_id: Option<i64> = db
+        .query_row(table.max_id, [], |row| row.get(0))
+        .ok()
+        .flatten();
+    let min_key: Option<i64> = db
+        .query_row(table.min_key, [], |row| row.get(0))
+        .ok()
+        .flatten();
+    salvage.max_id = salvage.max_id.max(max_id);
+    let kept_before = salvage.rows.len();
+    let mut from = min_key.unwrap_or(1);
     let end = max_id.unwrap_or(i64::MAX / 2);
     let mut failures = 0i64;
     loop {
@@ -715,32 +961,26 @@ fn salvage(path: &Path) -> Salvage {
         match statement.query(params![from]) {
             Ok(mut cursor) => loop {
                 match cursor.next() {
-                    Ok(Some(row)) => {
-                        let read: rusqlite::Result<(i64, i64, String)> =
-                            (|| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))();
-                        // A page cut short reads as zeros past the cut: a
-                        // message with a NUL in it is torn (JSON never has one).
-                        let read = read.ok().filter(|(_, _, payload)| !payload.contains('\0'));
-                        match read {
-                            Some(read) => {
-                                // Ids skipped over just after a failure were on
-                                // the damaged pages too.
-                                if failures > 0
-                                    && let Some((_, to)) = salvage.unreadable.last_mut()
-                                    && read.0 - 1 > *to
-                                {
-                                    *to = read.0 - 1;
-                                }
-                                from = read.0 + 1;
-                                salvage.rows.push(read);
-                                failures = 0;
+                    Ok(Some(row)) => match (table.read)(row).ok().flatten() {
+                        Some(unit) => {
+                            // Ids skipped over just after a failure were on
+                            // the damaged pages too.
+                            if failures > 0
+                                && let Some((_, to)) = salvage.unreadable.last_mut()
+                                && unit.first - 1 > *to
+                            {
+                                *to = unit.first - 1;
                             }
-                            None => {
-                                failed = true;
-                                break;
-                            }
+                            from = unit.last + 1;
+                            salvage.rows.extend(unit.rows);
+                            salvage.unreadable.extend(unit.missing);
+                            failures = 0;
                         }
-                    }
+                        None => {
+                            failed = true;
+                            break;
+                        }
+                    },
                     Ok(None) => break,
                     Err(_) => {
                         failed = true;
@@ -755,10 +995,11 @@ fn salvage(path: &Path) -> Salvage {
         }
         if max_id.is_none() && failures >= LINEAR_PROBES {
             // The file's end is gone with its last ids: how many is unknown.
-            salvage.tail_lost_after = Some(salvage.rows.last().map_or(0, |row| row.0));
+            let last_kept = salvage.rows[kept_before..].last().map(|row| row.id);
+            salvage.tail_lost_after = Some(last_kept.unwrap_or(0));
             salvage
                 .unreadable
-                .retain(|(first, _)| salvage.rows.last().is_some_and(|row| *first < row.0));
+                .retain(|(first, _)| last_kept.is_some_and(|last| *first < last));
             break;
         }
         let stride = if failures < LINEAR_PROBES {
@@ -777,7 +1018,16 @@ fn salvage(path: &Path) -> Salvage {
             break;
         }
     }
-    salvage
+    if max_id.is_none() && failures > 0 && salvage.tail_lost_after.is_none() {
+        // The last rows could not be read, and neither could the last id: the
+        // file's end is gone, how far is unknown.
+        let last_kept = salvage.rows[kept_before..].last().map(|row| row.id);
+        salvage.tail_lost_after = Some(last_kept.unwrap_or(0));
+        salvage
+            .unreadable
+            .retain(|(first, _)| last_kept.is_some_and(|last| *first < last));
+    }
+    true
 }
 
 /// Takes the spool directory's lock, or says which process holds it.
@@ -850,6 +1100,10 @@ struct Writer {
     /// lets the in-memory queue end.
     forward: Option<Box<dyn Forward>>,
     next_id: i64,
+    /// The chunks on disk, by first id, and which of their messages are settled.
+    chunks: BTreeMap<i64, ChunkState>,
+    /// Messages found unreadable while read back: settled with the next commit.
+    lost: Vec<i64>,
     /// `Some(id)`: messages from `id` on are on disk only, and are read back as
     /// the queue has room; `None`: every committed message has been queued.
     disk_from: Option<i64>,
@@ -861,10 +1115,51 @@ struct Writer {
     dir: PathBuf,
 }
 
+/// A chunk in the writer's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChunkState {
+    /// Messages in it: ids `first_id .. first_id + count`.
+    count: u32,
+    /// Bit `n`: message `first_id + n` is settled.
+    settled: u64,
+}
+
+impl ChunkState {
+    fn all(&self) -> u64 {
+        match self.count {
+            64.. => u64::MAX,
+            count => (1u64 << count) - 1,
+        }
+    }
+}
+
+/// What a committed transaction changed, applied to the writer's state once
+/// it is on disk.
+struct Written {
+    /// The chunks appended: first id, count.
+    chunks: Vec<(i64, u32)>,
+    /// Messages newly settled, by chunk: the chunk's first id and their bits.
+    settled: BTreeMap<i64, u64>,
+    /// The chunks deleted, all settled.
+    deleted: Vec<i64>,
+    settled_messages: u64,
+    settled_bytes: u64,
+}
+
+/// An append waiting for its commit.
+struct Pending {
+    payload: Arc<str>,
+    source: Option<&'static str>,
+    /// Released at the commit.
+    _unsynced: OwnedSemaphorePermit,
+    /// See [`Op::Append`].
+    slot: Option<OwnedSemaphorePermit>,
+}
+
 /// One transaction's worth of operations.
 #[derive(Default)]
 struct Batch {
-    appends: Vec<(Arc<str>, Option<&'static str>, OwnedSemaphorePermit)>,
+    appends: Vec<Pending>,
     /// Answered once the batch (and so everything before it) is committed.
     synced: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The appends' receipts, settled once they are committed.
@@ -911,9 +1206,15 @@ impl Writer {
                         _unsynced,
                         receipt,
                         source,
+                        slot,
                     } => {
                         bytes += payload.len();
-                        batch.appends.push((payload, source, _unsynced));
+                        batch.appends.push(Pending {
+                            payload,
+                            source,
+                            _unsynced,
+                            slot,
+                        });
                         batch.receipts.extend(receipt);
                     }
                     Op::Sync(done) => batch.synced.push(done),
@@ -930,7 +1231,7 @@ impl Writer {
             }
             let shutdown = batch.shutdown.take();
             let synced = std::mem::take(&mut batch.synced);
-            if !batch.is_empty() {
+            if !batch.is_empty() || !self.lost.is_empty() {
                 self.commit(batch);
             }
             // Whatever came before a sync is committed now (earlier batches
@@ -942,6 +1243,12 @@ impl Writer {
             self.end_queue_when_done();
             if let Some(done) = shutdown {
                 self.unsynced.close();
+                if let Err(error) = self.split_partly_settled() {
+                    log::warn!(
+                        "spool: could not drop the settled messages of partly settled chunks; \
+                         the next start delivers them again (the sinks keep each post once): {error}"
+                    );
+                }
                 let _ = self.db.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
                 // Closed (the database and its lock) before the closer hears
                 // of it, so the spool can be opened again at once.
@@ -958,10 +1265,12 @@ impl Writer {
     fn commit(&mut self, mut batch: Batch) {
         let appended_ms = now_ms() as i64;
         let first_id = self.next_id;
+        // Messages found unreadable when read back are settled with this batch.
+        batch.settles.extend(self.lost.drain(..).map(|id| (id, 0)));
         let mut attempt = 0u32;
-        loop {
+        let written = loop {
             match self.write(&batch, first_id, appended_ms) {
-                Ok(()) => break,
+                Ok(written) => break written,
                 Err(error) => {
                     attempt += 1;
                     let wait = Duration::from_millis(100u64 << attempt.min(6));
@@ -975,18 +1284,29 @@ impl Writer {
                     std::thread::sleep(wait);
                 }
             }
-        }
+        };
         for receipt in batch.receipts.drain(..) {
             receipt.settle();
         }
         self.next_id = first_id + batch.appends.len() as i64;
+        for &(first, count) in &written.chunks {
+            self.chunks.insert(first, ChunkState { count, settled: 0 });
+        }
+        for (first, bits) in &written.settled {
+            if let Some(state) = self.chunks.get_mut(first) {
+                state.settled |= bits;
+            }
+        }
+        for first in &written.deleted {
+            self.chunks.remove(first);
+        }
         let appended = batch.appends.len() as u64;
-        let settled = batch.settles.len() as u64;
-        let settled_bytes: u64 = batch.settles.iter().map(|(_, len)| *len).sum();
+        let settled = written.settled_messages;
+        let settled_bytes = written.settled_bytes;
         let appended_bytes: u64 = batch
             .appends
             .iter()
-            .map(|(payload, _, _)| payload.len() as u64)
+            .map(|pending| pending.payload.len() as u64)
             .sum();
         let status = &self.status;
         status.appended.fetch_add(appended, Ordering::Relaxed);
@@ -1016,7 +1336,7 @@ impl Writer {
             if let Ok(Some(oldest)) = self
                 .db
                 .query_row(
-                    "SELECT appended_ms FROM spool ORDER BY id LIMIT 1",
+                    "SELECT appended_ms FROM chunk ORDER BY first_id LIMIT 1",
                     [],
                     |row| row.get::<_, i64>(0),
                 )
@@ -1029,17 +1349,19 @@ impl Writer {
         let Some(forward) = &self.forward else {
             return;
         };
-        for (offset, (payload, source, _unsynced)) in batch.appends.into_iter().enumerate() {
+        for (offset, pending) in batch.appends.into_iter().enumerate() {
             let id = first_id + offset as i64;
+            // Behind a backlog on disk, read back in id order (a slot taken
+            // beforehand is given back).
             if self.disk_from.is_some() {
                 break;
             }
-            match forward.try_slot() {
+            match pending.slot.or_else(|| forward.try_slot()) {
                 Some(slot) => forward.forward(
                     Spooled {
                         id,
-                        payload,
-                        source: source.map(Arc::from),
+                        payload: pending.payload,
+                        source: pending.source.map(Arc::from),
                     },
                     slot,
                 ),
@@ -1049,40 +1371,111 @@ impl Writer {
         }
     }
 
-    fn write(&self, batch: &Batch, first_id: i64, appended_ms: i64) -> rusqlite::Result<()> {
+    /// Writes `batch` in one transaction; changes nothing in memory, so a
+    /// failed attempt can simply be made again.
+    fn write(&self, batch: &Batch, first_id: i64, appended_ms: i64) -> rusqlite::Result<Written> {
         let tx = self.db.unchecked_transaction()?;
-        if !batch.appends.is_empty() {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO spool (id, appended_ms, payload, source) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (offset, (payload, source, _)) in batch.appends.iter().enumerate() {
-                insert.execute(params![
+        let chunks = insert_chunks(
+            &tx,
+            batch.appends.iter().enumerate().map(|(offset, pending)| {
+                (
                     first_id + offset as i64,
                     appended_ms,
-                    &**payload,
-                    source
-                ])?;
+                    pending.source,
+                    &*pending.payload,
+                )
+            }),
+        )?;
+        let mut settled = BTreeMap::new();
+        let (mut settled_messages, mut settled_bytes) = (0u64, 0u64);
+        for &(id, len) in &batch.settles {
+            let Some((&first, state)) = self.chunks.range(..=id).next_back() else {
+                continue;
+            };
+            let Some(bit) = u32::try_from(id - first)
+                .ok()
+                .filter(|&bit| bit < state.count)
+            else {
+                continue;
+            };
+            let bits: &mut u64 = settled.entry(first).or_default();
+            // A message settled twice counts once.
+            if (state.settled | *bits) & (1 << bit) != 0 {
+                continue;
             }
+            *bits |= 1 << bit;
+            settled_messages += 1;
+            settled_bytes += len;
         }
-        if !batch.settles.is_empty() {
-            let mut ids: Vec<i64> = batch.settles.iter().map(|(id, _)| *id).collect();
-            ids.sort_unstable();
-            let mut delete = tx.prepare_cached("DELETE FROM spool WHERE id BETWEEN ?1 AND ?2")?;
-            // Settles come mostly in order: one statement per run of ids.
-            let mut start = ids[0];
-            let mut end = start;
-            for &id in &ids[1..] {
-                if id == end + 1 || id == end {
-                    end = id;
-                } else {
-                    delete.execute(params![start, end])?;
-                    start = id;
-                    end = id;
+        let mut deleted = Vec::new();
+        if !settled.is_empty() {
+            let mut delete = tx.prepare_cached("DELETE FROM chunk WHERE first_id = ?1")?;
+            for (first, bits) in &settled {
+                if let Some(state) = self.chunks.get(first)
+                    && state.settled | bits == state.all()
+                {
+                    delete.execute([first])?;
+                    deleted.push(*first);
                 }
             }
-            delete.execute(params![start, end])?;
         }
-        tx.commit()
+        tx.commit()?;
+        Ok(Written {
+            chunks,
+            settled,
+            deleted,
+            settled_messages,
+            settled_bytes,
+        })
+    }
+
+    /// Rewrites each chunk some of whose messages are settled to hold only the
+    /// others, so the next start does not deliver the settled ones again.
+    fn split_partly_settled(&mut self) -> rusqlite::Result<()> {
+        let partly: Vec<(i64, ChunkState)> = self
+            .chunks
+            .iter()
+            .filter(|(_, state)| state.settled != 0)
+            .map(|(first, state)| (*first, *state))
+            .collect();
+        if partly.is_empty() {
+            return Ok(());
+        }
+        let tx = self.db.unchecked_transaction()?;
+        for (first, state) in &partly {
+            let row: Option<(i64, Vec<u8>)> = tx
+                .query_row(
+                    "SELECT appended_ms, body FROM chunk WHERE first_id = ?1",
+                    [first],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((appended_ms, body)) = row else {
+                continue;
+            };
+            let decoded = chunk::decode(*first, i64::from(state.count), &body);
+            tx.execute("DELETE FROM chunk WHERE first_id = ?1", [first])?;
+            insert_chunks(
+                &tx,
+                decoded
+                    .records
+                    .iter()
+                    .filter(|record| state.settled & (1 << (record.id - first)) == 0)
+                    .map(|record| {
+                        (
+                            record.id,
+                            appended_ms,
+                            record.source.as_deref(),
+                            &*record.payload,
+                        )
+                    }),
+            )?;
+        }
+        tx.commit()?;
+        for (first, _) in partly {
+            self.chunks.remove(&first);
+        }
+        Ok(())
     }
 
     /// Queues messages that wait on disk, as far as the queue has room.
@@ -1095,13 +1488,29 @@ impl Writer {
             if room == 0 {
                 return;
             }
-            let rows = (|| -> rusqlite::Result<Vec<(i64, String, Option<String>)>> {
+            // The chunk holding `from`, or the first one after it.
+            let start = self
+                .chunks
+                .range(..=from)
+                .next_back()
+                .map_or(from, |(first, _)| *first);
+            let limit = room.div_ceil(chunk::MAX_MESSAGES).max(4);
+            let rows = (|| -> rusqlite::Result<Vec<(i64, i64, chunk::Decoded)>> {
                 let mut statement = self.db.prepare_cached(
-                    "SELECT id, payload, source FROM spool WHERE id >= ?1 ORDER BY id LIMIT ?2",
+                    "SELECT first_id, count, body FROM chunk WHERE first_id >= ?1 ORDER BY first_id LIMIT ?2",
                 )?;
                 statement
-                    .query_map(params![from, room as i64], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    .query_map(params![start, limit as i64], |row| {
+                        let (first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+                        // Decoded where SQLite holds the body: no copy of it.
+                        let body = row.get_ref(2)?.as_blob().map_err(|error| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                2,
+                                rusqlite::types::Type::Blob,
+                                Box::new(error),
+                            )
+                        })?;
+                        Ok((first, count, chunk::decode(first, count, body)))
                     })?
                     .collect()
             })();
@@ -1116,22 +1525,38 @@ impl Writer {
                     return;
                 }
             };
-            let complete = rows.len() < room;
+            let complete = rows.len() < limit;
             let mut next = from;
-            for (id, payload, source) in rows {
-                let Some(slot) = forward.try_slot() else {
-                    self.disk_from = Some(id);
-                    return;
-                };
-                forward.forward(
-                    Spooled {
-                        id,
-                        payload: Arc::from(payload),
-                        source: source.map(Arc::from),
-                    },
-                    slot,
-                );
-                next = id + 1;
+            for (first, count, decoded) in rows {
+                for &(lost_from, lost_to) in &decoded.missing {
+                    if lost_to < from {
+                        continue;
+                    }
+                    log::error!(
+                        "spool: messages {}..={lost_to} in {} do not check (the disk changed them); they are dropped",
+                        lost_from.max(from),
+                        self.dir.join(SPOOL_FILE).display()
+                    );
+                    self.lost.extend(lost_from.max(from)..=lost_to);
+                }
+                for record in decoded.records {
+                    if record.id < from {
+                        continue;
+                    }
+                    let Some(slot) = forward.try_slot() else {
+                        self.disk_from = Some(record.id);
+                        return;
+                    };
+                    forward.forward(
+                        Spooled {
+                            id: record.id,
+                            payload: record.payload,
+                            source: record.source,
+                        },
+                        slot,
+                    );
+                }
+                next = next.max(first + count);
             }
             self.disk_from = if complete || next >= self.next_id {
                 None
