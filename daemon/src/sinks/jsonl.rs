@@ -113,14 +113,7 @@ impl JsonlSink {
                     continue;
                 }
                 let row = Row::new(post, &ingested_at, self.store_raw);
-                if let Err(error) = row.write_json_line(&mut buffer) {
-                    in_batch.remove(post.id.as_str());
-                    report.rejected.push(RejectedRow {
-                        index,
-                        reason: format!("cannot render the row as JSON: {error}"),
-                    });
-                    continue;
-                }
+                row.write_json_line(&mut buffer);
                 report.written += 1;
                 let current_len = self.current.as_ref().map_or(0, |current| current.len);
                 if current_len + buffer.len() as u64 >= self.rotate_bytes {

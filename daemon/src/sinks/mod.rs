@@ -13,6 +13,7 @@ use crate::config::SinkKind;
 use crate::post::Post;
 
 pub mod bigquery;
+mod json;
 pub mod jsonl;
 pub mod null;
 pub mod row;

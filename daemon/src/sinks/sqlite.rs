@@ -14,13 +14,13 @@
 //!
 //! [`summarize`] runs the queries behind the run summary on a database file.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction};
 
+use super::json;
 use super::row::{self, Column, Row};
 use super::{BoxFuture, RejectedRow, Sink, SinkError, WriteReport};
 use crate::config::SqliteSinkConfig;
@@ -142,18 +142,14 @@ fn insert_rows(
         match insert_row(&mut statement, &row, &mut scratch) {
             Ok(0) => report.duplicates += 1,
             Ok(_) => report.written += 1,
-            Err(RowError::Json(error)) => report.rejected.push(RejectedRow {
-                index,
-                reason: format!("cannot render the row as JSON: {error}"),
-            }),
-            Err(RowError::Sqlite(error)) if row_level(&error) && !transaction.is_autocommit() => {
+            Err(error) if row_level(&error) && !transaction.is_autocommit() => {
                 report.rejected.push(RejectedRow {
                     index,
                     reason: error.to_string(),
                 });
             }
             // Anything else (I/O, a full disk, a lost transaction) fails the batch.
-            Err(RowError::Sqlite(error)) => return Err(error.into()),
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(report)
@@ -170,17 +166,6 @@ fn row_level(error: &rusqlite::Error) -> bool {
     )
 }
 
-enum RowError {
-    Json(serde_json::Error),
-    Sqlite(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for RowError {
-    fn from(error: rusqlite::Error) -> Self {
-        RowError::Sqlite(error)
-    }
-}
-
 /// Inserts one row; the number of rows it changed (0 for a duplicate id).
 ///
 /// The values are bound one by one in the order of `row::COLUMNS` (then `raw`
@@ -190,18 +175,26 @@ fn insert_row(
     statement: &mut rusqlite::CachedStatement<'_>,
     row: &Row<'_>,
     scratch: &mut Vec<u8>,
-) -> Result<usize, RowError> {
+) -> Result<usize, rusqlite::Error> {
     scratch.clear();
     let mut ends = [0usize; 6];
     if let Some(created_at) = row.created_at {
-        write!(scratch, "{created_at}").expect("writing to a Vec cannot fail");
+        created_at.write_text(scratch);
     }
     ends[0] = scratch.len();
-    ends[1] = json(scratch, &row.hashtags)?;
-    ends[2] = json(scratch, &row.mentions)?;
-    ends[3] = json(scratch, &row.urls)?;
-    ends[4] = json(scratch, &row.matching_rules)?;
-    ends[5] = json(scratch, &row.attrs)?;
+    json::strings(scratch, row.hashtags.iter().map(String::as_str));
+    ends[1] = scratch.len();
+    json::strings(scratch, row.mentions.iter().map(String::as_str));
+    ends[2] = scratch.len();
+    json::strings(scratch, row.urls.iter().map(String::as_str));
+    ends[3] = scratch.len();
+    json::strings(
+        scratch,
+        row.matching_rules.0.iter().map(|rule| rule.tag.as_str()),
+    );
+    ends[4] = scratch.len();
+    json::attrs(scratch, row.attrs);
+    ends[5] = scratch.len();
     let text = |n: usize| {
         let start = if n == 0 { 0 } else { ends[n - 1] };
         std::str::from_utf8(&scratch[start..ends[n]]).expect("JSON and timestamps are UTF-8")
@@ -240,13 +233,7 @@ fn insert_row(
         row::columns(row.raw.is_some()).count(),
         "every column is bound"
     );
-    Ok(statement.raw_execute()?)
-}
-
-/// Appends `value` as JSON to `out`; the new length of `out`.
-fn json(out: &mut Vec<u8>, value: &impl serde::Serialize) -> Result<usize, RowError> {
-    serde_json::to_writer(&mut *out, value).map_err(RowError::Json)?;
-    Ok(out.len())
+    statement.raw_execute()
 }
 
 /// Counts above `i64::MAX` cannot be stored as an SQLite integer; they saturate.
