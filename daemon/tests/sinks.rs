@@ -121,6 +121,51 @@ async fn sqlite_counts_duplicates_and_keeps_one_row_per_id() {
 }
 
 #[tokio::test]
+async fn sqlite_creates_16k_pages_and_keeps_an_existing_files_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |path: &Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap()
+    };
+    let fresh = dir.path().join("fresh.db");
+    let mut sink = sinks::build(&SinkKind::Sqlite(sqlite_config(&fresh)))
+        .await
+        .unwrap();
+    assert_eq!(sink.write(&dataset()).await.unwrap().written, 10);
+    sink.close().await.unwrap();
+    assert_eq!(page_size(&fresh), 16_384);
+
+    // A database made before (SQLite's default 4 KiB pages, rows in it).
+    let old = dir.path().join("old.db");
+    let mut sink = {
+        let connection = rusqlite::Connection::open(&old).unwrap();
+        connection
+            .execute_batch(
+                "PRAGMA page_size = 4096; CREATE TABLE keep (x); INSERT INTO keep VALUES (1);",
+            )
+            .unwrap();
+        drop(connection);
+        sinks::build(&SinkKind::Sqlite(sqlite_config(&old)))
+            .await
+            .unwrap()
+    };
+    assert_eq!(sink.write(&dataset()).await.unwrap().written, 10);
+    sink.close().await.unwrap();
+    assert_eq!(page_size(&old), 4096);
+    let connection = rusqlite::Connection::open(&old).unwrap();
+    let (posts, kept): (i64, i64) = connection
+        .query_row(
+            "SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM keep)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((posts, kept), (10, 1));
+}
+
+#[tokio::test]
 async fn sqlite_rows_read_back_with_json_columns() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("posts.db");
