@@ -52,11 +52,8 @@ pub fn string(out: &mut Vec<u8>, value: &str) {
     let mut written = 0;
     let mut at = 0;
     for block in bytes.chunks_exact(BLOCK) {
-        // No short-circuit, so that the sixteen compares run side by side.
-        let clean = !block
-            .iter()
-            .fold(false, |found, &byte| found | needs_escape(byte));
-        if !clean {
+        let block: &[u8; BLOCK] = block.try_into().expect("chunks_exact yields whole blocks");
+        if has_escape(block) {
             for (offset, &byte) in block.iter().enumerate() {
                 if needs_escape(byte) {
                     out.extend_from_slice(&bytes[written..at + offset]);
@@ -67,15 +64,30 @@ pub fn string(out: &mut Vec<u8>, value: &str) {
         }
         at += BLOCK;
     }
-    for (offset, &byte) in bytes[at..].iter().enumerate() {
-        if needs_escape(byte) {
-            out.extend_from_slice(&bytes[written..at + offset]);
-            escape(out, byte);
-            written = at + offset + 1;
+    // The last bytes, fewer than a block (most attribute names are all of a
+    // string): checked as one padded block, walked only when one needs it.
+    let tail = &bytes[at..];
+    let mut padded = [b' '; BLOCK];
+    padded[..tail.len()].copy_from_slice(tail);
+    if has_escape(&padded) {
+        for (offset, &byte) in tail.iter().enumerate() {
+            if needs_escape(byte) {
+                out.extend_from_slice(&bytes[written..at + offset]);
+                escape(out, byte);
+                written = at + offset + 1;
+            }
         }
     }
     out.extend_from_slice(&bytes[written..]);
     out.push(b'"');
+}
+
+/// Whether any byte of `block` [`needs_escape`], with no early exit so that
+/// the compares run side by side.
+fn has_escape(block: &[u8; BLOCK]) -> bool {
+    block
+        .iter()
+        .fold(false, |found, &byte| found | needs_escape(byte))
 }
 
 /// Appends the escape sequence of `byte`, one that [`needs_escape`].
