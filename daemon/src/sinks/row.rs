@@ -1,10 +1,11 @@
 //! The one row shape every sink writes, and the small helpers the sinks share.
 //!
 //! A [`Row`] borrows a [`Post`] and names its fields the way the tables and files
-//! downstream expect them (`favorite_count`, `user_name`, `matching_rules`, …). It
-//! serialises straight to JSON without an intermediate `serde_json::Value`, so
-//! the JSONL and stdout sinks render a line in one pass, and [`COLUMNS`] lists the
-//! same keys with their SQL types for the SQLite sink. [`RecentIds`] is the
+//! downstream expect them (`favorite_count`, `user_name`, `matching_rules`, …).
+//! [`Row::write_json_line`] renders a JSONL line in one pass with the writers of
+//! [`json`], byte for byte what `serde_json` would write; the `Serialize` impl
+//! gives the same keys to the BigQuery sink, and [`COLUMNS`] lists them with
+//! their SQL types for the SQLite sink. [`RecentIds`] is the
 //! bounded memory of recently written post ids that sinks without a primary key
 //! use to skip duplicates within a run.
 
@@ -221,9 +222,9 @@ impl Serialize for RuleTags<'_> {
 pub struct Rfc3339Millis(pub DateTime<Utc>);
 
 impl Rfc3339Millis {
-    /// The rendered bytes for years 0–9999, digit by digit: `write!` with
-    /// seven padded fields cost about 2,500 instructions a timestamp, more than
-    /// the rest of a row's columns but the JSON ones.
+    /// The 24 bytes of the text, written digit by digit; `None` for a year
+    /// outside 0–9999, which chrono renders in its longer form. (Through
+    /// `write!`, the seven padded fields cost about 2,500 instructions.)
     fn render(self) -> Option<[u8; 24]> {
         let time = self.0.naive_utc();
         let year = u32::try_from(time.year())
@@ -246,9 +247,7 @@ impl Rfc3339Millis {
         digits(&mut out[20..23], (time.nanosecond() / 1_000_000).min(999));
         Some(out)
     }
-}
 
-impl Rfc3339Millis {
     /// Appends the text (ASCII, so a JSON string needs no escapes in it).
     pub fn write_text(self, out: &mut Vec<u8>) {
         match self.render() {
