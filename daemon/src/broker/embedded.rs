@@ -608,6 +608,70 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_message_the_disk_changed_is_dropped_and_its_bytes_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = spool_options(dir.path(), 1 << 30);
+        let stats = Arc::new(Stats::default());
+        {
+            let status = Arc::new(SpoolStatus::default());
+            let (publisher, subscriber) =
+                embedded_spooled(100, stats.clone(), &options, status.clone()).unwrap();
+            let closer = subscriber.closer();
+            for n in 0..10 {
+                publisher.publish(format!("m{n}").into()).await.unwrap();
+            }
+            publisher.sync().await.unwrap();
+            drop(publisher);
+            subscriber.close();
+            closer.close_spool().await;
+            drop(subscriber);
+        }
+        // One payload byte changed on disk: its record no longer checks.
+        {
+            let db = rusqlite::Connection::open(dir.path().join(crate::broker::spool::SPOOL_FILE))
+                .unwrap();
+            let (first, mut body): (i64, Vec<u8>) = db
+                .query_row("SELECT first_id, body FROM chunk", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .unwrap();
+            let at = body.windows(2).position(|pair| pair == b"m5").unwrap();
+            body[at + 1] = b'?';
+            db.execute(
+                "UPDATE chunk SET body = ?1 WHERE first_id = ?2",
+                rusqlite::params![body, first],
+            )
+            .unwrap();
+        }
+        let status = Arc::new(SpoolStatus::default());
+        let (publisher, mut subscriber) =
+            embedded_spooled(100, stats, &options, status.clone()).unwrap();
+        assert_eq!(status.bytes.load(Ordering::Relaxed), 20);
+        drop(publisher);
+        let mut seen = Vec::new();
+        loop {
+            let deliveries = subscriber.recv_many(100).await;
+            if deliveries.is_empty() {
+                break;
+            }
+            for delivery in deliveries {
+                seen.push(delivery.payload.to_string());
+                delivery.token.ack();
+            }
+        }
+        let expected: Vec<String> = (0..10)
+            .filter(|n| *n != 5)
+            .map(|n| format!("m{n}"))
+            .collect();
+        assert_eq!(seen, expected);
+        subscriber.closer().close_spool().await;
+        assert_eq!(status.messages.load(Ordering::Relaxed), 0);
+        // The dropped message's two bytes are counted out too, so the
+        // spool's room (and `tweetpipe_spool_bytes`) is whole again.
+        assert_eq!(status.bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
     async fn a_full_spool_blocks_the_publisher_until_messages_are_settled() {
         let dir = tempfile::tempdir().unwrap();
         let options = spool_options(dir.path(), 100);

@@ -404,17 +404,22 @@ pub(super) fn start(
     forward: impl FnOnce(Settler) -> Box<dyn Forward>,
     status: Arc<SpoolStatus>,
 ) -> Result<(SpoolWriter, SpoolCloser), SpoolError> {
-    let opened = open(&options.dir)?;
-    status.messages.store(opened.messages, Ordering::Relaxed);
-    status.bytes.store(opened.bytes, Ordering::Relaxed);
-    status.oldest_ms.store(opened.oldest_ms, Ordering::Relaxed);
-    status.recovered.store(opened.messages, Ordering::Relaxed);
-    status.lost_at_open.store(opened.lost, Ordering::Relaxed);
-    if opened.messages > 0 {
+    let Opened {
+        db,
+        lock,
+        found,
+        lost,
+    } = open(&options.dir)?;
+    status.messages.store(found.messages, Ordering::Relaxed);
+    status.bytes.store(found.bytes, Ordering::Relaxed);
+    status.oldest_ms.store(found.oldest_ms, Ordering::Relaxed);
+    status.recovered.store(found.messages, Ordering::Relaxed);
+    status.lost_at_open.store(lost, Ordering::Relaxed);
+    if found.messages > 0 {
         log::info!(
             "spool: {} messages ({} bytes) left unsettled by the previous run are delivered first",
-            opened.messages,
-            opened.bytes
+            found.messages,
+            found.bytes
         );
     }
     let (ops, inbox) = std_mpsc::channel();
@@ -422,20 +427,20 @@ pub(super) fn start(
     let unsynced = Arc::new(Semaphore::new(MAX_UNSYNCED));
     let room = Arc::new(Room {
         max_bytes: options.max_bytes,
-        used: AtomicU64::new(opened.bytes),
+        used: AtomicU64::new(found.bytes),
         freed: Notify::new(),
         warned: Mutex::new(None),
     });
     let writer = Writer {
-        db: opened.db,
-        _lock: opened.lock,
+        db,
+        _lock: lock,
         inbox,
         forward: Some(forward),
-        next_id: opened.next_id,
-        chunks: opened.chunks,
+        next_id: found.next_id,
+        chunks: found.chunks,
         lost: Vec::new(),
         // Left over messages are read back from disk first.
-        disk_from: (opened.messages > 0).then_some(opened.first_id),
+        disk_from: (found.messages > 0).then_some(found.first_id),
         publishers_gone: false,
         status: status.clone(),
         room: room.clone(),
@@ -467,13 +472,8 @@ struct Opened {
     db: Connection,
     /// Held (locked) while the spool is open.
     lock: std::fs::File,
-    messages: u64,
-    bytes: u64,
-    oldest_ms: u64,
-    first_id: i64,
-    next_id: i64,
-    /// The chunks on disk, none of their messages settled yet.
-    chunks: BTreeMap<i64, ChunkState>,
+    /// What the file holds.
+    found: Found,
     /// Messages of a damaged file that could not be read (0 when it was sound).
     lost: u64,
 }
@@ -621,7 +621,7 @@ impl From<rusqlite::Error> for OpenFailure {
     }
 }
 
-/// A sound spool's contents, counted at open.
+/// What a spool file holds, counted at open.
 struct Found {
     messages: u64,
     bytes: u64,
@@ -698,12 +698,7 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
             return Ok(Opened {
                 db,
                 lock,
-                messages: found.messages,
-                bytes: found.bytes,
-                oldest_ms: found.oldest_ms,
-                first_id: found.first_id,
-                next_id: found.next_id,
-                chunks: found.chunks,
+                found,
                 lost: 0,
             });
         }
@@ -782,18 +777,15 @@ fn open(dir: &Path) -> Result<Opened, SpoolError> {
          the damaged file is kept as {} for inspection (delete it when done)",
         aside.display()
     );
-    let found = found(&db).map_err(failed)?;
+    let mut found = found(&db).map_err(failed)?;
+    // Ids of the unreadable messages are not given out again.
+    found.next_id = found
+        .next_id
+        .max(salvage.max_id.map_or(1, |id| id.saturating_add(1)));
     Ok(Opened {
         db,
         lock,
-        messages: found.messages,
-        bytes: found.bytes,
-        oldest_ms: found.oldest_ms,
-        first_id: found.first_id,
-        next_id: found
-            .next_id
-            .max(salvage.max_id.map_or(1, |id| id.saturating_add(1))),
-        chunks: found.chunks,
+        found,
         lost: at_most,
     })
 }
@@ -1102,8 +1094,9 @@ struct Writer {
     next_id: i64,
     /// The chunks on disk, by first id, and which of their messages are settled.
     chunks: BTreeMap<i64, ChunkState>,
-    /// Messages found unreadable while read back: settled with the next commit.
-    lost: Vec<i64>,
+    /// Messages found unreadable while read back, with the payload bytes they
+    /// held: settled with the next commit.
+    lost: Vec<(i64, u64)>,
     /// `Some(id)`: messages from `id` on are on disk only, and are read back as
     /// the queue has room; `None`: every committed message has been queued.
     disk_from: Option<i64>,
@@ -1266,7 +1259,7 @@ impl Writer {
         let appended_ms = now_ms() as i64;
         let first_id = self.next_id;
         // Messages found unreadable when read back are settled with this batch.
-        batch.settles.extend(self.lost.drain(..).map(|id| (id, 0)));
+        batch.settles.append(&mut self.lost);
         let mut attempt = 0u32;
         let written = loop {
             match self.write(&batch, first_id, appended_ms) {
@@ -1493,24 +1486,26 @@ impl Writer {
                 .chunks
                 .range(..=from)
                 .next_back()
+                .filter(|(first, state)| *first + i64::from(state.count) > from)
                 .map_or(from, |(first, _)| *first);
             let limit = room.div_ceil(chunk::MAX_MESSAGES).max(4);
-            let rows = (|| -> rusqlite::Result<Vec<(i64, i64, chunk::Decoded)>> {
+            let rows = (|| -> rusqlite::Result<Vec<(i64, i64, i64, chunk::Decoded)>> {
                 let mut statement = self.db.prepare_cached(
-                    "SELECT first_id, count, body FROM chunk WHERE first_id >= ?1 ORDER BY first_id LIMIT ?2",
+                    "SELECT first_id, count, bytes, body FROM chunk WHERE first_id >= ?1 ORDER BY first_id LIMIT ?2",
                 )?;
                 statement
                     .query_map(params![start, limit as i64], |row| {
-                        let (first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+                        let (first, count, bytes): (i64, i64, i64) =
+                            (row.get(0)?, row.get(1)?, row.get(2)?);
                         // Decoded where SQLite holds the body: no copy of it.
-                        let body = row.get_ref(2)?.as_blob().map_err(|error| {
+                        let body = row.get_ref(3)?.as_blob().map_err(|error| {
                             rusqlite::Error::FromSqlConversionFailure(
-                                2,
+                                3,
                                 rusqlite::types::Type::Blob,
                                 Box::new(error),
                             )
                         })?;
-                        Ok((first, count, chunk::decode(first, count, body)))
+                        Ok((first, count, bytes, chunk::decode(first, count, body)))
                     })?
                     .collect()
             })();
@@ -1527,17 +1522,32 @@ impl Writer {
             };
             let complete = rows.len() < limit;
             let mut next = from;
-            for (first, count, decoded) in rows {
-                for &(lost_from, lost_to) in &decoded.missing {
+            for (first, count, bytes, decoded) in rows {
+                // What the unreadable messages held is what the chunk counts
+                // beyond its whole records: given back with the first of them
+                // (once, when the chunk's first gap is reached).
+                let mut lost_bytes = (bytes.max(0) as u64).saturating_sub(
+                    decoded
+                        .records
+                        .iter()
+                        .map(|record| record.payload.len() as u64)
+                        .sum(),
+                );
+                for (gap, &(lost_from, lost_to)) in decoded.missing.iter().enumerate() {
                     if lost_to < from {
                         continue;
+                    }
+                    if gap > 0 {
+                        lost_bytes = 0;
                     }
                     log::error!(
                         "spool: messages {}..={lost_to} in {} do not check (the disk changed them); they are dropped",
                         lost_from.max(from),
                         self.dir.join(SPOOL_FILE).display()
                     );
-                    self.lost.extend(lost_from.max(from)..=lost_to);
+                    let ids = lost_from.max(from)..=lost_to;
+                    self.lost
+                        .extend(ids.map(|id| (id, std::mem::take(&mut lost_bytes))));
                 }
                 for record in decoded.records {
                     if record.id < from {
@@ -1591,8 +1601,8 @@ mod tests {
     fn an_empty_directory_opens_as_an_empty_spool() {
         let dir = tempfile::tempdir().unwrap();
         let opened = open(&dir.path().join("spool")).unwrap();
-        assert_eq!(opened.messages, 0);
-        assert_eq!(opened.next_id, 1);
+        assert_eq!(opened.found.messages, 0);
+        assert_eq!(opened.found.next_id, 1);
         assert_eq!(opened.lost, 0);
     }
 
@@ -1642,7 +1652,7 @@ mod tests {
         std::fs::create_dir_all(&spool).unwrap();
         std::fs::write(spool.join(SPOOL_FILE), vec![0xa5u8; 10_000]).unwrap();
         let opened = open(&spool).unwrap();
-        assert_eq!(opened.messages, 0);
+        assert_eq!(opened.found.messages, 0);
         assert_eq!(moved_aside(&spool).len(), 1);
     }
 }
