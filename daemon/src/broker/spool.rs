@@ -1495,8 +1495,10 @@ impl Writer {
                 )?;
                 statement
                     .query_map(params![start, limit as i64], |row| {
-                        let (first, count, bytes): (i64, i64, i64) =
-                            (row.get(0)?, row.get(1)?, row.get(2)?);
+                        let (first, count): (i64, i64) = (row.get(0)?, row.get(1)?);
+                        // Only for the count of bytes dropped: a value the
+                        // disk changed must not stop the read-back.
+                        let bytes = row.get_ref(2)?.as_i64().unwrap_or(0);
                         // Decoded where SQLite holds the body: no copy of it.
                         let body = row.get_ref(3)?.as_blob().map_err(|error| {
                             rusqlite::Error::FromSqlConversionFailure(
