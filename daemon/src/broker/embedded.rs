@@ -496,6 +496,21 @@ mod tests {
         assert_eq!(subscriber.abandoned(), 1);
     }
 
+    /// Takes and acks every delivery until the queue ends; their payloads.
+    async fn ack_until_the_end(subscriber: &mut EmbeddedSubscriber) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let deliveries = subscriber.recv_many(100).await;
+            if deliveries.is_empty() {
+                return seen;
+            }
+            for delivery in deliveries {
+                seen.push(delivery.payload.to_string());
+                delivery.token.ack();
+            }
+        }
+    }
+
     fn spool_options(dir: &std::path::Path, max_bytes: u64) -> SpoolOptions {
         SpoolOptions {
             dir: dir.to_owned(),
@@ -590,17 +605,7 @@ mod tests {
         assert_eq!(status.messages.load(Ordering::Relaxed), 6);
         publisher.publish("new".into()).await.unwrap();
         drop(publisher);
-        let mut seen = Vec::new();
-        loop {
-            let deliveries = subscriber.recv_many(100).await;
-            if deliveries.is_empty() {
-                break;
-            }
-            for delivery in deliveries {
-                seen.push(delivery.payload.to_string());
-                delivery.token.ack();
-            }
-        }
+        let seen = ack_until_the_end(&mut subscriber).await;
         assert_eq!(seen, ["m4", "m5", "m6", "m7", "m8", "m9", "new"]);
         subscriber.closer().close_spool().await;
         assert_eq!(status.messages.load(Ordering::Relaxed), 0);
@@ -648,17 +653,7 @@ mod tests {
             embedded_spooled(100, stats, &options, status.clone()).unwrap();
         assert_eq!(status.bytes.load(Ordering::Relaxed), 20);
         drop(publisher);
-        let mut seen = Vec::new();
-        loop {
-            let deliveries = subscriber.recv_many(100).await;
-            if deliveries.is_empty() {
-                break;
-            }
-            for delivery in deliveries {
-                seen.push(delivery.payload.to_string());
-                delivery.token.ack();
-            }
-        }
+        let seen = ack_until_the_end(&mut subscriber).await;
         let expected: Vec<String> = (0..10)
             .filter(|n| *n != 5)
             .map(|n| format!("m{n}"))
