@@ -264,6 +264,10 @@ fn run(config_path: &Path, quiet: bool, from_start: bool) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // Before the runtime starts its threads, so every stage inherits it.
+    if let Err(error) = crate::scheduling::apply(config.process.scheduling) {
+        log::warn!("{error}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tweetpipe")

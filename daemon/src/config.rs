@@ -820,6 +820,9 @@ pub struct ProcessConfig {
         rename = "watch_debounce_ms"
     )]
     pub watch_debounce: Duration,
+    /// How the kernel schedules the daemon's threads (`batch` by default).
+    #[serde(default)]
+    pub scheduling: crate::scheduling::Scheduling,
 }
 
 impl Default for ProcessConfig {
@@ -829,6 +832,7 @@ impl Default for ProcessConfig {
             workers: default_workers(),
             watch_plugins: default_watch_plugins(),
             watch_debounce: default_watch_debounce(),
+            scheduling: crate::scheduling::Scheduling::default(),
         }
     }
 }
@@ -1781,6 +1785,31 @@ mod tests {
             let error = Config::parse(&text(bad), &path).unwrap_err().to_string();
             assert!(error.contains(key), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn scheduling_is_batch_unless_told_to_inherit() {
+        use crate::scheduling::Scheduling;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tweetpipe.toml");
+        let text = |process: &str| {
+            format!(
+                "[source.replay]\npath = \"posts.jsonl\"\n[process]\n{process}\n[sink.stdout]\n[dead_letter]\npath = \"d.jsonl\"\n"
+            )
+        };
+        let scheduling = |process: &str| {
+            Config::parse(&text(process), &path).map(|config| config.process.scheduling)
+        };
+        assert_eq!(scheduling("").unwrap(), Scheduling::Batch);
+        assert_eq!(
+            scheduling("scheduling = \"inherit\"").unwrap(),
+            Scheduling::Inherit
+        );
+        let error = scheduling("scheduling = \"fifo\"").unwrap_err().to_string();
+        assert!(
+            error.contains("process.scheduling") && error.contains("expected `batch` or `inherit`"),
+            "{error}"
+        );
     }
 
     /// `make run` summarised its sink as `config/../out/tweetpipe.db`.

@@ -32,6 +32,7 @@ pub mod pipeline;
 pub mod plugins;
 pub mod post;
 pub mod sample;
+pub mod scheduling;
 pub mod sinks;
 pub mod sources;
 pub mod stats;
