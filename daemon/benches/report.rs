@@ -1031,7 +1031,7 @@ path = {replay}
 
 [broker]
 kind = "embedded"
-capacity = 10000
+capacity = 4096
 
 [broker.spool]
 {spool}

@@ -674,7 +674,7 @@ fn default_pubsub_ack_deadline() -> i32 {
 }
 
 fn default_capacity() -> usize {
-    10_000
+    4_096
 }
 
 fn default_max_deliveries() -> u32 {
